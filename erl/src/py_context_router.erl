@@ -1,0 +1,308 @@
+%% @doc Routes calls to contexts, and starts and stops pools of them.
+%%
+%% Read path (every call, no process hop): a pool's contexts are a tuple in
+%% persistent_term, chosen by `erlang:system_info(scheduler_id)' modulo the pool
+%% size; a context bound to the calling process (process dictionary) wins; module
+%% or module/function registrations in a public ETS table pick the pool. Write
+%% path: this gen_server starts and stops pools and owns the registry table.
+-module(py_context_router).
+-behaviour(gen_server).
+
+-export([start_link/0, start/0, start/1, stop/0,
+         get_context/0, get_context/1, bind_context/1, bind_context/2,
+         unbind_context/0, unbind_context/1, contexts/0, contexts/1,
+         num_contexts/0, num_contexts/1, is_started/0, pool_started/1,
+         start_pool/2, start_pool/3, stop_pool/1,
+         register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
+         lookup_pool/2, list_pool_registrations/0, init_pool_registry/0,
+         pools/0, call_timeout/1, context_up/3]).
+
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
+
+-export_type([pool_name/0, start_opts/0]).
+
+-type pool_name() :: default | io | atom().
+-type start_opts() :: #{contexts => pos_integer(), atom() => term()}.
+
+-define(REGISTRY, py_pool_registry).
+-define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
+-define(BOUND_KEY(Pool), {?MODULE, bound, Pool}).
+%% Starting a pool waits for every context's Python to be ready.
+-define(START_POOL_TIMEOUT, 120000).
+
+%%% ===========================================================================
+%%% API
+%%% ===========================================================================
+
+%% @private Started by pyport_sup.
+-spec start_link() -> {ok, pid()}.
+start_link() ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, [], []).
+
+%% @doc Starts the default pool with one context per scheduler (at least 2).
+-spec start() -> {ok, [pid()]} | {error, term()}.
+start() -> start(#{}).
+
+%% @doc Starts the default pool; `contexts' sets its size, other keys are context
+%% options (docs/operations.md). `mode' is accepted and ignored.
+-spec start(start_opts()) -> {ok, [pid()]} | {error, term()}.
+start(Opts) ->
+    start_pool(default, maps:get(contexts, Opts, default_size()), maps:remove(contexts, Opts)).
+
+%% @doc Stops the default pool.
+-spec stop() -> ok.
+stop() -> stop_pool(default).
+
+%% @doc The context for the caller in the default pool: the bound one, else the
+%% one for the caller's scheduler.
+-spec get_context() -> pid().
+get_context() -> get_context(default).
+
+%% @doc With an integer N: the N-th (1-based) context of the default pool. With a
+%% pool name: the caller's context in that pool (bound, else by scheduler).
+-spec get_context(pos_integer() | pool_name()) -> pid().
+get_context(N) when is_integer(N) ->
+    element(N, pool_tuple(default));
+get_context(Pool) when is_atom(Pool) ->
+    case get(?BOUND_KEY(Pool)) of
+        undefined ->
+            Ctxs = pool_tuple(Pool),
+            element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs);
+        Ctx ->
+            Ctx
+    end.
+
+%% @doc Binds `Ctx' to the calling process for the default pool: its routed calls
+%% go to `Ctx' until unbind_context/0. The binding dies with the process.
+-spec bind_context(pid()) -> ok.
+bind_context(Ctx) -> bind_context(default, Ctx).
+
+%% @doc Binds `Ctx' to the calling process for `Pool'.
+-spec bind_context(pool_name(), pid()) -> ok.
+bind_context(Pool, Ctx) when is_atom(Pool), is_pid(Ctx) ->
+    put(?BOUND_KEY(Pool), Ctx),
+    ok.
+
+%% @doc Removes the caller's binding in the default pool.
+-spec unbind_context() -> ok.
+unbind_context() -> unbind_context(default).
+
+%% @doc Removes the caller's binding in `Pool'.
+-spec unbind_context(pool_name()) -> ok.
+unbind_context(Pool) ->
+    erase(?BOUND_KEY(Pool)),
+    ok.
+
+%% @doc The contexts of the default pool, in index order.
+-spec contexts() -> [pid()].
+contexts() -> contexts(default).
+
+%% @doc The contexts of `Pool', in index order ([] if not started).
+-spec contexts(pool_name()) -> [pid()].
+contexts(Pool) ->
+    case persistent_term:get(?POOL_KEY(Pool), undefined) of
+        undefined -> [];
+        {Ctxs, _} -> tuple_to_list(Ctxs)
+    end.
+
+%% @doc Size of the default pool.
+-spec num_contexts() -> non_neg_integer().
+num_contexts() -> num_contexts(default).
+
+%% @doc Size of `Pool' (0 if not started).
+-spec num_contexts(pool_name()) -> non_neg_integer().
+num_contexts(Pool) -> length(contexts(Pool)).
+
+%% @doc Whether the default pool is started and its contexts are alive.
+-spec is_started() -> boolean().
+is_started() -> pool_started(default).
+
+%% @doc Whether `Pool' is started and its contexts are alive.
+-spec pool_started(pool_name()) -> boolean().
+pool_started(Pool) ->
+    case contexts(Pool) of
+        [] -> false;
+        Ctxs -> lists:all(fun erlang:is_process_alive/1, Ctxs)
+    end.
+
+%% @doc Starts a named pool of `Size' contexts.
+-spec start_pool(pool_name(), pos_integer()) -> {ok, [pid()]} | {error, term()}.
+start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
+
+%% @doc Starts a named pool with context options (a map), or with an
+%% erlang_python mode atom (ignored: every context is its own OS process).
+-spec start_pool(pool_name(), pos_integer(), map() | atom()) -> {ok, [pid()]} | {error, term()}.
+start_pool(Pool, Size, Mode) when is_atom(Mode) ->
+    start_pool(Pool, Size, #{});
+start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0, is_map(Opts) ->
+    gen_server:call(?MODULE, {start_pool, Pool, Size, Opts}, ?START_POOL_TIMEOUT).
+
+%% @doc Stops a named pool and its OS processes.
+-spec stop_pool(pool_name()) -> ok.
+stop_pool(Pool) ->
+    gen_server:call(?MODULE, {stop_pool, Pool}, ?START_POOL_TIMEOUT).
+
+%% @doc Routes every call to `Module' (any function) to `Pool'.
+-spec register_pool(pool_name(), atom() | binary()) -> ok.
+register_pool(Pool, Module) ->
+    init_pool_registry(),
+    true = ets:insert(?REGISTRY, {{key(Module), '_'}, Pool}),
+    ok.
+
+%% @doc Routes calls to `Module.Func' to `Pool' (wins over a module registration).
+-spec register_pool(pool_name(), atom() | binary(), atom() | binary()) -> ok.
+register_pool(Pool, Module, Func) ->
+    init_pool_registry(),
+    true = ets:insert(?REGISTRY, {{key(Module), key(Func)}, Pool}),
+    ok.
+
+%% @doc Removes a module registration.
+-spec unregister_pool(atom() | binary()) -> ok.
+unregister_pool(Module) ->
+    init_pool_registry(),
+    true = ets:delete(?REGISTRY, {key(Module), '_'}),
+    ok.
+
+%% @doc Removes a module/function registration.
+-spec unregister_pool(atom() | binary(), atom() | binary()) -> ok.
+unregister_pool(Module, Func) ->
+    init_pool_registry(),
+    true = ets:delete(?REGISTRY, {key(Module), key(Func)}),
+    ok.
+
+%% @doc The pool for a call of `Module.Func': a module/function registration,
+%% else a module registration, else `default'.
+-spec lookup_pool(term(), term()) -> pool_name().
+lookup_pool(Module, Func) ->
+    M = key(Module),
+    try ets:lookup(?REGISTRY, {M, key(Func)}) of
+        [{_, Pool}] -> Pool;
+        [] ->
+            case ets:lookup(?REGISTRY, {M, '_'}) of
+                [{_, Pool}] -> Pool;
+                [] -> default
+            end
+    catch
+        error:badarg -> default
+    end.
+
+%% @doc All registrations, as `{{Module, Func | '_'}, Pool}'.
+-spec list_pool_registrations() -> [{{binary(), binary() | '_'}, pool_name()}].
+list_pool_registrations() ->
+    init_pool_registry(),
+    ets:tab2list(?REGISTRY).
+
+%% @doc Makes sure the registry table exists (it is created with the router;
+%% calling this again does nothing).
+-spec init_pool_registry() -> ok.
+init_pool_registry() ->
+    case ets:info(?REGISTRY, name) of
+        undefined -> gen_server:call(?MODULE, init_registry);
+        _ -> ok
+    end.
+
+%% @doc The started pools.
+-spec pools() -> [pool_name()].
+pools() -> gen_server:call(?MODULE, pools).
+
+%% @doc The routed-call timeout of `Pool' (its `call_timeout' option).
+-spec call_timeout(pool_name()) -> timeout().
+call_timeout(Pool) ->
+    case persistent_term:get(?POOL_KEY(Pool), undefined) of
+        undefined -> 30000;
+        {_, Timeout} -> Timeout
+    end.
+
+%% @private A context of a pool (re)started with a new pid.
+-spec context_up(pool_name(), pos_integer(), pid()) -> ok.
+context_up(Pool, Index, Pid) ->
+    gen_server:cast(?MODULE, {context_up, Pool, Index, Pid}).
+
+%%% ===========================================================================
+%%% gen_server
+%%% ===========================================================================
+
+%% @private
+init([]) ->
+    ensure_registry(),
+    {ok, #{pools => #{}}}.
+
+%% @private
+handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
+    case maps:find(Pool, Pools) of
+        {ok, _} ->
+            {reply, {ok, contexts(Pool)}, S};
+        error ->
+            Opts = maps:merge(application:get_env(pyport, context_opts, #{}), Opts0),
+            case supervisor:start_child(py_pools_sup, py_context_sup:child_spec(Pool, Size, Opts)) of
+                {ok, Sup} ->
+                    publish(Pool, Sup, Opts),
+                    {reply, {ok, contexts(Pool)},
+                     S#{pools := maps:put(Pool, #{sup => Sup, opts => Opts}, Pools)}};
+                {error, Reason} ->
+                    _ = supervisor:delete_child(py_pools_sup, {pool, Pool}),
+                    {reply, {error, Reason}, S}
+            end
+    end;
+handle_call({stop_pool, Pool}, _From, S = #{pools := Pools}) ->
+    _ = supervisor:terminate_child(py_pools_sup, {pool, Pool}),
+    _ = supervisor:delete_child(py_pools_sup, {pool, Pool}),
+    _ = persistent_term:erase(?POOL_KEY(Pool)),
+    {reply, ok, S#{pools := maps:remove(Pool, Pools)}};
+handle_call(init_registry, _From, S) ->
+    ensure_registry(),
+    {reply, ok, S};
+handle_call(pools, _From, S = #{pools := Pools}) ->
+    {reply, maps:keys(Pools), S}.
+
+%% @private
+handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
+    case maps:find(Pool, Pools) of
+        {ok, #{sup := Sup, opts := Opts}} -> publish(Pool, Sup, Opts);
+        error -> ok
+    end,
+    {noreply, S}.
+
+%% @private
+handle_info(_Msg, S) ->
+    {noreply, S}.
+
+%%% ===========================================================================
+%%% Internals
+%%% ===========================================================================
+
+ensure_registry() ->
+    case ets:info(?REGISTRY, name) of
+        undefined ->
+            ets:new(?REGISTRY, [named_table, public, set, {read_concurrency, true}]),
+            ok;
+        _ ->
+            ok
+    end.
+
+%% Publishes the pool's contexts (in index order) for the read path.
+publish(Pool, Sup, Opts) ->
+    Children = [{I, Pid} || {{py_context, I}, Pid, _, _} <- supervisor:which_children(Sup),
+                            is_pid(Pid)],
+    Ctxs = list_to_tuple([Pid || {_, Pid} <- lists:keysort(1, Children)]),
+    Timeout = maps:get(call_timeout, Opts, maps:get(call_timeout, py_context:default_opts())),
+    case persistent_term:get(?POOL_KEY(Pool), undefined) of
+        {Ctxs, Timeout} -> ok;
+        _ -> persistent_term:put(?POOL_KEY(Pool), {Ctxs, Timeout})
+    end.
+
+pool_tuple(Pool) ->
+    case persistent_term:get(?POOL_KEY(Pool), undefined) of
+        undefined -> error({pool_not_started, Pool});
+        {Ctxs, _} -> Ctxs
+    end.
+
+default_size() ->
+    case application:get_env(pyport, contexts, 0) of
+        N when is_integer(N), N > 0 -> N;
+        _ -> max(2, erlang:system_info(schedulers_online))
+    end.
+
+key(A) when is_atom(A) -> atom_to_binary(A, utf8);
+key(B) when is_binary(B) -> B;
+key(L) when is_list(L) -> unicode:characters_to_binary(L).

@@ -1,0 +1,124 @@
+%% @doc The pyport wire grammar on the Erlang side (docs/protocol.md): builds
+%% request frames, splits reply frames into header and body, normalises names and
+%% code, and names the ways a port can die. Pure functions, no processes; unit
+%% tested on their own (erl/test/py_protocol_tests.erl).
+-module(py_protocol).
+
+-include("pyport_wire.hrl").
+
+-export([call/6, eval/4, exec/3, drop_env/1, cancel/1, interrupt/1, info/1,
+         split/1, name/1, code/1, locals/1, exit_reason/1, error_result/1, version/0]).
+
+-export_type([request_id/0, frame/0]).
+
+-type request_id() :: pos_integer().
+-type frame() :: binary().
+
+%% @doc Protocol version this module speaks (must match the port's `ready').
+-spec version() -> pos_integer().
+version() -> ?PYPORT_PROTOCOL_VERSION.
+
+%% @doc `{call, Id, Pid, Module, Function, Args, Kwargs}'.
+-spec call(request_id(), pid(), atom() | binary(), atom() | binary(), list(), map()) -> frame().
+call(Id, Pid, M, F, Args, Kwargs) ->
+    term_to_binary({call, Id, Pid, M, F, Args, Kwargs}).
+
+%% @doc `{eval, Id, Pid, Code, Locals}'.
+-spec eval(request_id(), pid(), binary(), map()) -> frame().
+eval(Id, Pid, Code, Locals) ->
+    term_to_binary({eval, Id, Pid, Code, Locals}).
+
+%% @doc `{exec, Id, Pid, Code}'.
+-spec exec(request_id(), pid(), binary()) -> frame().
+exec(Id, Pid, Code) ->
+    term_to_binary({exec, Id, Pid, Code}).
+
+%% @doc `{drop_env, Pid}': forget the environment of a dead process.
+-spec drop_env(pid()) -> frame().
+drop_env(Pid) -> term_to_binary({drop_env, Pid}).
+
+%% @doc `{cancel, Id}': drop the request if queued, else raise in it.
+-spec cancel(request_id()) -> frame().
+cancel(Id) -> term_to_binary({cancel, Id}).
+
+%% @doc `{interrupt, Kind}': raise KeyboardInterrupt (`keyboard') or MemoryError
+%% (`memory') in the running code.
+-spec interrupt(keyboard | memory) -> frame().
+interrupt(Kind) when Kind =:= keyboard; Kind =:= memory -> term_to_binary({interrupt, Kind}).
+
+%% @doc `{info, Id}': answered by the port's loop thread even while Python runs.
+-spec info(request_id()) -> frame().
+info(Id) -> term_to_binary({info, Id}).
+
+%% @doc Splits a frame from the port into its header term and the ETF bytes of
+%% its body (empty when the frame has no body). Only the header is decoded.
+-spec split(frame()) -> {tuple(), binary()}.
+split(Frame) ->
+    {Header, Used} = binary_to_term(Frame, [used]),
+    {Header, binary_part(Frame, Used, byte_size(Frame) - Used)}.
+
+%% @doc A module or function name as sent: atoms and binaries as they are,
+%% strings as UTF-8 binaries. `{error, badarg}' for anything else.
+-spec name(term()) -> atom() | binary() | {error, badarg}.
+name(N) when is_atom(N); is_binary(N) -> N;
+name(N) when is_list(N) ->
+    case unicode:characters_to_binary(N) of
+        B when is_binary(B) -> B;
+        _ -> {error, badarg}
+    end;
+name(_) -> {error, badarg}.
+
+%% @doc Python source as a UTF-8 binary: binaries as they are, strings and
+%% iolists converted. `{error, badarg}' for anything else.
+-spec code(term()) -> binary() | {error, badarg}.
+code(C) when is_binary(C) -> C;
+code(C) when is_list(C) ->
+    try unicode:characters_to_binary(C) of
+        B when is_binary(B) -> B;
+        _ -> {error, badarg}
+    catch
+        error:badarg -> {error, badarg}
+    end;
+code(_) -> {error, badarg}.
+
+%% @doc Locals or keyword arguments: a map (keys are checked by the port).
+-spec locals(term()) -> map() | {error, badarg}.
+locals(M) when is_map(M) -> M;
+locals(_) -> {error, badarg}.
+
+%% @doc What an exit status of the port means. Statuses above 128 are deaths by
+%% signal (as the BEAM reports them); pyport's own statuses are named.
+-spec exit_reason(non_neg_integer()) -> term().
+exit_reason(?PYPORT_EXIT_OK) -> {exit, 0};
+exit_reason(?PYPORT_EXIT_USAGE) -> {exit, ?PYPORT_EXIT_USAGE, usage};
+exit_reason(?PYPORT_EXIT_PYTHON) -> {exit, ?PYPORT_EXIT_PYTHON, python_failed_to_start};
+exit_reason(?PYPORT_EXIT_FRAMING) -> {exit, ?PYPORT_EXIT_FRAMING, framing_lost};
+exit_reason(?PYPORT_EXIT_OOM) -> {exit, ?PYPORT_EXIT_OOM, out_of_memory};
+exit_reason(?PYPORT_EXIT_IO) -> {exit, ?PYPORT_EXIT_IO, io_error};
+exit_reason(N) when N > 128, N < 128 + 65 -> {signal, signal_name(N - 128)};
+exit_reason(N) -> {exit, N}.
+
+signal_name(1) -> 'SIGHUP';
+signal_name(2) -> 'SIGINT';
+signal_name(3) -> 'SIGQUIT';
+signal_name(4) -> 'SIGILL';
+signal_name(5) -> 'SIGTRAP';
+signal_name(6) -> 'SIGABRT';
+signal_name(7) -> 'SIGBUS';
+signal_name(8) -> 'SIGFPE';
+signal_name(9) -> 'SIGKILL';
+signal_name(10) -> 'SIGUSR1';
+signal_name(11) -> 'SIGSEGV';
+signal_name(12) -> 'SIGUSR2';
+signal_name(13) -> 'SIGPIPE';
+signal_name(14) -> 'SIGALRM';
+signal_name(15) -> 'SIGTERM';
+signal_name(N) -> N.
+
+%% @doc The caller-facing result of an error body from the port. Python
+%% exceptions keep their traceback apart (see py:last_error/0).
+-spec error_result(term()) -> {{error, term()}, map() | undefined}.
+error_result({pyerr, Type, Message, Traceback}) ->
+    {{error, {Type, Message}}, #{type => Type, message => Message, traceback => Traceback}};
+error_result(Other) ->
+    {{error, Other}, undefined}.

@@ -1,0 +1,40 @@
+%% @doc The pyport application: starts the supervision tree, then the default
+%% pool and the pools named in the `pools' environment key (unless
+%% `start_pools' is false).
+-module(pyport_app).
+-behaviour(application).
+
+-export([start/2, stop/1]).
+
+%% @private
+start(_Type, _Args) ->
+    {ok, Sup} = pyport_sup:start_link(),
+    case application:get_env(pyport, start_pools, true) of
+        true -> start_pools(Sup);
+        false -> {ok, Sup}
+    end.
+
+start_pools(Sup) ->
+    Pools = application:get_env(pyport, pools, []),
+    Start = fun({Pool, Opts}, ok) ->
+                    Size = maps:get(contexts, Opts, 1),
+                    case py_context_router:start_pool(Pool, Size, maps:remove(contexts, Opts)) of
+                        {ok, _} -> ok;
+                        {error, Reason} -> {error, {Pool, Reason}}
+                    end;
+               (_, Error) ->
+                    Error
+            end,
+    case py_context_router:start() of
+        {ok, _} ->
+            case lists:foldl(Start, ok, Pools) of
+                ok -> {ok, Sup};
+                Error -> Error
+            end;
+        {error, Reason} ->
+            {error, {default, Reason}}
+    end.
+
+%% @private
+stop(_State) ->
+    ok.

@@ -1,0 +1,49 @@
+/*
+ * The codec: Erlang terms (ETF, decoded with ei) to Python objects and back, as
+ * tabled in docs/types.md. The only file that knows both ei.h and Python.h. One
+ * pass, linear in the size of the term, with a nesting limit that gives a clear
+ * error instead of a stack overflow. Python thread only (needs the GIL).
+ */
+#ifndef PYPORT_CONVERT_H
+#define PYPORT_CONVERT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "buf.h"
+
+/// Sets the nesting limit for both directions (default PYPORT_DEFAULT_MAX_DEPTH).
+void conv_set_max_depth(int depth);
+
+/// Hooks that issue object references: `to_ref` encodes an object with no Erlang
+/// form (returns 0, or -1 with an error set); `from_ref` turns a {py_ref, ...}
+/// tuple at *index into its object (new reference) or returns NULL with an error
+/// set. Unset, objects become their repr and {py_ref, ...} stays a tuple.
+typedef int (*conv_to_ref_fn)(buf_t *b, PyObject *obj);
+typedef PyObject *(*conv_from_ref_fn)(const char *buf, int *index);
+void conv_set_ref_hooks(conv_to_ref_fn to_ref, conv_from_ref_fn from_ref);
+
+/// Decodes the term at buf[*index] (no version byte) into a new reference and
+/// advances *index. On failure returns NULL with ValueError set.
+PyObject *conv_to_py(const char *buf, int *index);
+
+/// Decodes an atom, binary or charlist at *index into a new exact str (names of
+/// modules, functions, keyword arguments). On failure NULL with ValueError set.
+PyObject *conv_name(const char *buf, int *index);
+
+/// Decodes a map with atom/binary/string keys into a new dict with str keys
+/// (kwargs, locals). On failure NULL with ValueError set.
+PyObject *conv_kwargs(const char *buf, int *index);
+
+/// Appends obj as one ETF term (no version byte). Returns 0, or -1 with a Python
+/// error set; b may then hold a partial term and the caller must truncate it.
+int conv_from_py(buf_t *b, PyObject *obj);
+
+/// Appends the pending Python exception as {pyerr, Type, Message, Traceback}
+/// (strings) and clears it. There must be an exception set.
+void conv_exception(buf_t *b);
+
+/// Appends {badarg, Message} for the pending Python exception and clears it.
+void conv_badarg(buf_t *b);
+
+#endif

@@ -1,0 +1,153 @@
+/*
+ * Loop thread -> Python thread job queue (see inbox.h). The eventfd is written
+ * only when the queue goes from empty to non-empty, so a burst of frames costs
+ * one wake-up.
+ */
+#include "inbox.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "memory.h"
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static job_t *g_head;
+static job_t *g_tail;
+static size_t g_len;
+static int g_efd = -1;
+
+void inbox_init(void)
+{
+    g_efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (g_efd < 0) {
+        log_error("eventfd: %s", strerror(errno));
+        abort();
+    }
+}
+
+int inbox_fd(void)
+{
+    return g_efd;
+}
+
+static void wake(void)
+{
+    uint64_t one = 1;
+    while (write(g_efd, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+}
+
+static void drain(void)
+{
+    uint64_t v;
+    while (read(g_efd, &v, sizeof v) < 0 && errno == EINTR) {
+    }
+}
+
+void inbox_push(job_t *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&g_mu);
+    int was_empty = g_head == NULL;
+    if (g_tail != NULL) {
+        g_tail->next = job;
+    } else {
+        g_head = job;
+    }
+    g_tail = job;
+    g_len++;
+    pthread_mutex_unlock(&g_mu);
+    if (was_empty) {
+        wake();
+    }
+}
+
+job_t *inbox_pop(void)
+{
+    pthread_mutex_lock(&g_mu);
+    job_t *job = g_head;
+    if (job != NULL) {
+        g_head = job->next;
+        if (g_head == NULL) {
+            g_tail = NULL;
+        }
+        g_len--;
+        job->next = NULL;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return job;
+}
+
+job_t *inbox_take(int64_t id)
+{
+    pthread_mutex_lock(&g_mu);
+    job_t *prev = NULL;
+    job_t *job = g_head;
+    while (job != NULL && job->id != id) {
+        prev = job;
+        job = job->next;
+    }
+    if (job != NULL) {
+        if (prev != NULL) {
+            prev->next = job->next;
+        } else {
+            g_head = job->next;
+        }
+        if (g_tail == job) {
+            g_tail = prev;
+        }
+        g_len--;
+        job->next = NULL;
+    }
+    pthread_mutex_unlock(&g_mu);
+    return job;
+}
+
+size_t inbox_len(void)
+{
+    pthread_mutex_lock(&g_mu);
+    size_t n = g_len;
+    pthread_mutex_unlock(&g_mu);
+    return n;
+}
+
+int inbox_wait(int timeout_ms)
+{
+    for (;;) {
+        if (inbox_len() > 0) {
+            return 1;
+        }
+        drain();
+        /* A push between the check above and the drain left the queue non-empty
+           and its wake-up consumed: look again before sleeping. */
+        if (inbox_len() > 0) {
+            return 1;
+        }
+        struct pollfd p = {.fd = g_efd, .events = POLLIN};
+        int rc = poll(&p, 1, timeout_ms);
+        if (rc == 0) {
+            return inbox_len() > 0;
+        }
+        if (rc < 0 && errno != EINTR) {
+            log_error("poll(inbox): %s", strerror(errno));
+            abort();
+        }
+        if (rc < 0 && timeout_ms >= 0) {
+            return inbox_len() > 0; /* a signal: let the caller check for it */
+        }
+    }
+}
+
+void job_free(job_t *job)
+{
+    if (job != NULL) {
+        mem_free(job->frame);
+        mem_free(job);
+    }
+}

@@ -1,0 +1,299 @@
+/*
+ * The pyport port program: parse the command line, move the protocol onto
+ * private fds (fd 0 becomes /dev/null, fds 1 and 2 become pipes forwarded to
+ * Erlang's logger), start the loop thread and Python, serve requests on this
+ * (the main) thread, then tear down in reverse. Exit statuses: pyport/wire.h.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <ei.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "control.h"
+#include "convert.h"
+#include "envs.h"
+#include "inbox.h"
+#include "log.h"
+#include "loop.h"
+#include "outbox.h"
+#include "protocol.h"
+#include "pyerlang.h"
+#include "pyport/wire.h"
+#include "worker.h"
+
+#ifndef PYPORT_PYTHON_EXECUTABLE
+#define PYPORT_PYTHON_EXECUTABLE "/usr/bin/python3"
+#endif
+
+/* How long after stdin closes the process may take to exit. */
+#define MAIN_EXIT_GRACE_MS 500
+
+#define MAIN_MAX_PATHS 64
+
+typedef struct {
+    const char *name;
+    const char *python;
+    size_t max_frame;
+    int max_depth;
+    const char *paths[MAIN_MAX_PATHS];
+    int npaths;
+} options_t;
+
+static int g_in_fd = -1;
+static int g_out_fd = -1;
+static int g_capture_rd[2] = {-1, -1};
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: pyport [--name NAME] [--max-frame BYTES] [--max-depth N]\n"
+            "              [--python EXECUTABLE] [--path DIR]...\n"
+            "pyport is started by the pyport Erlang application as a port program;\n"
+            "it speaks the protocol of docs/protocol.md on stdin/stdout.\n");
+}
+
+static long parse_num(const char *s, long lo, long hi)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < lo || v > hi) {
+        usage();
+        exit(PYPORT_EXIT_USAGE);
+    }
+    return v;
+}
+
+static void parse_options(int argc, char **argv, options_t *o)
+{
+    static const struct option longs[] = {
+        {"name", required_argument, NULL, 'n'},
+        {"max-frame", required_argument, NULL, 'f'},
+        {"max-depth", required_argument, NULL, 'd'},
+        {"python", required_argument, NULL, 'p'},
+        {"path", required_argument, NULL, 'P'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    o->name = "pyport";
+    o->python = PYPORT_PYTHON_EXECUTABLE;
+    o->max_frame = PYPORT_DEFAULT_MAX_FRAME;
+    o->max_depth = PYPORT_DEFAULT_MAX_DEPTH;
+    o->npaths = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
+        switch (c) {
+        case 'n':
+            o->name = optarg;
+            break;
+        case 'f':
+            o->max_frame = (size_t)parse_num(optarg, 64, PYPORT_HARD_MAX_FRAME);
+            break;
+        case 'd':
+            o->max_depth = (int)parse_num(optarg, 1, 100000);
+            break;
+        case 'p':
+            o->python = optarg;
+            break;
+        case 'P':
+            if (o->npaths == MAIN_MAX_PATHS) {
+                usage();
+                exit(PYPORT_EXIT_USAGE);
+            }
+            o->paths[o->npaths++] = optarg;
+            break;
+        case 'h':
+            usage();
+            exit(PYPORT_EXIT_OK);
+        default:
+            usage();
+            exit(PYPORT_EXIT_USAGE);
+        }
+    }
+    if (optind != argc) {
+        usage();
+        exit(PYPORT_EXIT_USAGE);
+    }
+}
+
+static int dup_private(int fd)
+{
+    int p = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (p < 0) {
+        fprintf(stderr, "pyport: cannot duplicate fd %d: %s\n", fd, strerror(errno));
+        exit(PYPORT_EXIT_IO);
+    }
+    return p;
+}
+
+/* A forked child (os.fork, multiprocessing fork) must not hold the protocol
+   pipes: it would keep the port open after this process dies. */
+static void atfork_child(void)
+{
+    close(g_in_fd);
+    close(g_out_fd);
+    close(g_capture_rd[0]);
+    close(g_capture_rd[1]);
+}
+
+/* Moves the protocol to private fds; fd 0 reads /dev/null and fds 1 and 2 write
+   into pipes that the loop thread forwards, so no stray write reaches Erlang's
+   stream. Returns the saved stderr for the port's own log. */
+static int protect_fds(void)
+{
+    g_in_fd = dup_private(0);
+    g_out_fd = dup_private(1);
+    int log_fd = dup_private(2);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0) {
+        fprintf(stderr, "pyport: cannot open /dev/null: %s\n", strerror(errno));
+        exit(PYPORT_EXIT_IO);
+    }
+    close(null);
+    for (int i = 0; i < 2; i++) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) < 0 || dup2(p[1], i + 1) < 0) {
+            fprintf(stderr, "pyport: cannot redirect fd %d: %s\n", i + 1, strerror(errno));
+            exit(PYPORT_EXIT_IO);
+        }
+        close(p[1]);
+        g_capture_rd[i] = p[0];
+    }
+    int fl = fcntl(g_out_fd, F_GETFL);
+    if (fl < 0 || fcntl(g_out_fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        fprintf(stderr, "pyport: fcntl: %s\n", strerror(errno));
+        exit(PYPORT_EXIT_IO);
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    pthread_atfork(NULL, NULL, atfork_child);
+    return log_fd;
+}
+
+static void python_version(char *out, size_t n)
+{
+    const char *v = Py_GetVersion();
+    size_t len = strcspn(v, " ");
+    if (len >= n) {
+        len = n - 1;
+    }
+    memcpy(out, v, len);
+    out[len] = '\0';
+}
+
+static int start_python(const options_t *o)
+{
+    pyerl_register();
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    config.install_signal_handlers = 1;
+    config.buffered_stdio = 0;
+    char *argv0[] = {(char *)o->python};
+    PyStatus st = PyConfig_SetBytesString(&config, &config.program_name, o->python);
+    if (!PyStatus_Exception(st)) {
+        st = PyConfig_SetBytesString(&config, &config.executable, o->python);
+    }
+    if (!PyStatus_Exception(st)) {
+        st = PyConfig_SetBytesArgv(&config, 1, argv0);
+    }
+    if (!PyStatus_Exception(st)) {
+        st = Py_InitializeFromConfig(&config);
+    }
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(st)) {
+        log_error("Python failed to start: %s", st.err_msg ? st.err_msg : "unknown error");
+        return -1;
+    }
+    conv_set_max_depth(o->max_depth);
+    worker_cfg_t wcfg = {.max_frame = o->max_frame};
+    if (pyerl_setup() < 0 || env_init() < 0 || worker_init(&wcfg) < 0) {
+        PyErr_Print();
+        return -1;
+    }
+    PyObject *sys_path = PySys_GetObject("path"); // borrowed
+    for (int i = o->npaths - 1; i >= 0 && sys_path != NULL; i--) {
+        PyObject *p = PyUnicode_DecodeFSDefault(o->paths[i]); // owned
+        if (p == NULL || PyList_Insert(sys_path, 0, p) < 0) {
+            Py_XDECREF(p);
+            PyErr_Print();
+            return -1;
+        }
+        Py_DECREF(p);
+    }
+    /* Tracebacks of crashes (segfaults) go to the BEAM's stderr. */
+    PyObject *fh = PyImport_ImportModule("faulthandler"); // owned
+    PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", log_fd()) : NULL; // owned
+    Py_XDECREF(r);
+    Py_XDECREF(fh);
+    PyErr_Clear();
+    return 0;
+}
+
+static void send_ready(const char *version)
+{
+    buf_t b;
+    buf_init(&b, 64);
+    proto_begin(&b);
+    proto_tuple(&b, 4);
+    proto_atom(&b, "ready");
+    proto_long(&b, PYPORT_PROTOCOL_VERSION);
+    proto_binary(&b, version, strlen(version));
+    proto_long(&b, getpid());
+    proto_end(&b, PYPORT_HARD_MAX_FRAME);
+    size_t len;
+    char *frame = buf_steal(&b, &len);
+    outbox_push(frame, len);
+}
+
+int main(int argc, char **argv)
+{
+    options_t opts;
+    parse_options(argc, argv, &opts);
+
+    /* Die with the BEAM, even on kill -9 (stdin EOF is the other guard). */
+    pid_t parent = getppid();
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) {
+        return PYPORT_EXIT_OK;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    if (ei_init() != 0) {
+        fprintf(stderr, "pyport: ei_init failed\n");
+        return PYPORT_EXIT_USAGE;
+    }
+    log_init(protect_fds(), opts.name);
+    ctl_init();
+    inbox_init();
+    outbox_init(g_out_fd, loop_wake);
+
+    loop_cfg_t lcfg = {
+        .in_fd = g_in_fd,
+        .out_fd = g_out_fd,
+        .capture_fd = {g_capture_rd[0], g_capture_rd[1]},
+        .max_frame = opts.max_frame,
+        .exit_grace_ms = MAIN_EXIT_GRACE_MS,
+    };
+    if (start_python(&opts) < 0) {
+        return PYPORT_EXIT_PYTHON;
+    }
+    python_version(lcfg.python_version, sizeof lcfg.python_version);
+    loop_start(&lcfg);
+    send_ready(lcfg.python_version);
+
+    worker_run();
+
+    Py_FinalizeEx();
+    loop_stop();
+    return PYPORT_EXIT_OK;
+}

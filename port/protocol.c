@@ -1,0 +1,286 @@
+/*
+ * Envelope parsing and frame building (see protocol.h and docs/protocol.md).
+ * The op table below is the single list of requests the port understands.
+ * Stateless; callable from any thread.
+ */
+#include "protocol.h"
+
+#include <ei.h>
+#include <string.h>
+
+#include "frame.h"
+#include "pyport/wire.h"
+
+static const proto_op_info_t g_ops[OP_COUNT] = {
+    [OP_CALL] = {"call", 7, 1, ON_PYTHON},           /* {call, Id, Pid, M, F, Args, Kw} */
+    [OP_EVAL] = {"eval", 5, 1, ON_PYTHON},           /* {eval, Id, Pid, Code, Locals} */
+    [OP_EXEC] = {"exec", 4, 1, ON_PYTHON},           /* {exec, Id, Pid, Code} */
+    [OP_DROP_ENV] = {"drop_env", 2, 0, ON_PYTHON},   /* {drop_env, Pid} */
+    [OP_CANCEL] = {"cancel", 2, 0, ON_LOOP},         /* {cancel, Id} */
+    [OP_INTERRUPT] = {"interrupt", 2, 0, ON_LOOP},   /* {interrupt, keyboard|memory} */
+    [OP_INFO] = {"info", 2, 1, ON_LOOP},             /* {info, Id} */
+    [OP_CALLBACK_REPLY] = {"callback_reply", 4, 0, ON_LOOP}, /* {callback_reply, CbId, ok|error, T} */
+    [OP_STREAM] = {"stream", 5, 1, ON_PYTHON},       /* {stream, Id, Pid, Source, Window} */
+    [OP_STREAM_ACK] = {"stream_ack", 3, 0, ON_LOOP}, /* {stream_ack, Id, N} */
+    [OP_METHOD] = {"method", 7, 1, ON_PYTHON},       /* {method, Id, Pid, Ref, Name, Args, Kw} */
+    [OP_GETATTR] = {"getattr", 5, 1, ON_PYTHON},     /* {getattr, Id, Pid, Ref, Name} */
+    [OP_RELEASE] = {"release", 3, 0, ON_PYTHON},     /* {release, Pid, RefId} */
+};
+
+const proto_op_info_t *proto_op_info(proto_op_t op)
+{
+    return &g_ops[op];
+}
+
+int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
+{
+    int index = 0;
+    int version;
+    int arity;
+    char atom[MAXATOMLEN_UTF8];
+
+    job->id = 0;
+    job->op = -1;
+    if (len < 2 || len > PYPORT_HARD_MAX_FRAME) {
+        *err = "frame too short";
+        return -1;
+    }
+    if (ei_decode_version(frame, &index, &version) < 0 || version != 131) {
+        *err = "not an ETF term (bad version byte or compressed)";
+        return -1;
+    }
+    if (ei_decode_tuple_header(frame, &index, &arity) < 0 || arity < 1) {
+        *err = "frame is not a tuple";
+        return -1;
+    }
+    if (ei_decode_atom(frame, &index, atom) < 0) {
+        *err = "first element of the frame is not an atom";
+        return -1;
+    }
+    int op = -1;
+    for (int i = 0; i < OP_COUNT; i++) {
+        if (strcmp(atom, g_ops[i].name) == 0) {
+            op = i;
+            break;
+        }
+    }
+    if (op < 0) {
+        *err = "unknown op";
+        /* Still try to read an id so the caller gets an answer. */
+        long long id;
+        if (arity >= 2 && ei_decode_longlong(frame, &index, &id) == 0) {
+            job->id = id;
+        }
+        return -1;
+    }
+    job->op = op;
+    if (g_ops[op].has_id) {
+        long long id;
+        if (arity < 2 || ei_decode_longlong(frame, &index, &id) < 0 || id <= 0) {
+            *err = "bad request id";
+            return -1;
+        }
+        job->id = id;
+    }
+    if (arity != g_ops[op].arity) {
+        *err = "wrong number of fields for op";
+        return -1;
+    }
+    job->index = index;
+    return 0;
+}
+
+int proto_pid_span(const char *frame, int *index, int *start, int *len)
+{
+    int type;
+    int size;
+    if (ei_get_type(frame, index, &type, &size) < 0 ||
+        (type != ERL_PID_EXT && type != ERL_NEW_PID_EXT)) {
+        return -1;
+    }
+    int begin = *index;
+    if (ei_skip_term(frame, index) < 0) {
+        return -1;
+    }
+    *start = begin;
+    *len = *index - begin;
+    return 0;
+}
+
+/* Room for any fixed-size ei encoding (headers, numbers, small atoms). */
+#define PROTO_SMALL 16
+
+#define EI_APPEND(b, extra, call)                                                             \
+    do {                                                                                      \
+        buf_reserve((b), (extra));                                                            \
+        int i_ = (int)(b)->len;                                                               \
+        call;                                                                                 \
+        (b)->len = (size_t)i_;                                                                \
+    } while (0)
+
+void proto_begin(buf_t *b)
+{
+    buf_reserve(b, PYPORT_FRAME_HEADER_BYTES + 1);
+    b->len = PYPORT_FRAME_HEADER_BYTES;
+    b->data[b->len++] = (char)131;
+}
+
+void proto_body(buf_t *b)
+{
+    char v = (char)131;
+    buf_append(b, &v, 1);
+}
+
+void proto_begin_reply(buf_t *b, const char *tag, int64_t id)
+{
+    proto_begin(b);
+    proto_tuple(b, 2);
+    proto_atom(b, tag);
+    proto_long(b, id);
+    proto_body(b);
+}
+
+int proto_end(buf_t *b, size_t max)
+{
+    size_t n = b->len - PYPORT_FRAME_HEADER_BYTES;
+    if (n > max) {
+        return -1;
+    }
+    frame_put_len(b->data, (uint32_t)n);
+    return 0;
+}
+
+void proto_atom(buf_t *b, const char *atom)
+{
+    proto_atom_len(b, atom, strlen(atom));
+}
+
+void proto_atom_len(buf_t *b, const char *utf8, size_t len)
+{
+    EI_APPEND(b, len + PROTO_SMALL,
+              ei_encode_atom_len_as(b->data, &i_, utf8, (int)len, ERLANG_UTF8, ERLANG_UTF8));
+}
+
+void proto_tuple(buf_t *b, int arity)
+{
+    EI_APPEND(b, PROTO_SMALL, ei_encode_tuple_header(b->data, &i_, arity));
+}
+
+void proto_list(buf_t *b, int arity)
+{
+    EI_APPEND(b, PROTO_SMALL, ei_encode_list_header(b->data, &i_, arity));
+}
+
+void proto_nil(buf_t *b)
+{
+    EI_APPEND(b, PROTO_SMALL, ei_encode_empty_list(b->data, &i_));
+}
+
+void proto_map(buf_t *b, int arity)
+{
+    EI_APPEND(b, PROTO_SMALL, ei_encode_map_header(b->data, &i_, arity));
+}
+
+void proto_long(buf_t *b, int64_t v)
+{
+    EI_APPEND(b, PROTO_SMALL, ei_encode_longlong(b->data, &i_, (long long)v));
+}
+
+void proto_double(buf_t *b, double v)
+{
+    EI_APPEND(b, PROTO_SMALL, ei_encode_double(b->data, &i_, v));
+}
+
+void proto_binary(buf_t *b, const void *p, size_t n)
+{
+    EI_APPEND(b, n + PROTO_SMALL, ei_encode_binary(b->data, &i_, p, (long)n));
+}
+
+void proto_raw(buf_t *b, const void *p, size_t n)
+{
+    buf_append(b, p, n);
+}
+
+/* Decodes one UTF-8 sequence at s (n bytes left); returns its length, 0 if invalid. */
+static size_t utf8_next(const unsigned char *s, size_t n, long *cp)
+{
+    if (s[0] < 0x80) {
+        *cp = s[0];
+        return 1;
+    }
+    size_t len = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    if (len == 0 || len > n) {
+        return 0;
+    }
+    long c = s[0] & (0x7f >> len);
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    *cp = c;
+    return len;
+}
+
+void proto_string(buf_t *b, const char *utf8, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)utf8;
+    size_t count = 0;
+    int latin1 = 1;
+    for (size_t i = 0; i < n;) {
+        long cp;
+        size_t l = utf8_next(s + i, n - i, &cp);
+        if (l == 0) {
+            cp = 0xfffd;
+            l = 1;
+        }
+        if (cp > 255) {
+            latin1 = 0;
+        }
+        count++;
+        i += l;
+    }
+    if (count == 0) {
+        proto_nil(b);
+        return;
+    }
+    if (latin1 && count < 65535) {
+        /* STRING_EXT: the compact form Erlang itself uses for such lists. */
+        buf_reserve(b, count + 3);
+        b->data[b->len++] = 107;
+        b->data[b->len++] = (char)((count >> 8) & 0xff);
+        b->data[b->len++] = (char)(count & 0xff);
+    } else {
+        proto_list(b, (int)count);
+    }
+    for (size_t i = 0; i < n;) {
+        long cp;
+        size_t l = utf8_next(s + i, n - i, &cp);
+        if (l == 0) {
+            cp = 0xfffd;
+            l = 1;
+        }
+        if (latin1 && count < 65535) {
+            b->data[b->len++] = (char)cp;
+        } else {
+            proto_long(b, cp);
+        }
+        i += l;
+    }
+    if (!(latin1 && count < 65535)) {
+        proto_nil(b);
+    }
+}
+
+void proto_badarg_frame(int64_t id, const char *msg, char **frame, size_t *len)
+{
+    buf_t b;
+    buf_init(&b, 128);
+    proto_begin_reply(&b, "error", id);
+    proto_tuple(&b, 2);
+    proto_atom(&b, "badarg");
+    proto_string(&b, msg, strlen(msg));
+    proto_end(&b, PYPORT_HARD_MAX_FRAME);
+    *frame = buf_steal(&b, len);
+}

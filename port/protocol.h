@@ -1,0 +1,85 @@
+/*
+ * The envelope of the pyport wire grammar (docs/protocol.md): the op table, the
+ * peek that reads a frame's op and request id without decoding its body, and the
+ * helpers that frame replies and notifications. Pure functions over bytes: safe
+ * from any thread.
+ */
+#ifndef PYPORT_PROTOCOL_H
+#define PYPORT_PROTOCOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "inbox.h"
+
+typedef enum {
+    OP_CALL,
+    OP_EVAL,
+    OP_EXEC,
+    OP_DROP_ENV,
+    OP_CANCEL,
+    OP_INTERRUPT,
+    OP_INFO,
+    OP_CALLBACK_REPLY,
+    OP_STREAM,
+    OP_STREAM_ACK,
+    OP_METHOD,
+    OP_GETATTR,
+    OP_RELEASE,
+    OP_COUNT
+} proto_op_t;
+
+/* Where a frame is handled. */
+typedef enum { ON_PYTHON, ON_LOOP } proto_where_t;
+
+typedef struct {
+    const char *name; /* the op atom */
+    int arity;        /* tuple arity including the op atom */
+    int has_id;       /* second element is a request id; exactly one reply follows */
+    proto_where_t where;
+} proto_op_info_t;
+
+/// Returns the table entry for op.
+const proto_op_info_t *proto_op_info(proto_op_t op);
+
+/// Reads the op and (if any) request id of frame into job->op, job->id, job->index.
+/// Returns 0, or -1 with *err set to a static message. On -1 job->id is still
+/// set when the id could be read, so the error can be answered.
+int proto_peek(const char *frame, size_t len, job_t *job, const char **err);
+
+/// Decodes the caller pid at *index and returns its span (its ETF bytes) in
+/// *start/*len; advances *index. Returns 0 or -1.
+int proto_pid_span(const char *frame, int *index, int *start, int *len);
+
+/// Starts a frame in b (length placeholder and version byte). b must be empty.
+void proto_begin(buf_t *b);
+
+/// Starts a frame whose header is {Tag, Id}, then the version byte of the body term.
+void proto_begin_reply(buf_t *b, const char *tag, int64_t id);
+
+/// Writes the version byte that starts a second term in the frame.
+void proto_body(buf_t *b);
+
+/// Patches the frame length. Returns 0, or -1 when the frame exceeds max bytes.
+int proto_end(buf_t *b, size_t max);
+
+/* ei encoders that reserve room first (they never fail on our own buffers). */
+void proto_atom(buf_t *b, const char *atom);
+void proto_atom_len(buf_t *b, const char *utf8, size_t len);
+void proto_tuple(buf_t *b, int arity);
+void proto_list(buf_t *b, int arity);
+void proto_nil(buf_t *b);
+void proto_map(buf_t *b, int arity);
+void proto_long(buf_t *b, int64_t v);
+void proto_double(buf_t *b, double v);
+void proto_binary(buf_t *b, const void *p, size_t n);
+void proto_raw(buf_t *b, const void *p, size_t n);
+/// Encodes UTF-8 text as an Erlang string (a list of code points).
+void proto_string(buf_t *b, const char *utf8, size_t n);
+
+/// Builds a whole {error, Id} frame with body {badarg, Message} and returns it
+/// owned in *frame/*len.
+void proto_badarg_frame(int64_t id, const char *msg, char **frame, size_t *len);
+
+#endif

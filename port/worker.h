@@ -1,0 +1,34 @@
+/*
+ * The Python thread's work: take jobs from the inbox, run them in the caller's
+ * environment, and reply. Runs on the process's main thread with the GIL held,
+ * releasing it while waiting for work. worker_handle is reentrant, so a request
+ * can run nested inside a callback wait.
+ */
+#ifndef PYPORT_WORKER_H
+#define PYPORT_WORKER_H
+
+#include <stddef.h>
+
+#include "inbox.h"
+
+/* A job with this op asks the worker loop to return (stdin closed). */
+#define JOB_STOP (-2)
+
+typedef struct {
+    size_t max_frame;
+} worker_cfg_t;
+
+/// Prepares the worker (compile caches); after Python and the erlang module are up.
+/// Returns 0 or -1 with a Python error set.
+int worker_init(const worker_cfg_t *cfg);
+
+/// Serves jobs until a JOB_STOP job arrives. Python thread, GIL held.
+void worker_run(void);
+
+/// Runs one job and frees it. Python thread, GIL held.
+void worker_handle(job_t *job);
+
+/// Returns the number of requests answered so far. Any thread.
+long worker_calls(void);
+
+#endif
