@@ -766,8 +766,14 @@ int conv_from_py(buf_t *b, PyObject *obj)
 
 /* ---- exceptions ----------------------------------------------------------- */
 
-static void encode_pystr(buf_t *b, PyObject *s)
+/* Error texts are capped, so an exception whose message embeds other messages
+   (each level escaping the one below) cannot build an unbounded term. */
+#define CONV_MAX_MESSAGE (16 * 1024)
+#define CONV_MAX_TRACEBACK (256 * 1024)
+
+static void encode_pystr(buf_t *b, PyObject *s, size_t max)
 {
+    static const char cut[] = " ... [truncated]";
     Py_ssize_t n = 0;
     const char *p = s != NULL ? PyUnicode_AsUTF8AndSize(s, &n) : NULL;
     if (p == NULL) {
@@ -775,7 +781,23 @@ static void encode_pystr(buf_t *b, PyObject *s)
         p = "<unprintable>";
         n = (Py_ssize_t)strlen(p);
     }
-    proto_string(b, p, (size_t)n);
+    if ((size_t)n <= max) {
+        proto_string(b, p, (size_t)n);
+        return;
+    }
+    size_t keep = max;
+    while (keep > 0 && ((unsigned char)p[keep] & 0xc0) == 0x80) {
+        keep--; /* never split a UTF-8 sequence */
+    }
+    char *text = PyMem_Malloc(keep + sizeof cut);
+    if (text == NULL) {
+        proto_string(b, p, keep);
+        return;
+    }
+    memcpy(text, p, keep);
+    memcpy(text + keep, cut, sizeof cut);
+    proto_string(b, text, keep + sizeof cut - 1);
+    PyMem_Free(text);
 }
 
 /* Returns the pending exception, normalised and with its traceback attached. */
@@ -833,8 +855,8 @@ void conv_exception(buf_t *b)
     proto_tuple(b, 4);
     proto_atom(b, "pyerr");
     proto_string(b, name, strlen(name));
-    encode_pystr(b, msg);
-    encode_pystr(b, tb_text);
+    encode_pystr(b, msg, CONV_MAX_MESSAGE);
+    encode_pystr(b, tb_text, CONV_MAX_TRACEBACK);
     Py_XDECREF(msg);
     Py_XDECREF(tb_text);
     Py_DECREF(exc);
@@ -847,7 +869,7 @@ void conv_badarg(buf_t *b)
     PyErr_Clear();
     proto_tuple(b, 2);
     proto_atom(b, "badarg");
-    encode_pystr(b, msg);
+    encode_pystr(b, msg, CONV_MAX_MESSAGE);
     Py_XDECREF(msg);
     Py_XDECREF(exc);
 }

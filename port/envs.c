@@ -1,27 +1,66 @@
 /*
- * Process-bound environments (see envs.h): a dict from the pid's ETF bytes to
- * its namespace dict. The last pid used is remembered, since a caller usually
- * sends several requests in a row. Python thread only; the count is atomic.
+ * Process-bound environments and object references (see envs.h). Both tables are
+ * dicts keyed by the owner's pid bytes. References carry a random incarnation
+ * number, so a reference from before a restart is recognised, never confused
+ * with a new object that happens to get the same id.
  */
 #include "envs.h"
 
+#include <ei.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
 
-static PyObject *g_table;   /* owned: bytes(pid) -> dict */
+#include "buf.h"
+#include "control.h"
+#include "convert.h"
+#include "protocol.h"
+#include "pyerlang.h"
+
+static PyObject *g_table;    /* owned: bytes(pid) -> namespace dict */
+static PyObject *g_refs;     /* owned: bytes(pid) -> {ref id: object} */
+static PyObject *g_template; /* owned or NULL: preload namespace */
 static PyObject *g_last_key; /* owned: bytes of the last pid looked up */
 static PyObject *g_last_env; /* borrowed from g_table */
 static atomic_size_t g_count;
+static char g_ctx[64];
+static size_t g_ctx_len;
+static unsigned long long g_incarnation;
+static long long g_next_ref;
+static env_owner_t g_owner;
+
+static int to_ref(buf_t *b, PyObject *obj);
 
 int env_init(void)
 {
     g_table = PyDict_New();
-    return g_table != NULL ? 0 : -1;
+    g_refs = PyDict_New();
+    if (getrandom(&g_incarnation, sizeof g_incarnation, 0) != sizeof g_incarnation) {
+        g_incarnation = (unsigned long long)time(NULL) ^ ((unsigned long long)getpid() << 32);
+    }
+    conv_set_ref_hooks(to_ref, env_ref_get);
+    return g_table != NULL && g_refs != NULL ? 0 : -1;
+}
+
+void env_set_template(PyObject *ns)
+{
+    Py_XINCREF(ns);
+    Py_XSETREF(g_template, ns);
+}
+
+void env_set_context(const char *pid, size_t len)
+{
+    if (len <= sizeof g_ctx) {
+        memcpy(g_ctx, pid, len);
+        g_ctx_len = len;
+    }
 }
 
 static PyObject *env_new(void)
 {
-    PyObject *env = PyDict_New(); // owned
+    PyObject *env = g_template != NULL ? PyDict_Copy(g_template) : PyDict_New(); // owned
     if (env == NULL) {
         return NULL;
     }
@@ -85,9 +124,10 @@ int env_drop(const char *pid, size_t len)
         Py_CLEAR(g_last_key);
         g_last_env = NULL;
     }
+    int existed = 0;
     PyObject *env = PyDict_GetItemWithError(g_table, key); // borrowed
-    int existed = env != NULL;
-    if (existed) {
+    if (env != NULL) {
+        existed = 1;
         /* Clear first so cycles through the namespace's functions free now. */
         Py_INCREF(env);
         if (PyDict_DelItem(g_table, key) == 0) {
@@ -95,6 +135,11 @@ int env_drop(const char *pid, size_t len)
         }
         PyDict_Clear(env);
         Py_DECREF(env);
+    }
+    PyObject *refs = PyDict_GetItemWithError(g_refs, key); // borrowed
+    if (refs != NULL) {
+        existed = 1;
+        PyDict_DelItem(g_refs, key);
     }
     PyErr_Clear();
     Py_DECREF(key);
@@ -104,4 +149,170 @@ int env_drop(const char *pid, size_t len)
 size_t env_count(void)
 {
     return atomic_load(&g_count);
+}
+
+/* ---- references -------------------------------------------------------------- */
+
+env_owner_t env_owner_set(const char *pid, size_t len)
+{
+    env_owner_t prev = g_owner;
+    g_owner.pid = pid;
+    g_owner.len = len;
+    return prev;
+}
+
+void env_owner_restore(env_owner_t prev)
+{
+    g_owner = prev;
+}
+
+PyObject *env_owner_pid(void)
+{
+    if (g_owner.pid == NULL) {
+        Py_RETURN_NONE;
+    }
+    return pyerl_term_new(&pyerl_PidType, g_owner.pid, g_owner.len);
+}
+
+static int to_ref(buf_t *b, PyObject *obj)
+{
+    /* Only requests own references; another Python thread has no caller. */
+    if (g_owner.pid == NULL || !ctl_is_python_thread()) {
+        PyErr_Format(PyExc_TypeError,
+                     "a %.100s has no Erlang form, and there is no request to own a reference",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    PyObject *key = PyBytes_FromStringAndSize(g_owner.pid, (Py_ssize_t)g_owner.len); // owned
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *refs = PyDict_GetItemWithError(g_refs, key); // borrowed
+    if (refs == NULL) {
+        PyObject *fresh = PyErr_Occurred() ? NULL : PyDict_New(); // owned
+        if (fresh == NULL || PyDict_SetItem(g_refs, key, fresh) < 0) {
+            Py_XDECREF(fresh);
+            Py_DECREF(key);
+            return -1;
+        }
+        refs = fresh;
+        Py_DECREF(fresh);
+    }
+    Py_DECREF(key);
+    long long id = ++g_next_ref;
+    PyObject *idobj = PyLong_FromLongLong(id); // owned
+    if (idobj == NULL || PyDict_SetItem(refs, idobj, obj) < 0) {
+        Py_XDECREF(idobj);
+        return -1;
+    }
+    Py_DECREF(idobj);
+    proto_tuple(b, 5);
+    proto_atom(b, "py_ref");
+    if (g_ctx_len > 0) {
+        proto_raw(b, g_ctx, g_ctx_len);
+    } else {
+        proto_atom(b, "undefined");
+    }
+    buf_reserve(b, 16);
+    int i = (int)b->len;
+    ei_encode_ulonglong(b->data, &i, g_incarnation);
+    b->len = (size_t)i;
+    proto_raw(b, g_owner.pid, g_owner.len);
+    proto_long(b, id);
+    return 0;
+}
+
+static PyObject *ref_error(const char *msg)
+{
+    PyErr_SetString(PyExc_ValueError, msg);
+    return NULL;
+}
+
+/* Parses {py_ref, Ctx, Incarnation, Owner, RefId} at *index. On success sets
+   *refs (borrowed, the owner's table; NULL if the owner holds none) and *id. */
+static int parse_ref(const char *buf, int *index, PyObject **refs, PyObject **id)
+{
+    int arity;
+    char atom[MAXATOMLEN];
+    unsigned long long inc;
+    long long num;
+    int type;
+    int size;
+    if (ei_decode_tuple_header(buf, index, &arity) < 0 || arity != 5 ||
+        ei_decode_atom(buf, index, atom) < 0 || strcmp(atom, "py_ref") != 0) {
+        ref_error("malformed object reference");
+        return -1;
+    }
+    int ctx_start = *index;
+    if (ei_skip_term(buf, index) < 0) {
+        ref_error("malformed object reference");
+        return -1;
+    }
+    size_t ctx_len = (size_t)(*index - ctx_start);
+    if (g_ctx_len > 0 && (ctx_len != g_ctx_len || memcmp(buf + ctx_start, g_ctx, ctx_len) != 0)) {
+        ref_error("the object reference belongs to another context");
+        return -1;
+    }
+    if (ei_decode_ulonglong(buf, index, &inc) < 0) {
+        ref_error("malformed object reference");
+        return -1;
+    }
+    if (inc != g_incarnation) {
+        ref_error("the object reference is from before the context restarted");
+        return -1;
+    }
+    int owner_start = *index;
+    if (ei_get_type(buf, index, &type, &size) < 0 ||
+        (type != ERL_PID_EXT && type != ERL_NEW_PID_EXT) || ei_skip_term(buf, index) < 0) {
+        ref_error("malformed object reference");
+        return -1;
+    }
+    int owner_len = *index - owner_start;
+    if (ei_decode_longlong(buf, index, &num) < 0) {
+        ref_error("malformed object reference");
+        return -1;
+    }
+    PyObject *key = PyBytes_FromStringAndSize(buf + owner_start, owner_len); // owned
+    if (key == NULL) {
+        return -1;
+    }
+    *refs = PyDict_GetItemWithError(g_refs, key);
+    Py_DECREF(key);
+    if (*refs == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    *id = PyLong_FromLongLong(num);
+    return *id != NULL ? 0 : -1;
+}
+
+PyObject *env_ref_get(const char *buf, int *index)
+{
+    PyObject *refs; // borrowed
+    PyObject *id;   // owned
+    if (parse_ref(buf, index, &refs, &id) < 0) {
+        return NULL;
+    }
+    PyObject *obj = refs != NULL ? PyDict_GetItemWithError(refs, id) : NULL; // borrowed
+    Py_DECREF(id);
+    if (obj == NULL) {
+        if (!PyErr_Occurred()) {
+            ref_error("the object reference was released, or its owner process died");
+        }
+        return NULL;
+    }
+    return Py_NewRef(obj);
+}
+
+int env_ref_release(const char *buf, int *index)
+{
+    PyObject *refs; // borrowed
+    PyObject *id;   // owned
+    if (parse_ref(buf, index, &refs, &id) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    int existed = refs != NULL && PyDict_DelItem(refs, id) == 0;
+    PyErr_Clear();
+    Py_DECREF(id);
+    return existed;
 }

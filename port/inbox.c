@@ -84,6 +84,11 @@ job_t *inbox_pop(void)
     return job;
 }
 
+void inbox_drain(void)
+{
+    drain();
+}
+
 job_t *inbox_take(int64_t id)
 {
     pthread_mutex_lock(&g_mu);
@@ -138,7 +143,7 @@ int inbox_wait(int timeout_ms)
             log_error("poll(inbox): %s", strerror(errno));
             abort();
         }
-        if (rc < 0 && timeout_ms >= 0) {
+        if (rc < 0) {
             return inbox_len() > 0; /* a signal: let the caller check for it */
         }
     }

@@ -34,9 +34,13 @@ job_t *inbox_pop(void);
 /// Removes and returns the queued job with request id `id`, or NULL if none is queued.
 job_t *inbox_take(int64_t id);
 
-/// Blocks until the queue is non-empty or timeout_ms passes (-1: forever).
-/// Returns 1 if jobs are waiting. Call without the GIL.
+/// Blocks until the queue is non-empty, timeout_ms passes (-1: forever), or a
+/// signal arrives. Returns 1 if jobs are waiting. Call without the GIL.
 int inbox_wait(int timeout_ms);
+
+/// Consumes pending wake-ups of the eventfd (before popping every job, when the
+/// fd is watched by an event loop rather than inbox_wait).
+void inbox_drain(void);
 
 /// Returns the number of queued jobs.
 size_t inbox_len(void);

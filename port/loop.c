@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "buf.h"
+#include "callback.h"
 #include "control.h"
 #include "envs.h"
 #include "frame.h"
@@ -139,7 +140,13 @@ static void handle_here(job_t *job)
             answer_cancelled(id);
             job_free(queued);
         } else {
+            /* Running now (the signal raises in it), or awaiting on the event
+               loop (the job cancels its task): one of the two applies. */
             ctl_request(CTL_CANCEL, id);
+            job_t *copy = mem_calloc(1, sizeof *copy);
+            *copy = *job;
+            copy->frame = mem_dup(job->frame, job->len);
+            inbox_push(copy);
         }
         break;
     }
@@ -186,6 +193,10 @@ static void on_frame(void *ctx, char *frame, size_t len)
     if (proto_peek(frame, len, job, &err) < 0) {
         reject_frame(job, err);
         job_free(job);
+        return;
+    }
+    if (job->op == OP_CALLBACK_REPLY) {
+        cb_route(job);
         return;
     }
     if (proto_op_info((proto_op_t)job->op)->where == ON_LOOP) {

@@ -19,7 +19,9 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include "async.h"
 #include "buf.h"
+#include "callback.h"
 #include "control.h"
 #include "convert.h"
 #include "envs.h"
@@ -46,6 +48,7 @@ typedef struct {
     const char *python;
     size_t max_frame;
     int max_depth;
+    int max_nesting;
     const char *paths[MAIN_MAX_PATHS];
     int npaths;
 } options_t;
@@ -57,7 +60,7 @@ static int g_capture_rd[2] = {-1, -1};
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: pyport [--name NAME] [--max-frame BYTES] [--max-depth N]\n"
+            "usage: pyport [--name NAME] [--max-frame BYTES] [--max-depth N] [--max-nesting N]\n"
             "              [--python EXECUTABLE] [--path DIR]...\n"
             "pyport is started by the pyport Erlang application as a port program;\n"
             "it speaks the protocol of docs/protocol.md on stdin/stdout.\n");
@@ -81,6 +84,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"name", required_argument, NULL, 'n'},
         {"max-frame", required_argument, NULL, 'f'},
         {"max-depth", required_argument, NULL, 'd'},
+        {"max-nesting", required_argument, NULL, 'N'},
         {"python", required_argument, NULL, 'p'},
         {"path", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
@@ -90,6 +94,7 @@ static void parse_options(int argc, char **argv, options_t *o)
     o->python = PYPORT_PYTHON_EXECUTABLE;
     o->max_frame = PYPORT_DEFAULT_MAX_FRAME;
     o->max_depth = PYPORT_DEFAULT_MAX_DEPTH;
+    o->max_nesting = PYPORT_DEFAULT_MAX_NESTING;
     o->npaths = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -102,6 +107,9 @@ static void parse_options(int argc, char **argv, options_t *o)
             break;
         case 'd':
             o->max_depth = (int)parse_num(optarg, 1, 100000);
+            break;
+        case 'N':
+            o->max_nesting = (int)parse_num(optarg, 1, 100000);
             break;
         case 'p':
             o->python = optarg;
@@ -191,6 +199,28 @@ static void python_version(char *out, size_t n)
     out[len] = '\0';
 }
 
+/* _pyport.py lives in python/ beside the binary (priv/python in the app). */
+static int add_helpers_path(PyObject *sys_path)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 16);
+    if (n <= 0) {
+        PyErr_SetString(PyExc_OSError, "cannot find the pyport executable");
+        return -1;
+    }
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL) {
+        PyErr_SetString(PyExc_OSError, "cannot find the pyport executable");
+        return -1;
+    }
+    strcpy(slash + 1, "python");
+    PyObject *p = PyUnicode_DecodeFSDefault(exe); // owned
+    int rc = p != NULL ? PyList_Insert(sys_path, 0, p) : -1;
+    Py_XDECREF(p);
+    return rc;
+}
+
 static int start_python(const options_t *o)
 {
     pyerl_register();
@@ -216,12 +246,14 @@ static int start_python(const options_t *o)
         return -1;
     }
     conv_set_max_depth(o->max_depth);
+    cb_set_max_nesting(o->max_nesting);
     worker_cfg_t wcfg = {.max_frame = o->max_frame};
-    if (pyerl_setup() < 0 || env_init() < 0 || worker_init(&wcfg) < 0) {
+    PyObject *sys_path = PySys_GetObject("path"); // borrowed
+    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 ||
+        env_init() < 0 || worker_init(&wcfg) < 0 || async_init() < 0) {
         PyErr_Print();
         return -1;
     }
-    PyObject *sys_path = PySys_GetObject("path"); // borrowed
     for (int i = o->npaths - 1; i >= 0 && sys_path != NULL; i--) {
         PyObject *p = PyUnicode_DecodeFSDefault(o->paths[i]); // owned
         if (p == NULL || PyList_Insert(sys_path, 0, p) < 0) {

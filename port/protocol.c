@@ -21,10 +21,11 @@ static const proto_op_info_t g_ops[OP_COUNT] = {
     [OP_INFO] = {"info", 2, 1, ON_LOOP},             /* {info, Id} */
     [OP_CALLBACK_REPLY] = {"callback_reply", 4, 0, ON_LOOP}, /* {callback_reply, CbId, ok|error, T} */
     [OP_STREAM] = {"stream", 5, 1, ON_PYTHON},       /* {stream, Id, Pid, Source, Window} */
-    [OP_STREAM_ACK] = {"stream_ack", 3, 0, ON_LOOP}, /* {stream_ack, Id, N} */
+    [OP_STREAM_ACK] = {"stream_ack", 3, 0, ON_PYTHON}, /* {stream_ack, Id, N} */
     [OP_METHOD] = {"method", 7, 1, ON_PYTHON},       /* {method, Id, Pid, Ref, Name, Args, Kw} */
     [OP_GETATTR] = {"getattr", 5, 1, ON_PYTHON},     /* {getattr, Id, Pid, Ref, Name} */
-    [OP_RELEASE] = {"release", 3, 0, ON_PYTHON},     /* {release, Pid, RefId} */
+    [OP_RELEASE] = {"release", 2, 0, ON_PYTHON},     /* {release, Ref} */
+    [OP_SETUP] = {"setup", 3, 1, ON_PYTHON},         /* {setup, Id, Opts} */
 };
 
 const proto_op_info_t *proto_op_info(proto_op_t op)

@@ -27,6 +27,7 @@ typedef enum {
     OP_METHOD,
     OP_GETATTR,
     OP_RELEASE,
+    OP_SETUP,
     OP_COUNT
 } proto_op_t;
 

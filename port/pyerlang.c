@@ -9,13 +9,18 @@
 #include <signal.h>
 #include <string.h>
 
+#include "async.h"
 #include "buf.h"
+#include "callback.h"
 #include "control.h"
+#include "convert.h"
+#include "envs.h"
 #include "outbox.h"
 #include "protocol.h"
 #include "pyport/wire.h"
 
 PyObject *pyerl_RequestTimeout;
+PyObject *pyerl_Error;
 
 /* ---- Atom: a str subclass that converts back to an atom ----------------- */
 
@@ -404,6 +409,81 @@ static PyObject *mod_atom(PyObject *self, PyObject *arg)
     return pyerl_atom_new(s, (size_t)n);
 }
 
+/* call(name, *args): the Erlang function registered as name, exactly once. */
+static PyObject *mod_call(PyObject *self, PyObject *args)
+{
+    (void)self;
+    if (PyTuple_GET_SIZE(args) < 1 || !PyUnicode_Check(PyTuple_GET_ITEM(args, 0))) {
+        PyErr_SetString(PyExc_TypeError, "call(name, *args): name must be a str");
+        return NULL;
+    }
+    PyObject *rest = PyTuple_GetSlice(args, 1, PyTuple_GET_SIZE(args)); // owned
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *r = cb_call(PyTuple_GET_ITEM(args, 0), rest);
+    Py_DECREF(rest);
+    return r;
+}
+
+/* send(dest, term): dest is an erlang.Pid or a registered name. */
+static PyObject *mod_send(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *dest;
+    PyObject *term;
+    if (!PyArg_ParseTuple(args, "OO", &dest, &term)) {
+        return NULL;
+    }
+    buf_t b;
+    buf_init(&b, 128);
+    proto_begin(&b);
+    proto_tuple(&b, 2);
+    proto_atom(&b, "send");
+    const char *etf;
+    Py_ssize_t len;
+    if (PyObject_TypeCheck(dest, &pyerl_PidType) && pyerl_term_bytes(dest, &etf, &len)) {
+        proto_raw(&b, etf, (size_t)len);
+    } else if (PyUnicode_Check(dest)) {
+        const char *name = PyUnicode_AsUTF8AndSize(dest, &len);
+        if (name == NULL) {
+            buf_destroy(&b);
+            return NULL;
+        }
+        proto_binary(&b, name, (size_t)len);
+    } else {
+        buf_destroy(&b);
+        PyErr_SetString(PyExc_TypeError, "send(dest, term): dest must be an erlang.Pid or a str");
+        return NULL;
+    }
+    proto_body(&b);
+    if (conv_from_py(&b, term) < 0) {
+        buf_destroy(&b);
+        return NULL;
+    }
+    proto_end(&b, PYPORT_HARD_MAX_FRAME);
+    size_t n;
+    char *frame = buf_steal(&b, &n);
+    outbox_push(frame, n);
+    Py_RETURN_NONE;
+}
+
+/* self(): the Erlang process whose request is running, or None. */
+static PyObject *mod_self(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    if (!ctl_is_python_thread()) {
+        Py_RETURN_NONE;
+    }
+    return env_owner_pid();
+}
+
+void pyerl_raise_error(PyObject *reason)
+{
+    PyErr_SetObject(pyerl_Error, reason);
+}
+
 /* The Python-level handler of PYPORT_SIGNAL and SIGINT: raises in the code
    running now what the loop thread asked for, if it still applies. */
 static PyObject *mod_signal(PyObject *self, PyObject *args)
@@ -439,6 +519,12 @@ static PyObject *mod_signal(PyObject *self, PyObject *args)
 
 static PyMethodDef mod_methods[] = {
     {"atom", mod_atom, METH_O, "atom(s) -> erlang.Atom: the Erlang atom named s."},
+    {"call", mod_call, METH_VARARGS,
+     "call(name, *args): call the Erlang function registered as name (exactly once)."},
+    {"send", mod_send, METH_VARARGS,
+     "send(dest, term): send term to an erlang.Pid or a registered process name."},
+    {"self", mod_self, METH_NOARGS,
+     "self() -> erlang.Pid: the Erlang process whose request is running (None elsewhere)."},
     {"_signal", mod_signal, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
@@ -491,6 +577,21 @@ static PyObject *init_module(void)
     Py_INCREF(pyerl_RequestTimeout);
     if (PyModule_AddObject(m, "RequestTimeout", pyerl_RequestTimeout) < 0) {
         Py_DECREF(pyerl_RequestTimeout);
+        Py_DECREF(m);
+        return NULL;
+    }
+    pyerl_Error = PyErr_NewExceptionWithDoc(
+        "erlang.Error",
+        "An Erlang exception in a function called with erlang.call; args are "
+        "(class, reason), e.g. (erlang.Atom('error'), erlang.Atom('badarith')).",
+        PyExc_Exception, NULL);
+    if (pyerl_Error == NULL) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(pyerl_Error);
+    if (PyModule_AddObject(m, "Error", pyerl_Error) < 0 ||
+        PyModule_AddFunctions(m, async_methods) < 0) {
         Py_DECREF(m);
         return NULL;
     }

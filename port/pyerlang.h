@@ -41,4 +41,10 @@ void pyerl_flush_output(void);
 /// The exception raised in code whose request timed out (erlang.RequestTimeout).
 extern PyObject *pyerl_RequestTimeout;
 
+/// The exception raised for an Erlang exception in erlang.call (erlang.Error).
+extern PyObject *pyerl_Error;
+
+/// Raises erlang.Error with `reason` (the {Class, Reason} tuple from Erlang).
+void pyerl_raise_error(PyObject *reason);
+
 #endif

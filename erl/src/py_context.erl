@@ -1,19 +1,14 @@
 %% @doc One Python context: a gen_server that owns one pyport OS process (a port)
 %% and keeps it running. The pid is the context's stable handle: when the OS
-%% process dies (segfault, kill, memory limit) the context answers the calls in
+%% process dies (segfault, kill, memory limit) the context answers the requests in
 %% flight with `{error, {context_died, Reason}}' and starts a new one with backoff.
 %%
-%% Request path: a caller on this node writes its request frame straight to the
-%% port (`erlang:port_command/2' works from any local process) after recording it
-%% in the context's in-flight ETS table; only the reply passes through the context
-%% process, which routes it by request id to the caller's alias. Callers on other
-%% nodes, and callers that find no port (restarting), send the request to the
-%% context process instead. Replies are decoded by the caller, not here.
-%%
-%% Threading: the state is owned by the gen_server; the in-flight table is public,
-%% and an entry is removed by exactly one party (the reply, the death sweep, a
-%% cancel, or a caller whose write failed), which is what makes every request get
-%% exactly one answer.
+%% Requests do not pass through this process on their way in (see py_request);
+%% it routes what the port sends back: answers to their callers' aliases (undecoded
+%% bodies, the caller decodes), callbacks to the waiting caller, stream items to
+%% their owner, output to the caller's group leader, Python log records to logger.
+%% It also owns the lifecycle: start, setup, graceful restart, kill, backoff, and
+%% the limits (max_calls, max_memory, kill_after).
 -module(py_context).
 -behaviour(gen_server).
 
@@ -23,10 +18,10 @@
 -export([start_link/1, start_link/2, child_spec/1, new/1, stop/1, destroy/1,
          call/4, call/5, call/6, eval/2, eval/3, eval/4, exec/2, exec/3,
          info/1, interrupt/1, kill/1, restart/1, monitor/1, demonitor/2,
-         default_opts/0]).
+         setup/2, default_opts/0]).
 
-%% Used by py and the other modules of the application
--export([request/4, new_request_id/0]).
+%% Used by other modules of the application
+-export([call_as/7, eval_as/5, exec_as/4, stream_cancel/2]).
 
 %% gen_server
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -36,7 +31,7 @@
 -type context() :: pid().
 -type options() :: map().
 
-%% How long a new OS process may take to say `ready'.
+%% How long a new OS process may take to say `ready' and finish its setup.
 -define(START_TIMEOUT, 30000).
 %% How often RSS is compared with max_memory when a limit is set.
 -define(MEMORY_CHECK_MS, 250).
@@ -52,6 +47,8 @@
 -define(MAX_QUEUE, 10000).
 %% How long info/1 waits for the port's loop thread to answer.
 -define(INFO_TIMEOUT, 5000).
+%% Stream items the port may send ahead of acknowledgements.
+-define(STREAM_WINDOW, 16).
 
 -record(s, {
     opts :: map(),
@@ -68,7 +65,8 @@
     envs = #{} :: #{pid() => reference()},
     env_mons = #{} :: #{reference() => pid()},
     cancelled = #{} :: #{pos_integer() => reference()},
-    internal = #{} :: #{pos_integer() => {info, gen_server:from()}},
+    internal = #{} :: #{pos_integer() => term()},
+    streams = #{} :: #{pos_integer() => non_neg_integer()},
     subscribers = #{} :: #{reference() => pid()},
     calls = 0 :: non_neg_integer(),
     errors = 0 :: non_neg_integer(),
@@ -96,12 +94,15 @@ default_opts() ->
       max_memory => infinity,
       max_frame => 256 * 1024 * 1024,
       max_depth => 1000,
+      max_nesting => 200,
       python_path => [],
       env => [],
+      preload => undefined,
+      venv => undefined,
       restart => #{min => ?BACKOFF_MIN_MS, max => ?BACKOFF_MAX_MS, stable => ?STABLE_MS}}.
 
-%% @doc Starts a context linked to the caller; returns once Python is ready.
-%% Options: see docs/operations.md (`name' registers the pid locally).
+%% @doc Starts a context linked to the caller; returns once Python is ready and
+%% set up. Options: see docs/operations.md (`name' registers the pid locally).
 -spec start_link(options()) -> {ok, context()} | {error, term()}.
 start_link(Opts) when is_map(Opts) ->
     case maps:find(name, Opts) of
@@ -109,7 +110,7 @@ start_link(Opts) when is_map(Opts) ->
         _ -> gen_server:start_link(?MODULE, Opts, [])
     end.
 
-%% @doc erlang_python compatible form: `Id' names the context, `Mode' is ignored
+%% @doc erlang_python compatible form: `Id' labels the context, `Mode' is ignored
 %% (every pyport context is its own process).
 -spec start_link(term(), atom()) -> {ok, context()} | {error, term()}.
 start_link(Id, _Mode) ->
@@ -149,14 +150,22 @@ call(Ctx, M, F, Args, Kwargs) -> call(Ctx, M, F, Args, Kwargs, infinity).
 -spec call(context(), term(), term(), list(), map(), timeout()) ->
     {ok, term()} | {error, term()}.
 call(Ctx, M, F, Args, Kwargs, Timeout) ->
+    call_as(Ctx, self(), M, F, Args, Kwargs, Timeout).
+
+%% @doc As call/6 in the environment of `EnvPid' (py:cast/spawn_call run a
+%% request for their caller from another process).
+-spec call_as(context(), pid(), term(), term(), list(), map(), timeout()) ->
+    {ok, term()} | {error, term()}.
+call_as(Ctx, EnvPid, M, F, Args, Kwargs, Timeout) ->
     case {py_protocol:name(M), py_protocol:name(F)} of
         {{error, badarg}, _} -> {error, {badarg, "module name must be an atom, binary or string"}};
         {_, {error, badarg}} -> {error, {badarg, "function name must be an atom, binary or string"}};
         _ when not is_list(Args) -> {error, {badarg, "arguments must be a list"}};
         _ when not is_map(Kwargs) -> {error, {badarg, "keyword arguments must be a map"}};
         {Mod, Fun} ->
-            Id = new_request_id(),
-            request(Ctx, Id, py_protocol:call(Id, self(), Mod, Fun, Args, Kwargs), Timeout)
+            py_request:run(Ctx, EnvPid,
+                           fun(Id) -> py_protocol:call(Id, EnvPid, Mod, Fun, Args, Kwargs) end,
+                           Timeout)
     end.
 
 %% @doc Evaluates a Python expression in the caller's environment.
@@ -169,13 +178,17 @@ eval(Ctx, Code, Locals) -> eval(Ctx, Code, Locals, infinity).
 
 %% @doc As eval/3 with a timeout.
 -spec eval(context(), iodata(), map(), timeout()) -> {ok, term()} | {error, term()}.
-eval(Ctx, Code, Locals, Timeout) ->
+eval(Ctx, Code, Locals, Timeout) -> eval_as(Ctx, self(), Code, Locals, Timeout).
+
+%% @doc As eval/4 in the environment of `EnvPid'.
+-spec eval_as(context(), pid(), iodata(), map(), timeout()) -> {ok, term()} | {error, term()}.
+eval_as(Ctx, EnvPid, Code, Locals, Timeout) ->
     case {py_protocol:code(Code), py_protocol:locals(Locals)} of
         {{error, badarg}, _} -> {error, {badarg, "code must be a binary, string or iolist"}};
         {_, {error, badarg}} -> {error, {badarg, "locals must be a map"}};
         {Bin, Map} ->
-            Id = new_request_id(),
-            request(Ctx, Id, py_protocol:eval(Id, self(), Bin, Map), Timeout)
+            py_request:run(Ctx, EnvPid, fun(Id) -> py_protocol:eval(Id, EnvPid, Bin, Map) end,
+                           Timeout)
     end.
 
 %% @doc Executes Python statements in the caller's environment.
@@ -184,12 +197,17 @@ exec(Ctx, Code) -> exec(Ctx, Code, infinity).
 
 %% @doc As exec/2 with a timeout.
 -spec exec(context(), iodata(), timeout()) -> ok | {error, term()}.
-exec(Ctx, Code, Timeout) ->
+exec(Ctx, Code, Timeout) -> exec_as(Ctx, self(), Code, Timeout).
+
+%% @doc As exec/3 in the environment of `EnvPid'.
+-spec exec_as(context(), pid(), iodata(), timeout()) -> ok | {error, term()}.
+exec_as(Ctx, EnvPid, Code, Timeout) ->
     case py_protocol:code(Code) of
-        {error, badarg} -> {error, {badarg, "code must be a binary, string or iolist"}};
+        {error, badarg} ->
+            {error, {badarg, "code must be a binary, string or iolist"}};
         Bin ->
-            Id = new_request_id(),
-            case request(Ctx, Id, py_protocol:exec(Id, self(), Bin), Timeout) of
+            case py_request:run(Ctx, EnvPid, fun(Id) -> py_protocol:exec(Id, EnvPid, Bin) end,
+                                Timeout) of
                 {ok, _} -> ok;
                 Error -> Error
             end
@@ -222,109 +240,16 @@ monitor(Ctx) -> gen_server:call(Ctx, {subscribe, self()}).
 -spec demonitor(context(), reference()) -> ok.
 demonitor(Ctx, Ref) -> gen_server:call(Ctx, {unsubscribe, Ref}).
 
-%%% ===========================================================================
-%%% The request path (runs in the caller)
-%%% ===========================================================================
+%% @doc Changes settings of the running context and of its future OS processes:
+%% `venv' (a path, or `none' to deactivate), `logging' (a Python level number, or
+%% `none'). Returns what Python answered.
+-spec setup(context(), map()) -> {ok, term()} | {error, term()}.
+setup(Ctx, Settings) -> gen_server:call(Ctx, {setup, Settings}, ?START_TIMEOUT).
 
-%% @doc A fresh request id.
--spec new_request_id() -> pos_integer().
-new_request_id() -> erlang:unique_integer([positive]).
-
-%% @doc Sends request frame `Frame' (built with id `Id' and the caller's pid) and
-%% waits for its answer. Handles Python exceptions (keeping the traceback for
-%% py:last_error/0), timeouts (the Python work is cancelled; no late reply can
-%% arrive) and the death of the context.
--spec request(context(), pos_integer(), binary(), timeout()) -> {ok, term()} | {error, term()}.
-request(Ctx, Id, Frame, Timeout) when is_pid(Ctx) ->
-    Mref = erlang:monitor(process, Ctx, [{alias, demonitor}]),
-    Deadline = deadline(Timeout),
-    case send_request(Ctx, Id, Mref, Frame, Deadline) of
-        ok ->
-            wait(Ctx, Id, Mref, Timeout);
-        {error, _} = Error ->
-            erlang:demonitor(Mref, [flush]),
-            Error
-    end;
-request(_, _, _, _) ->
-    {error, {badarg, "a context must be a pid"}}.
-
-deadline(infinity) -> infinity;
-deadline(T) -> erlang:monotonic_time(millisecond) + T.
-
-send_request(Ctx, Id, Mref, Frame, Deadline) when node(Ctx) =:= node() ->
-    case persistent_term:get({?MODULE, Ctx}, undefined) of
-        undefined ->
-            via_context(Ctx, Id, Mref, Frame, Deadline);
-        Tab ->
-            try ets:lookup(Tab, '$port') of
-                [{_, Port, MaxQueue, MaxFrame}] ->
-                    Size = byte_size(Frame),
-                    InFlight = ets:info(Tab, size) - 1,
-                    if
-                        Size > MaxFrame ->
-                            {error, {too_large, Size, MaxFrame}};
-                        InFlight >= MaxQueue ->
-                            {error, {overloaded, InFlight, MaxQueue}};
-                        is_port(Port) ->
-                            direct(Ctx, Tab, Port, Id, Mref, Frame, Deadline);
-                        true ->
-                            via_context(Ctx, Id, Mref, Frame, Deadline)
-                    end
-            catch
-                error:badarg -> via_context(Ctx, Id, Mref, Frame, Deadline)
-            end
-    end;
-send_request(Ctx, Id, Mref, Frame, Deadline) ->
-    via_context(Ctx, Id, Mref, Frame, Deadline).
-
-direct(Ctx, Tab, Port, Id, Mref, Frame, Deadline) ->
-    true = ets:insert(Tab, {Id, Mref, self(), group_leader()}),
-    try erlang:port_command(Port, Frame) of
-        true -> ok
-    catch
-        error:badarg ->
-            %% The port closed under us. If the entry is still ours nobody will
-            %% answer it: hand the request to the context. Otherwise the death
-            %% sweep took it and its answer is on the way.
-            case ets:take(Tab, Id) of
-                [_] -> via_context(Ctx, Id, Mref, Frame, Deadline);
-                [] -> ok
-            end
-    end.
-
-via_context(Ctx, Id, Mref, Frame, Deadline) ->
-    Ctx ! {'$py_req', Id, Mref, self(), group_leader(), Frame, Deadline},
-    ok.
-
-wait(Ctx, Id, Mref, Timeout) ->
-    receive
-        {Mref, Status, Body} ->
-            erlang:demonitor(Mref, [flush]),
-            result(Status, Body);
-        {'DOWN', Mref, process, _, Reason} ->
-            {error, {context_died, Reason}}
-    after Timeout ->
-        Ctx ! {'$py_cancel', Id},
-        erlang:demonitor(Mref, [flush]),
-        %% The alias is now inactive: nothing sent to it can arrive any more. An
-        %% answer that got in before is still taken.
-        receive
-            {Mref, Status, Body} -> result(Status, Body)
-        after 0 ->
-            {error, timeout}
-        end
-    end.
-
-result(reply, Body) ->
-    {ok, binary_to_term(Body)};
-result(error, Body) ->
-    {Error, Details} = py_protocol:error_result(binary_to_term(Body)),
-    Details =/= undefined andalso put(pyport_last_error, Details),
-    Error;
-result(died, Reason) ->
-    {error, {context_died, Reason}};
-result(failed, Reason) ->
-    {error, Reason}.
+%% @private Stops stream `Id': after this returns, the context sends nothing more
+%% for it.
+-spec stream_cancel(context(), pos_integer()) -> ok.
+stream_cancel(Ctx, Id) -> gen_server:call(Ctx, {stream_cancel, Id}).
 
 %%% ===========================================================================
 %%% gen_server
@@ -342,11 +267,12 @@ init(Opts0) ->
     S0 = #s{opts = Opts, name = Name, tab = Tab, created = now_ms()},
     case open(S0) of
         {ok, S1} ->
-            case await_ready(S1) of
+            case await_started(S1, erlang:monotonic_time(millisecond) + ?START_TIMEOUT) of
                 {ok, S2} ->
                     notify_router(Opts),
                     {ok, schedule_memory_check(S2)};
                 {error, Reason} ->
+                    close_port(S1),
                     persistent_term:erase({?MODULE, self()}),
                     {stop, Reason}
             end;
@@ -358,9 +284,9 @@ init(Opts0) ->
 %% @private
 handle_call(info, From, S = #s{status = Status, port = Port}) when
       Status =:= ready; Status =:= draining ->
-    Id = new_request_id(),
+    Id = py_request:new_id(),
     erlang:port_command(Port, py_protocol:info(Id)),
-    erlang:send_after(?INFO_TIMEOUT, self(), {'$py_info_timeout', Id}),
+    erlang:send_after(?INFO_TIMEOUT, self(), {'$py_internal_timeout', Id}),
     {noreply, S#s{internal = maps:put(Id, {info, From}, S#s.internal)}};
 handle_call(info, _From, S) ->
     {reply, base_info(S, #{}), S};
@@ -379,6 +305,14 @@ handle_call({subscribe, Pid}, _From, S) ->
 handle_call({unsubscribe, Ref}, _From, S) ->
     erlang:demonitor(Ref, [flush]),
     {reply, ok, S#s{subscribers = maps:remove(Ref, S#s.subscribers)}};
+handle_call({setup, Settings}, From, S = #s{opts = Opts}) ->
+    S1 = S#s{opts = maps:merge(Opts, maps:with([venv, logging], Settings))},
+    case S1#s.status of
+        ready -> {noreply, send_setup(Settings, {setup, From}, S1)};
+        _ -> {reply, {ok, pending}, S1}
+    end;
+handle_call({stream_cancel, Id}, _From, S) ->
+    {reply, ok, cancel(Id, S#s{streams = maps:remove(Id, S#s.streams)})};
 handle_call(_Other, _From, S) ->
     {reply, {error, badarg}, S}.
 
@@ -392,8 +326,11 @@ handle_info({Port, {data, Frame}}, S = #s{port = Port}) ->
     {noreply, frame(Header, Body, S)};
 handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->
     {noreply, port_died(Status, S)};
-handle_info({'$py_req', Id, Mref, Caller, GL, Frame, Deadline}, S) ->
-    {noreply, accept(Id, Mref, Caller, GL, Frame, Deadline, S)};
+handle_info({'$py_req', Id, Reply, EnvPid, GL, Frame, Deadline}, S) ->
+    {noreply, accept(Id, Reply, EnvPid, GL, Frame, Deadline, S)};
+handle_info({'$py_frame', Frame}, S = #s{status = Status, port = Port}) ->
+    (Status =:= ready orelse Status =:= draining) andalso erlang:port_command(Port, Frame),
+    {noreply, S};
 handle_info({'$py_cancel', Id}, S) ->
     {noreply, cancel(Id, S)};
 handle_info({'$py_kill_after', Id, Gen}, S = #s{gen = Gen}) ->
@@ -403,12 +340,12 @@ handle_info({'$py_kill_after', Id, Gen}, S = #s{gen = Gen}) ->
     end;
 handle_info({'$py_restart', Gen}, S = #s{gen = Gen, status = down}) ->
     {noreply, start_port(S)};
-handle_info({'$py_info_timeout', Id}, S) ->
+handle_info({'$py_internal_timeout', Id}, S) ->
     case maps:take(Id, S#s.internal) of
         {{info, From}, Internal} ->
             gen_server:reply(From, base_info(S, #{current => unknown})),
             {noreply, S#s{internal = Internal}};
-        error ->
+        _ ->
             {noreply, S}
     end;
 handle_info('$py_memory_check', S) ->
@@ -417,11 +354,11 @@ handle_info({'DOWN', Ref, process, _Pid, _}, S) ->
     {noreply, down(Ref, S)};
 handle_info({io_reply, _, _}, S) ->
     {noreply, S};
-handle_info({'EXIT', _Port, _}, S) when is_port(_Port) ->
+handle_info({'EXIT', Port, _}, S) when is_port(Port) ->
     {noreply, S};
 handle_info({'EXIT', _Pid, Reason}, S) ->
     {stop, Reason, S};
-handle_info({_OldPort, _}, S) when is_port(_OldPort) ->
+handle_info({Port, _}, S) when is_port(Port) ->
     %% A message from an OS process this context already left behind.
     {noreply, S};
 handle_info(_Other, S) ->
@@ -441,6 +378,13 @@ frame({reply, Id}, Body, S) ->
     deliver(Id, reply, Body, S);
 frame({error, Id}, Body, S) ->
     deliver(Id, error, Body, S#s{errors = S#s.errors + 1});
+frame({stream_data, Id}, Body, S) ->
+    stream_data(Id, Body, S);
+frame({callback, CbId, ReqId, Name}, Args, S) ->
+    callback(CbId, ReqId, Name, Args, S);
+frame({send, Dest}, Body, S) ->
+    send(Dest, Body),
+    S;
 frame({env, Pid}, _, S = #s{envs = Envs}) ->
     case maps:is_key(Pid, Envs) of
         true ->
@@ -452,28 +396,106 @@ frame({env, Pid}, _, S = #s{envs = Envs}) ->
 frame({output, Id, Stream, Bytes}, _, S) ->
     output(Id, Stream, Bytes, S),
     S;
+frame({log, Level, Logger, Message}, _, S) ->
+    python_log(Level, Logger, Message, S),
+    S;
 frame(Other, _, S) ->
     ?LOG_WARNING("pyport context ~ts: unexpected frame ~0p", [S#s.name, Other]),
     S.
 
 deliver(Id, Status, Body, S = #s{tab = Tab}) ->
     case ets:take(Tab, Id) of
-        [{_, Mref, _, _}] ->
-            Mref ! {Mref, Status, Body},
-            after_reply(S#s{calls = S#s.calls + 1, port_calls = S#s.port_calls + 1});
+        [{_, Reply, _, _}] ->
+            answer(Reply, Status, Body),
+            S1 = case Reply of
+                     {stream, _, _} -> S#s{streams = maps:remove(Id, S#s.streams)};
+                     _ -> S
+                 end,
+            after_reply(S1#s{calls = S#s.calls + 1, port_calls = S#s.port_calls + 1});
         [] ->
             internal_reply(Id, Status, Body, S)
+    end.
+
+%% Answers a request's caller (its alias), or ends a stream at its owner.
+answer(Mref, Status, Payload) when is_reference(Mref) ->
+    Mref ! {Mref, Status, Payload};
+answer({stream, Owner, Ref}, reply, _) ->
+    Owner ! {py_stream, Ref, done},
+    stream_ended(Ref);
+answer({stream, Owner, Ref}, error, Body) ->
+    {{error, Reason}, _} = py_protocol:error_result(binary_to_term(Body)),
+    Owner ! {py_stream, Ref, {error, Reason}},
+    stream_ended(Ref);
+answer({stream, Owner, Ref}, died, Reason) ->
+    Owner ! {py_stream, Ref, {error, {context_died, Reason}}},
+    stream_ended(Ref);
+answer({stream, Owner, Ref}, failed, Reason) ->
+    Owner ! {py_stream, Ref, {error, Reason}},
+    stream_ended(Ref).
+
+stream_ended(Ref) ->
+    catch ets:delete(py_stream:table(), Ref),
+    ok.
+
+%% A stream item: to its owner, and credit back to the port every half window.
+stream_data(Id, Body, S = #s{tab = Tab}) ->
+    case ets:lookup(Tab, Id) of
+        [{_, {stream, Owner, Ref}, _, _}] ->
+            Owner ! {py_stream, Ref, {data, binary_to_term(Body)}},
+            Sent = maps:get(Id, S#s.streams, 0) + 1,
+            case Sent >= ?STREAM_WINDOW div 2 of
+                true ->
+                    erlang:port_command(S#s.port, py_protocol:stream_ack(Id, Sent)),
+                    S#s{streams = maps:put(Id, 0, S#s.streams)};
+                false ->
+                    S#s{streams = maps:put(Id, Sent, S#s.streams)}
+            end;
+        _ ->
+            S
+    end.
+
+%% A callback runs in the process waiting for the request that made it; if
+%% nobody waits (a Python thread, a cancelled request), in a new process.
+callback(CbId, ReqId, Name, Args, S = #s{tab = Tab}) ->
+    case ets:lookup(Tab, ReqId) of
+        [{_, Mref, _, _}] when is_reference(Mref) ->
+            Mref ! {Mref, callback, CbId, Name, Args};
+        _ ->
+            case maps:is_key(ReqId, S#s.cancelled) of
+                true ->
+                    erlang:port_command(S#s.port,
+                                        py_protocol:callback_reply(CbId, error, {error, cancelled}));
+                false ->
+                    py_callback:spawn_handler(self(), CbId, Name, Args)
+            end
+    end,
+    S.
+
+send(Dest, Body) ->
+    Msg = binary_to_term(Body),
+    try
+        case Dest of
+            Pid when is_pid(Pid) -> Pid ! Msg;
+            Name when is_binary(Name) -> binary_to_existing_atom(Name, utf8) ! Msg
+        end
+    catch
+        error:badarg -> ok  % no such registered name: like `!', the message is lost
     end.
 
 internal_reply(Id, Status, Body, S) ->
     case maps:take(Id, S#s.internal) of
         {{info, From}, Internal} ->
-            Port = case Status of
-                       reply -> binary_to_term(Body);
-                       error -> #{}
-                   end,
-            gen_server:reply(From, base_info(S, Port)),
+            FromPort = case Status of
+                           reply -> binary_to_term(Body);
+                           error -> #{}
+                       end,
+            gen_server:reply(From, base_info(S, FromPort)),
             S#s{internal = Internal};
+        {{setup, From}, Internal} ->
+            gen_server:reply(From, setup_result(Status, Body)),
+            S#s{internal = Internal};
+        {start_setup, Internal} ->
+            setup_done(setup_result(Status, Body), S#s{internal = Internal});
         error ->
             %% The answer to a request whose caller gave up: the Python work has
             %% stopped, so no kill is needed.
@@ -485,6 +507,9 @@ internal_reply(Id, Status, Body, S) ->
                     S
             end
     end.
+
+setup_result(reply, Body) -> {ok, binary_to_term(Body)};
+setup_result(error, Body) -> element(1, py_protocol:error_result(binary_to_term(Body))).
 
 after_reply(S = #s{status = draining}) ->
     maybe_finish_drain(S);
@@ -521,31 +546,42 @@ printable(Bytes) ->
         _ -> unicode:characters_to_binary(Bytes, latin1)
     end.
 
+python_log(Level, Logger, Message, S) ->
+    %% No `domain': the default handler only passes events without one (or OTP's).
+    logger:log(logger_level(Level), "~ts: ~ts", [Logger, Message],
+               #{python_logger => Logger, pyport_context => S#s.name}).
+
+logger_level(L) when L >= 50 -> critical;
+logger_level(L) when L >= 40 -> error;
+logger_level(L) when L >= 30 -> warning;
+logger_level(L) when L >= 20 -> info;
+logger_level(_) -> debug.
+
 %%% ===========================================================================
 %%% Requests that pass through the context process
 %%% ===========================================================================
 
-accept(Id, Mref, Caller, GL, Frame, Deadline, S = #s{opts = Opts}) ->
+accept(Id, Reply, EnvPid, GL, Frame, Deadline, S = #s{opts = Opts}) ->
     Size = byte_size(Frame),
     MaxFrame = maps:get(max_frame, Opts),
     MaxQueue = max_queue(Opts),
     Len = in_flight(S) + queue:len(S#s.queue),
     if
         Size > MaxFrame ->
-            Mref ! {Mref, failed, {too_large, Size, MaxFrame}},
+            answer(Reply, failed, {too_large, Size, MaxFrame}),
             S;
         Len >= MaxQueue ->
-            Mref ! {Mref, failed, {overloaded, Len, MaxQueue}},
+            answer(Reply, failed, {overloaded, Len, MaxQueue}),
             S;
         S#s.status =:= ready ->
-            write(Id, Mref, Caller, GL, Frame, S),
+            write(Id, Reply, EnvPid, GL, Frame, S),
             S;
         true ->
-            S#s{queue = queue:in({Id, Mref, Caller, GL, Frame, Deadline}, S#s.queue)}
+            S#s{queue = queue:in({Id, Reply, EnvPid, GL, Frame, Deadline}, S#s.queue)}
     end.
 
-write(Id, Mref, Caller, GL, Frame, #s{tab = Tab, port = Port}) ->
-    true = ets:insert(Tab, {Id, Mref, Caller, GL}),
+write(Id, Reply, EnvPid, GL, Frame, #s{tab = Tab, port = Port}) ->
+    true = ets:insert(Tab, {Id, Reply, EnvPid, GL}),
     erlang:port_command(Port, Frame).
 
 %% Sends what queued while there was no port, dropping requests whose caller
@@ -553,15 +589,15 @@ write(Id, Mref, Caller, GL, Frame, #s{tab = Tab, port = Port}) ->
 flush_queue(S = #s{queue = Q}) ->
     Now = erlang:monotonic_time(millisecond),
     lists:foreach(
-      fun({Id, Mref, Caller, GL, Frame, Deadline}) ->
+      fun({Id, Reply, EnvPid, GL, Frame, Deadline}) ->
               case Deadline =:= infinity orelse Deadline > Now of
-                  true -> write(Id, Mref, Caller, GL, Frame, S);
+                  true -> write(Id, Reply, EnvPid, GL, Frame, S);
                   false -> ok
               end
       end, queue:to_list(Q)),
     S#s{queue = queue:new()}.
 
-%% A caller timed out: drop its request if it never reached the port, else ask
+%% A caller gave up: drop its request if it never reached the port, else ask
 %% the port to stop it, and kill the OS process if it has not within kill_after.
 cancel(Id, S = #s{tab = Tab, opts = Opts}) ->
     Q = queue:filter(fun(Item) -> element(1, Item) =/= Id end, S#s.queue),
@@ -588,7 +624,8 @@ open(S = #s{opts = Opts, name = Name}) ->
     Exe = port_executable(Opts),
     Args = ["--name", binary_to_list(Name),
             "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
-            "--max-depth", integer_to_list(maps:get(max_depth, Opts))]
+            "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
+            "--max-nesting", integer_to_list(maps:get(max_nesting, Opts))]
         ++ lists:append([["--path", to_list(P)] || P <- maps:get(python_path, Opts)])
         ++ case maps:find(python, Opts) of
                {ok, Py} -> ["--python", to_list(Py)];
@@ -602,11 +639,7 @@ open(S = #s{opts = Opts, name = Name}) ->
            end,
     try open_port({spawn_executable, Exe}, PortOpts) of
         Port ->
-            OsPid = case erlang:port_info(Port, os_pid) of
-                        {os_pid, P} -> P;
-                        undefined -> undefined
-                    end,
-            {ok, S#s{port = Port, os_pid = OsPid, gen = S#s.gen + 1, status = starting,
+            {ok, S#s{port = Port, os_pid = undefined, gen = S#s.gen + 1, status = starting,
                      port_started = now_ms(), port_calls = 0, kill_reason = undefined}}
     catch
         error:Reason -> {error, {cannot_start_port, Exe, Reason}}
@@ -628,33 +661,63 @@ port_executable(Opts) ->
             end
     end.
 
-%% Blocks until the new OS process says ready (init only).
-await_ready(S = #s{port = Port}) ->
+%% Blocks until the new OS process is ready and set up (init only): the frames
+%% are handled as they would be later, and other messages wait in the mailbox.
+await_started(S = #s{port = Port}, Deadline) ->
     receive
         {Port, {data, Frame}} ->
-            case py_protocol:split(Frame) of
-                {{ready, _, _, _} = Ready, _} -> {ok, ready(Ready, S)};
-                {_, _} -> await_ready(S)
+            {Header, Body} = py_protocol:split(Frame),
+            S1 = frame_or_ready(Header, Body, S),
+            case S1#s.status of
+                ready -> {ok, S1};
+                down -> {error, {python_failed_to_start, S1#s.restart_reason}};
+                _ -> await_started(S1, Deadline)
             end;
         {Port, {exit_status, Status}} ->
             {error, {python_failed_to_start, py_protocol:exit_reason(Status)}}
-    after ?START_TIMEOUT ->
-        close_port(S),
+    after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
         {error, {python_failed_to_start, timeout}}
     end.
 
-ready({ready, Version, PyVersion, OsPid}, S = #s{tab = Tab, opts = Opts}) ->
+frame_or_ready({ready, _, _, _} = Ready, _, S) -> ready(Ready, S);
+frame_or_ready(Header, Body, S) -> frame(Header, Body, S).
+
+%% The OS process said ready: send its setup; requests wait until it is done.
+ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts}) ->
     Version =:= py_protocol:version() orelse
         ?LOG_WARNING("pyport context ~ts: port speaks protocol ~p, expected ~p",
                      [S#s.name, Version, py_protocol:version()]),
+    Settings = maps:merge(py_context_router:settings(maps:get(pool, Opts, undefined)),
+                          maps:with([venv, logging], Opts)),
+    Preload = case maps:get(preload, Opts) of
+                  undefined -> #{};
+                  Code -> #{preload => py_protocol:code(Code)}
+              end,
+    send_setup(maps:merge(Settings#{context => self()}, Preload), start_setup,
+               S#s{os_pid = OsPid, python_version = PyVersion}).
+
+send_setup(Settings, Why, S = #s{port = Port}) ->
+    Id = py_request:new_id(),
+    Clean = maps:map(fun(_, undefined) -> none; (_, V) -> V end, Settings),
+    erlang:port_command(Port, py_protocol:setup(Id, Clean)),
+    S#s{internal = maps:put(Id, Why, S#s.internal)}.
+
+setup_done({ok, _}, S = #s{tab = Tab, opts = Opts}) ->
     true = ets:insert(Tab, {'$port', S#s.port, max_queue(Opts), maps:get(max_frame, Opts)}),
-    S1 = flush_queue(S#s{status = ready, os_pid = OsPid, python_version = PyVersion}),
+    S1 = flush_queue(S#s{status = ready}),
     case S#s.restart_reason of
         undefined -> ok;
         Reason -> maps:foreach(fun(_, Pid) -> Pid ! {py_context, self(), restarted, Reason} end,
                                S#s.subscribers)
     end,
-    S1#s{restart_reason = undefined}.
+    S1#s{restart_reason = undefined};
+setup_done({error, Reason}, S) ->
+    %% A preload or venv that fails makes the context unusable: treat it as a
+    %% crash, so it backs off and says why.
+    ?LOG_ERROR("pyport context ~ts: setup failed: ~0p", [S#s.name, Reason]),
+    S1 = S#s{kill_reason = {setup_failed, Reason}},
+    close_port(S1),
+    port_died(0, S1#s{port = S1#s.port}).
 
 start_port(S) ->
     case open(S) of
@@ -683,18 +746,21 @@ sweep(Tab, Reason) ->
     lists:foreach(
       fun(Id) ->
               case ets:take(Tab, Id) of
-                  [{_, Mref, _, _}] -> Mref ! {Mref, died, Reason};
+                  [{_, Reply, _, _}] -> answer(Reply, died, Reason);
                   [] -> ok
               end
       end, Ids).
 
 forget_port(S) ->
     maps:foreach(fun(_, TRef) -> erlang:cancel_timer(TRef) end, S#s.cancelled),
-    maps:foreach(fun(_, {info, From}) -> gen_server:reply(From, base_info(S, #{})) end,
-                 S#s.internal),
+    maps:foreach(fun(_, {info, From}) -> gen_server:reply(From, base_info(S, #{}));
+                    (_, {setup, From}) -> gen_server:reply(From, {error, context_restarted});
+                    (_, _) -> ok
+                 end, S#s.internal),
     maps:foreach(fun(Ref, _) -> erlang:demonitor(Ref, [flush]) end, S#s.env_mons),
     S#s{port = undefined, os_pid = undefined, status = down, cancelled = #{}, internal = #{},
-        envs = #{}, env_mons = #{}, drain_reason = undefined, recycle_when_idle = undefined}.
+        streams = #{}, envs = #{}, env_mons = #{}, drain_reason = undefined,
+        recycle_when_idle = undefined}.
 
 schedule_restart(Reason, Uptime, S = #s{opts = Opts}) ->
     #{min := Min, max := Max, stable := Stable} =

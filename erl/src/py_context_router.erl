@@ -15,7 +15,7 @@
          start_pool/2, start_pool/3, stop_pool/1,
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0, init_pool_registry/0,
-         pools/0, call_timeout/1, context_up/3]).
+         pools/0, call_timeout/1, context_up/3, settings/1, set_setting/3]).
 
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -26,6 +26,7 @@
 
 -define(REGISTRY, py_pool_registry).
 -define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
+-define(SETTINGS_KEY(Pool), {?MODULE, settings, Pool}).
 -define(BOUND_KEY(Pool), {?MODULE, bound, Pool}).
 %% Starting a pool waits for every context's Python to be ready.
 -define(START_POOL_TIMEOUT, 120000).
@@ -192,7 +193,7 @@ list_pool_registrations() ->
     init_pool_registry(),
     ets:tab2list(?REGISTRY).
 
-%% @doc Makes sure the registry table exists (it is created with the router;
+%% @doc Makes sure the registry tables exist (they are created with the router;
 %% calling this again does nothing).
 -spec init_pool_registry() -> ok.
 init_pool_registry() ->
@@ -200,6 +201,18 @@ init_pool_registry() ->
         undefined -> gen_server:call(?MODULE, init_registry);
         _ -> ok
     end.
+
+%% @doc Settings that every context of `Pool' applies after each start (set at
+%% run time: `venv', `logging').
+-spec settings(pool_name() | undefined) -> map().
+settings(Pool) ->
+    persistent_term:get(?SETTINGS_KEY(Pool), #{}).
+
+%% @doc Records a setting for `Pool' (contexts started later apply it; running
+%% ones are told by the caller).
+-spec set_setting(pool_name(), atom(), term()) -> ok.
+set_setting(Pool, Key, Value) ->
+    gen_server:call(?MODULE, {set_setting, Pool, Key, Value}).
 
 %% @doc The started pools.
 -spec pools() -> [pool_name()].
@@ -249,6 +262,9 @@ handle_call({stop_pool, Pool}, _From, S = #{pools := Pools}) ->
     _ = supervisor:delete_child(py_pools_sup, {pool, Pool}),
     _ = persistent_term:erase(?POOL_KEY(Pool)),
     {reply, ok, S#{pools := maps:remove(Pool, Pools)}};
+handle_call({set_setting, Pool, Key, Value}, _From, S) ->
+    persistent_term:put(?SETTINGS_KEY(Pool), maps:put(Key, Value, settings(Pool))),
+    {reply, ok, S};
 handle_call(init_registry, _From, S) ->
     ensure_registry(),
     {reply, ok, S};
@@ -271,14 +287,19 @@ handle_info(_Msg, S) ->
 %%% Internals
 %%% ===========================================================================
 
+%% The public tables of the application live as long as the router.
 ensure_registry() ->
-    case ets:info(?REGISTRY, name) of
-        undefined ->
-            ets:new(?REGISTRY, [named_table, public, set, {read_concurrency, true}]),
-            ok;
-        _ ->
-            ok
-    end.
+    Tables = [{?REGISTRY, [{read_concurrency, true}]},
+              {py_callback:table(), [{read_concurrency, true}]},
+              {py_state:table(), [{write_concurrency, true}, {read_concurrency, true}]},
+              {py_stream:table(), [{write_concurrency, true}]}],
+    lists:foreach(
+      fun({Name, Opts}) ->
+              case ets:info(Name, name) of
+                  undefined -> ets:new(Name, [named_table, public, set | Opts]);
+                  _ -> ok
+              end
+      end, Tables).
 
 %% Publishes the pool's contexts (in index order) for the read path.
 publish(Pool, Sup, Opts) ->

@@ -7,6 +7,7 @@
 -include("pyport_wire.hrl").
 
 -export([call/6, eval/4, exec/3, drop_env/1, cancel/1, interrupt/1, info/1,
+         method/6, getattr/4, release/1, stream/4, stream_ack/2, setup/2, callback_reply/3,
          split/1, name/1, code/1, locals/1, exit_reason/1, error_result/1, version/0]).
 
 -export_type([request_id/0, frame/0]).
@@ -49,6 +50,39 @@ interrupt(Kind) when Kind =:= keyboard; Kind =:= memory -> term_to_binary({inter
 %% @doc `{info, Id}': answered by the port's loop thread even while Python runs.
 -spec info(request_id()) -> frame().
 info(Id) -> term_to_binary({info, Id}).
+
+%% @doc `{method, Id, Pid, Ref, Name, Args, Kwargs}': call a method of a referenced object.
+-spec method(request_id(), pid(), tuple(), atom() | binary(), list(), map()) -> frame().
+method(Id, Pid, Ref, Name, Args, Kwargs) ->
+    term_to_binary({method, Id, Pid, Ref, Name, Args, Kwargs}).
+
+%% @doc `{getattr, Id, Pid, Ref, Name}': an attribute of a referenced object.
+-spec getattr(request_id(), pid(), tuple(), atom() | binary()) -> frame().
+getattr(Id, Pid, Ref, Name) ->
+    term_to_binary({getattr, Id, Pid, Ref, Name}).
+
+%% @doc `{release, Ref}': forget a referenced object.
+-spec release(tuple()) -> frame().
+release(Ref) -> term_to_binary({release, Ref}).
+
+%% @doc `{stream, Id, Pid, Source, Window}': stream the items of an iterable;
+%% `Source' is `{call, M, F, Args, Kwargs}' or `{eval, Code, Locals}'.
+-spec stream(request_id(), pid(), tuple(), pos_integer()) -> frame().
+stream(Id, Pid, Source, Window) ->
+    term_to_binary({stream, Id, Pid, Source, Window}).
+
+%% @doc `{stream_ack, Id, N}': the consumer took N more items of stream Id.
+-spec stream_ack(request_id(), pos_integer()) -> frame().
+stream_ack(Id, N) -> term_to_binary({stream_ack, Id, N}).
+
+%% @doc `{setup, Id, Opts}': per-start settings (context, preload, venv, logging).
+-spec setup(request_id(), map()) -> frame().
+setup(Id, Opts) -> term_to_binary({setup, Id, Opts}).
+
+%% @doc `{callback_reply, CbId, ok | error, Term}': the answer to erlang.call.
+-spec callback_reply(integer(), ok | error, term()) -> frame().
+callback_reply(CbId, Status, Value) ->
+    term_to_binary({callback_reply, CbId, Status, Value}).
 
 %% @doc Splits a frame from the port into its header term and the ETF bytes of
 %% its body (empty when the frame has no body). Only the header is decoded.

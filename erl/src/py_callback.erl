@@ -1,0 +1,83 @@
+%% @doc Erlang functions callable from Python (`erlang.call(Name, *Args)',
+%% `erlang.Name(*Args)'). The registry is a public ETS table read on every
+%% callback; registration goes through py_context_router, which owns it. A
+%% callback runs in the Erlang process waiting for the request that made it (so
+%% `self()', its group leader and its bound contexts are the caller's, and nested
+%% py:call/eval/exec use the caller's environment), or, for callbacks from Python
+%% threads or from requests nobody waits for, in a fresh process.
+-module(py_callback).
+
+-export([register/2, unregister/1, handle/4, spawn_handler/4, table/0]).
+
+-define(TABLE, py_callbacks).
+
+%% @doc The name of the registry table (created by py_context_router).
+-spec table() -> atom().
+table() -> ?TABLE.
+
+%% @doc Registers `Fun' (called with the list of arguments) or `{Module, Function}'
+%% (called as `Module:Function(Args)') under `Name'.
+-spec register(atom() | binary(), fun((list()) -> term()) | {module(), atom()}) -> ok.
+register(Name, Fun) ->
+    py_context_router:init_pool_registry(),
+    true = ets:insert(?TABLE, {key(Name), Fun}),
+    ok.
+
+%% @doc Removes a registration.
+-spec unregister(atom() | binary()) -> ok.
+unregister(Name) ->
+    py_context_router:init_pool_registry(),
+    true = ets:delete(?TABLE, key(Name)),
+    ok.
+
+%% @doc Runs callback `CbId' (`Name' with the ETF-encoded argument list `Args')
+%% and writes its reply to the context. Exceptions become `{error, {Class,
+%% Reason}}' replies, raised in Python as erlang.Error.
+-spec handle(pid(), integer(), binary(), binary()) -> ok.
+handle(Ctx, CbId, Name, Args) ->
+    Frame = try run(Name, binary_to_term(Args)) of
+                Value -> py_protocol:callback_reply(CbId, ok, Value)
+            catch
+                Class:Reason -> py_protocol:callback_reply(CbId, error, {Class, Reason})
+            end,
+    py_request:send_frame(Ctx, Frame).
+
+%% @doc Runs a callback in a new process (nobody waits for its request).
+-spec spawn_handler(pid(), integer(), binary(), binary()) -> pid().
+spawn_handler(Ctx, CbId, Name, Args) ->
+    spawn(fun() -> handle(Ctx, CbId, Name, Args) end).
+
+run(<<"_pyport.", Builtin/binary>>, Args) ->
+    builtin(Builtin, Args);
+run(Name, Args) ->
+    case ets:lookup(?TABLE, Name) of
+        [{_, Fun}] when is_function(Fun, 1) -> Fun(Args);
+        [{_, {M, F}}] -> M:F(Args);
+        [] -> erlang:error({undefined_function, Name})
+    end.
+
+%% Services of the erlang module that need the Erlang side.
+builtin(<<"whereis">>, [Name]) ->
+    try binary_to_existing_atom(Name, utf8) of
+        Atom -> case whereis(Atom) of
+                    undefined -> none;
+                    Pid -> Pid
+                end
+    catch
+        error:badarg -> none
+    end;
+builtin(<<"state_fetch">>, [Key]) ->
+    case py_state:fetch(Key) of
+        {ok, Value} -> {true, Value};
+        {error, not_found} -> {false, none}
+    end;
+builtin(<<"state_store">>, [Key, Value]) -> py_state:store(Key, Value);
+builtin(<<"state_remove">>, [Key]) -> py_state:remove(Key);
+builtin(<<"state_keys">>, []) -> py_state:keys();
+builtin(<<"state_incr">>, [Key, N]) -> py_state:incr(Key, N);
+builtin(<<"state_decr">>, [Key, N]) -> py_state:decr(Key, N);
+builtin(Other, Args) -> erlang:error({undefined_function, <<"_pyport.", Other/binary>>, Args}).
+
+key(A) when is_atom(A) -> atom_to_binary(A, utf8);
+key(B) when is_binary(B) -> B;
+key(L) when is_list(L) -> unicode:characters_to_binary(L).

@@ -1,0 +1,349 @@
+"""Internal helpers of a pyport context, imported by the port at start-up.
+
+The C side (port/async.c, port/ops.c) calls these for everything that is easier in
+Python: the asyncio event loop that awaits coroutines and pumps streams, venv
+activation, logging to Erlang, memory statistics. Runs on the Python thread; the
+functions of the `erlang` module prefixed with `_` send frames to Erlang.
+"""
+
+import gc
+import glob
+import importlib
+import logging
+import os
+import site
+import sys
+
+import erlang
+
+_loop = None
+_tasks = {}    # request id -> asyncio.Task awaiting a coroutine result
+_streams = {}  # request id -> _Stream
+
+
+# ---- the event loop ------------------------------------------------------------
+
+def _get_loop():
+    global _loop
+    if _loop is None:
+        import asyncio
+        _loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(_loop)
+    return _loop
+
+
+def pending():
+    """Number of coroutines and streams still running."""
+    return len(_tasks) + len(_streams)
+
+
+def run(fd, drain):
+    """Run the event loop until nothing is pending; `drain` serves new jobs
+    whenever `fd` (the inbox eventfd) becomes readable."""
+    loop = _get_loop()
+    loop.add_reader(fd, drain)
+    try:
+        if pending():
+            loop.run_forever()
+    finally:
+        loop.remove_reader(fd)
+
+
+def stop():
+    if _loop is not None:
+        _loop.stop()
+
+
+def _maybe_stop():
+    if not pending():
+        stop()
+
+
+async def _await(awaitable):
+    return await awaitable
+
+
+def start_task(req_id, owner, awaitable):
+    """Await `awaitable` on the loop; answer request `req_id` when it is done."""
+    task = _get_loop().create_task(_await(awaitable))
+    _tasks[req_id] = task
+
+    def done(t):
+        _tasks.pop(req_id, None)
+        _finish(req_id, owner, t, None)
+        _maybe_stop()
+
+    task.add_done_callback(done)
+
+
+def _finish(req_id, owner, task, value):
+    if task is not None and task.cancelled():
+        erlang._finish(req_id, owner, "cancelled", None)
+    elif task is not None and task.exception() is not None:
+        erlang._finish(req_id, owner, "error", task.exception())
+    else:
+        erlang._finish(req_id, owner, "ok", task.result() if task is not None else value)
+
+
+def cancel(req_id):
+    """A caller gave up: cancel its coroutine or stream, if it has one."""
+    task = _tasks.get(req_id)
+    if task is not None:
+        task.cancel()
+    stream = _streams.get(req_id)
+    if stream is not None:
+        stream.task.cancel()
+
+
+# ---- streams -------------------------------------------------------------------
+
+class _Stream:
+    """Sends the items of an iterator or async iterator as stream_data frames,
+    at most `credit` ahead of the acknowledgements from Erlang. The answer of
+    the stream request (done, the error, or cancelled) is sent exactly once, by
+    the task's done-callback, however the task ends."""
+
+    def __init__(self, req_id, owner, source, window):
+        import asyncio
+        self.req_id = req_id
+        self.owner = owner
+        self.source = source
+        self.credit = window
+        self.more = asyncio.Event()
+        self.task = _get_loop().create_task(self.pump())
+        self.task.add_done_callback(self.done)
+
+    def ack(self, n):
+        self.credit += n
+        self.more.set()
+
+    async def _credit(self):
+        while self.credit <= 0:
+            self.more.clear()
+            await self.more.wait()
+        self.credit -= 1
+
+    async def pump(self):
+        import asyncio
+        source = self.source
+        try:
+            if hasattr(source, "__aiter__") or hasattr(source, "__anext__"):
+                it = source.__aiter__() if hasattr(source, "__aiter__") else source
+                while True:
+                    await self._credit()
+                    try:
+                        item = await it.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    erlang._stream_data(self.req_id, self.owner, item)
+            else:
+                it = iter(source)
+                while True:
+                    await self._credit()
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        break
+                    erlang._stream_data(self.req_id, self.owner, item)
+                    await asyncio.sleep(0)  # let requests and other streams run
+        finally:
+            await _close(source)
+        return erlang.atom("done")
+
+    def done(self, task):
+        _streams.pop(self.req_id, None)
+        _finish(self.req_id, self.owner, task, None)
+        _maybe_stop()
+
+
+async def _close(source):
+    try:
+        if hasattr(source, "aclose"):
+            await source.aclose()
+        elif hasattr(source, "close"):
+            source.close()
+    except Exception:
+        pass
+
+
+def start_stream(req_id, owner, source, window):
+    if not (hasattr(source, "__iter__") or hasattr(source, "__aiter__")
+            or hasattr(source, "__anext__")):
+        raise TypeError(f"a stream needs an iterable or async iterable, not {type(source).__name__}")
+    _streams[req_id] = _Stream(req_id, owner, source, window)
+
+
+def stream_ack(req_id, n):
+    stream = _streams.get(req_id)
+    if stream is not None:
+        stream.ack(n)
+
+
+# ---- virtual environments ------------------------------------------------------
+
+_venv = None
+
+
+def activate_venv(path):
+    """Put the site-packages of the venv at `path` first on sys.path, honouring
+    its .pth files. Replaces a venv activated before; None deactivates."""
+    global _venv
+    if path is None:
+        return deactivate_venv()
+    path = os.path.abspath(os.fsdecode(path))
+    want = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    found = sorted(glob.glob(os.path.join(path, "lib", "python*", "site-packages")))
+    if not found:
+        raise ValueError(f"no lib/python*/site-packages under {path}: not a venv")
+    matching = [p for p in found if os.path.basename(os.path.dirname(p)) == want]
+    if not matching:
+        raise ValueError(f"the venv at {path} is for another Python ({found}); this is {want}")
+    deactivate_venv()
+    site_packages = matching[0]
+    before = list(sys.path)
+    site.addsitedir(site_packages)
+    added = [p for p in sys.path if p not in before]
+    for p in added:
+        sys.path.remove(p)
+    sys.path[0:0] = added
+    os.environ["VIRTUAL_ENV"] = path
+    importlib.invalidate_caches()
+    _venv = {"path": path, "site_packages": site_packages, "added": added}
+    return venv_info()
+
+
+def deactivate_venv():
+    """Take the active venv's entries off sys.path (modules already imported
+    from it stay loaded)."""
+    global _venv
+    if _venv is None:
+        return venv_info()
+    for p in _venv["added"]:
+        while p in sys.path:
+            sys.path.remove(p)
+    os.environ.pop("VIRTUAL_ENV", None)
+    importlib.invalidate_caches()
+    _venv = None
+    return venv_info()
+
+
+def venv_info():
+    """A map with atom keys: active, and path and site_packages when active."""
+    a = erlang.atom
+    if _venv is None:
+        return {a("active"): False}
+    return {a("active"): True, a("path"): _venv["path"],
+            a("site_packages"): _venv["site_packages"]}
+
+
+# ---- logging -------------------------------------------------------------------
+
+class ErlangHandler(logging.Handler):
+    """Sends each record to Erlang's logger (level, logger name, message)."""
+
+    def emit(self, record):
+        try:
+            message = self.format(record)
+        except Exception:
+            message = record.getMessage()
+        erlang._log(record.levelno, record.name, message)
+
+
+def configure_logging(level=logging.INFO, fmt=None):
+    """Route Python logging (the root logger and everything below it) to Erlang."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, ErlangHandler):
+            root.removeHandler(h)
+    handler = ErlangHandler(level)
+    if fmt:
+        handler.setFormatter(logging.Formatter(fmt))
+    root.addHandler(handler)
+    root.setLevel(level)
+    return True
+
+
+# ---- facts ---------------------------------------------------------------------
+
+def memory_stats():
+    """A map with atom keys for Erlang (py:memory_stats/0)."""
+    a = erlang.atom
+    stats = {
+        a("gc_stats"): [{a(k): v for k, v in g.items()} for g in gc.get_stats()],
+        a("gc_count"): gc.get_count(),
+        a("gc_threshold"): gc.get_threshold(),
+        a("rss_bytes"): _rss(),
+    }
+    import tracemalloc
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        stats[a("traced_memory_current")] = current
+        stats[a("traced_memory_peak")] = peak
+    return stats
+
+
+def _rss():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return None
+
+
+def collect(generation=2):
+    return gc.collect(generation)
+
+
+# ---- the parts of the erlang module written in Python --------------------------
+
+def _install():
+    """Adds to the erlang module the functions built on erlang.call."""
+
+    def whereis(name):
+        """The pid registered as `name` in Erlang, or None."""
+        return erlang.call("_pyport.whereis", name)
+
+    def state_get(key, default=None):
+        """The value stored under `key` in pyport's shared state (py:state_store/2)."""
+        found, value = erlang.call("_pyport.state_fetch", key)
+        return value if found else default
+
+    def state_set(key, value):
+        """Store `value` under `key` in the shared state."""
+        erlang.call("_pyport.state_store", key, value)
+
+    def state_delete(key):
+        """Remove `key` from the shared state."""
+        erlang.call("_pyport.state_remove", key)
+
+    def state_keys():
+        """All keys of the shared state."""
+        return erlang.call("_pyport.state_keys")
+
+    def state_incr(key, n=1):
+        """Atomically add `n` to the integer under `key` (0 if absent); the new value."""
+        return erlang.call("_pyport.state_incr", key, n)
+
+    def state_decr(key, n=1):
+        """Atomically subtract `n`; the new value."""
+        return erlang.call("_pyport.state_decr", key, n)
+
+    def __getattr__(name):
+        """erlang.<name>(*args) and `from erlang import name` call the Erlang
+        function registered as `name`."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+
+        def registered(*args):
+            return erlang.call(name, *args)
+
+        registered.__name__ = name
+        registered.__qualname__ = name
+        return registered
+
+    for f in (whereis, state_get, state_set, state_delete, state_keys, state_incr,
+              state_decr, __getattr__):
+        setattr(erlang, f.__name__, f)
+
+
+_install()

@@ -1,0 +1,254 @@
+/*
+ * The C half of the asyncio bridge (see async.h; the Python half is _pyport.py).
+ * Completion and stream frames are built here so they share the codec and the
+ * reply framing of synchronous requests.
+ */
+#include "async.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "buf.h"
+#include "convert.h"
+#include "envs.h"
+#include "inbox.h"
+#include "log.h"
+#include "outbox.h"
+#include "protocol.h"
+#include "pyerlang.h"
+#include "pyport/wire.h"
+#include "reply.h"
+#include "worker.h"
+
+static PyObject *g_helpers; /* owned: the _pyport module */
+static long g_pending;      /* async requests started and not yet answered */
+static PyObject *g_drain;   /* owned: erlang._drain */
+
+int async_init(void)
+{
+    g_helpers = PyImport_ImportModule("_pyport");
+    if (g_helpers == NULL) {
+        return -1;
+    }
+    PyObject *erlang = PyImport_ImportModule("erlang"); // owned
+    if (erlang == NULL) {
+        return -1;
+    }
+    g_drain = PyObject_GetAttrString(erlang, "_drain");
+    Py_DECREF(erlang);
+    return g_drain != NULL ? 0 : -1;
+}
+
+PyObject *async_helpers(void)
+{
+    return g_helpers;
+}
+
+/* Calls _pyport.<fn>(...) and discards the result; -1 with an error set on failure. */
+static int helper(const char *fn, const char *fmt, ...)
+{
+    PyObject *f = PyObject_GetAttrString(g_helpers, fn); // owned
+    if (f == NULL) {
+        return -1;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    PyObject *args = Py_VaBuildValue(fmt, ap); // owned
+    va_end(ap);
+    PyObject *r = args != NULL ? PyObject_CallObject(f, args) : NULL; // owned
+    Py_XDECREF(args);
+    Py_DECREF(f);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+long async_pending(void)
+{
+    return g_pending;
+}
+
+void async_run(void)
+{
+    if (helper("run", "(iO)", inbox_fd(), g_drain) < 0) {
+        /* KeyboardInterrupt or SystemExit from a coroutine stops the loop; the
+           task itself is answered by its done-callback on the next run. */
+        PyErr_Print();
+    }
+}
+
+static PyObject *owner_obj(const char *pid, size_t len)
+{
+    return pyerl_term_new(&pyerl_PidType, pid, len);
+}
+
+int async_start(int64_t id, const char *pid, size_t len, PyObject *awaitable)
+{
+    PyObject *owner = owner_obj(pid, len); // owned
+    if (owner == NULL) {
+        return -1;
+    }
+    int rc = helper("start_task", "(LOO)", (long long)id, owner, awaitable);
+    Py_DECREF(owner);
+    g_pending += rc == 0;
+    return rc;
+}
+
+int async_stream(int64_t id, const char *pid, size_t len, PyObject *source, long window)
+{
+    PyObject *owner = owner_obj(pid, len); // owned
+    if (owner == NULL) {
+        return -1;
+    }
+    int rc = helper("start_stream", "(LOOl)", (long long)id, owner, source, window);
+    Py_DECREF(owner);
+    g_pending += rc == 0;
+    return rc;
+}
+
+void async_cancel(int64_t id)
+{
+    if (helper("cancel", "(L)", (long long)id) < 0) {
+        PyErr_Print();
+    }
+}
+
+void async_ack(int64_t id, long n)
+{
+    if (helper("stream_ack", "(Ll)", (long long)id, n) < 0) {
+        PyErr_Print();
+    }
+}
+
+/* ---- functions of the erlang module used by _pyport ------------------------ */
+
+static int owner_bytes(PyObject *owner, const char **pid, Py_ssize_t *len)
+{
+    if (!pyerl_term_bytes(owner, pid, len)) {
+        PyErr_SetString(PyExc_TypeError, "owner must be an erlang.Pid");
+        return -1;
+    }
+    return 0;
+}
+
+/* _finish(req_id, owner, status, value): the one answer of an async request. */
+static PyObject *mod_finish(PyObject *self, PyObject *args)
+{
+    (void)self;
+    long long id;
+    PyObject *owner;
+    const char *status;
+    PyObject *value;
+    const char *pid;
+    Py_ssize_t len;
+    if (!PyArg_ParseTuple(args, "LOsO", &id, &owner, &status, &value) ||
+        owner_bytes(owner, &pid, &len) < 0) {
+        return NULL;
+    }
+    reply_t r;
+    reply_begin(&r, id);
+    env_owner_t prev = env_owner_set(pid, (size_t)len);
+    if (strcmp(status, "ok") == 0) {
+        reply_ok(&r, value);
+    } else if (strcmp(status, "error") == 0 && PyExceptionInstance_Check(value)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(value), value);
+        reply_error(&r, REPLY_PYERR);
+    } else {
+        reply_error_atom(&r, "cancelled");
+    }
+    env_owner_restore(prev);
+    reply_send(&r);
+    g_pending--;
+    Py_RETURN_NONE;
+}
+
+/* _stream_data(req_id, owner, value): one item of a stream. */
+static PyObject *mod_stream_data(PyObject *self, PyObject *args)
+{
+    (void)self;
+    long long id;
+    PyObject *owner;
+    PyObject *value;
+    const char *pid;
+    Py_ssize_t len;
+    if (!PyArg_ParseTuple(args, "LOO", &id, &owner, &value) ||
+        owner_bytes(owner, &pid, &len) < 0) {
+        return NULL;
+    }
+    buf_t b;
+    buf_init(&b, 128);
+    proto_begin(&b);
+    proto_tuple(&b, 2);
+    proto_atom(&b, "stream_data");
+    proto_long(&b, id);
+    proto_body(&b);
+    env_owner_t prev = env_owner_set(pid, (size_t)len);
+    int rc = conv_from_py(&b, value);
+    env_owner_restore(prev);
+    if (rc < 0) {
+        buf_destroy(&b);
+        return NULL;
+    }
+    pyerl_flush_output();
+    proto_end(&b, PYPORT_HARD_MAX_FRAME);
+    size_t n;
+    char *frame = buf_steal(&b, &n);
+    reply_send_frame(frame, n);
+    Py_RETURN_NONE;
+}
+
+/* _drain(): the inbox eventfd is readable; serve every job waiting. */
+static PyObject *mod_drain(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    inbox_drain();
+    job_t *job;
+    while ((job = inbox_pop()) != NULL) {
+        worker_handle(job);
+        if (worker_stopping()) {
+            helper("stop", "()");
+            break;
+        }
+    }
+    reply_flush();
+    PyErr_Clear();
+    Py_RETURN_NONE;
+}
+
+/* _log(levelno, logger_name, message): a Python logging record for Erlang. */
+static PyObject *mod_log(PyObject *self, PyObject *args)
+{
+    (void)self;
+    int level;
+    const char *name;
+    Py_ssize_t name_len;
+    const char *msg;
+    Py_ssize_t msg_len;
+    if (!PyArg_ParseTuple(args, "is#s#", &level, &name, &name_len, &msg, &msg_len)) {
+        return NULL;
+    }
+    buf_t b;
+    buf_init(&b, (size_t)(name_len + msg_len) + 64);
+    proto_begin(&b);
+    proto_tuple(&b, 4);
+    proto_atom(&b, "log");
+    proto_long(&b, level);
+    proto_binary(&b, name, (size_t)name_len);
+    proto_binary(&b, msg, (size_t)msg_len);
+    proto_end(&b, PYPORT_HARD_MAX_FRAME);
+    size_t n;
+    char *frame = buf_steal(&b, &n);
+    outbox_push(frame, n);
+    Py_RETURN_NONE;
+}
+
+PyMethodDef async_methods[] = {
+    {"_finish", mod_finish, METH_VARARGS, NULL},
+    {"_stream_data", mod_stream_data, METH_VARARGS, NULL},
+    {"_drain", mod_drain, METH_NOARGS, NULL},
+    {"_log", mod_log, METH_VARARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
