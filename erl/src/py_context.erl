@@ -376,6 +376,8 @@ terminate(_Reason, S) ->
 
 frame({reply, Id}, Body, S) ->
     deliver(Id, reply, Body, S);
+frame({ready, _, _, _} = Ready, _, S = #s{status = starting}) ->
+    ready(Ready, S);
 frame({error, Id}, Body, S) ->
     deliver(Id, error, Body, S#s{errors = S#s.errors + 1});
 frame({stream_data, Id}, Body, S) ->
@@ -667,7 +669,7 @@ await_started(S = #s{port = Port}, Deadline) ->
     receive
         {Port, {data, Frame}} ->
             {Header, Body} = py_protocol:split(Frame),
-            S1 = frame_or_ready(Header, Body, S),
+            S1 = frame(Header, Body, S),
             case S1#s.status of
                 ready -> {ok, S1};
                 down -> {error, {python_failed_to_start, S1#s.restart_reason}};
@@ -678,9 +680,6 @@ await_started(S = #s{port = Port}, Deadline) ->
     after max(0, Deadline - erlang:monotonic_time(millisecond)) ->
         {error, {python_failed_to_start, timeout}}
     end.
-
-frame_or_ready({ready, _, _, _} = Ready, _, S) -> ready(Ready, S);
-frame_or_ready(Header, Body, S) -> frame(Header, Body, S).
 
 %% The OS process said ready: send its setup; requests wait until it is done.
 ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts}) ->
