@@ -282,16 +282,19 @@ init(Opts0) ->
     end.
 
 %% @private
-handle_call(info, From, S = #s{status = Status, port = Port}) when
-      Status =:= ready; Status =:= draining ->
+handle_call(info, From, S = #s{status = Status}) when Status =:= ready; Status =:= draining ->
     Id = py_request:new_id(),
-    erlang:port_command(Port, py_protocol:info(Id)),
-    erlang:send_after(?INFO_TIMEOUT, self(), {'$py_internal_timeout', Id}),
-    {noreply, S#s{internal = maps:put(Id, {info, From}, S#s.internal)}};
+    case port_send(S, py_protocol:info(Id)) of
+        ok ->
+            erlang:send_after(?INFO_TIMEOUT, self(), {'$py_internal_timeout', Id}),
+            {noreply, S#s{internal = maps:put(Id, {info, From}, S#s.internal)}};
+        closed ->
+            {reply, base_info(S, #{}), S}
+    end;
 handle_call(info, _From, S) ->
     {reply, base_info(S, #{}), S};
-handle_call(interrupt, _From, S = #s{status = ready, port = Port}) ->
-    erlang:port_command(Port, py_protocol:interrupt(keyboard)),
+handle_call(interrupt, _From, S = #s{status = ready}) ->
+    port_send(S, py_protocol:interrupt(keyboard)),
     {reply, ok, S};
 handle_call(interrupt, _From, S) ->
     {reply, ok, S};
@@ -328,8 +331,8 @@ handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->
     {noreply, port_died(Status, S)};
 handle_info({'$py_req', Id, Reply, EnvPid, GL, Frame, Deadline}, S) ->
     {noreply, accept(Id, Reply, EnvPid, GL, Frame, Deadline, S)};
-handle_info({'$py_frame', Frame}, S = #s{status = Status, port = Port}) ->
-    (Status =:= ready orelse Status =:= draining) andalso erlang:port_command(Port, Frame),
+handle_info({'$py_frame', Frame}, S = #s{status = Status}) ->
+    (Status =:= ready orelse Status =:= draining) andalso port_send(S, Frame),
     {noreply, S};
 handle_info({'$py_cancel', Id}, S) ->
     {noreply, cancel(Id, S)};
@@ -447,7 +450,7 @@ stream_data(Id, Body, S = #s{tab = Tab}) ->
             Sent = maps:get(Id, S#s.streams, 0) + 1,
             case Sent >= ?STREAM_WINDOW div 2 of
                 true ->
-                    erlang:port_command(S#s.port, py_protocol:stream_ack(Id, Sent)),
+                    port_send(S, py_protocol:stream_ack(Id, Sent)),
                     S#s{streams = maps:put(Id, 0, S#s.streams)};
                 false ->
                     S#s{streams = maps:put(Id, Sent, S#s.streams)}
@@ -465,8 +468,7 @@ callback(CbId, ReqId, Name, Args, S = #s{tab = Tab}) ->
         _ ->
             case maps:is_key(ReqId, S#s.cancelled) of
                 true ->
-                    erlang:port_command(S#s.port,
-                                        py_protocol:callback_reply(CbId, error, {error, cancelled}));
+                    port_send(S, py_protocol:callback_reply(CbId, error, {error, cancelled}));
                 false ->
                     py_callback:spawn_handler(self(), CbId, Name, Args)
             end
@@ -582,9 +584,10 @@ accept(Id, Reply, EnvPid, GL, Frame, Deadline, S = #s{opts = Opts}) ->
             S#s{queue = queue:in({Id, Reply, EnvPid, GL, Frame, Deadline}, S#s.queue)}
     end.
 
-write(Id, Reply, EnvPid, GL, Frame, #s{tab = Tab, port = Port}) ->
+%% If the port is closing, the entry stays: the death sweep answers it.
+write(Id, Reply, EnvPid, GL, Frame, S = #s{tab = Tab}) ->
     true = ets:insert(Tab, {Id, Reply, EnvPid, GL}),
-    erlang:port_command(Port, Frame).
+    port_send(S, Frame).
 
 %% Sends what queued while there was no port, dropping requests whose caller
 %% has given up (they must never run).
@@ -609,7 +612,7 @@ cancel(Id, S = #s{tab = Tab, opts = Opts}) ->
         false ->
             case ets:take(Tab, Id) of
                 [_] when is_port(S#s.port) ->
-                    erlang:port_command(S#s.port, py_protocol:cancel(Id)),
+                    port_send(S, py_protocol:cancel(Id)),
                     TRef = erlang:send_after(maps:get(kill_after, Opts), self(),
                                              {'$py_kill_after', Id, S#s.gen}),
                     maybe_finish_drain(S#s{cancelled = maps:put(Id, TRef, S#s.cancelled)});
@@ -695,10 +698,10 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts}) ->
     send_setup(maps:merge(Settings#{context => self()}, Preload), start_setup,
                S#s{os_pid = OsPid, python_version = PyVersion}).
 
-send_setup(Settings, Why, S = #s{port = Port}) ->
+send_setup(Settings, Why, S) ->
     Id = py_request:new_id(),
     Clean = maps:map(fun(_, undefined) -> none; (_, V) -> V end, Settings),
-    erlang:port_command(Port, py_protocol:setup(Id, Clean)),
+    port_send(S, py_protocol:setup(Id, Clean)),
     S#s{internal = maps:put(Id, Why, S#s.internal)}.
 
 setup_done({ok, _}, S = #s{tab = Tab, opts = Opts}) ->
@@ -836,7 +839,7 @@ check_memory(S = #s{status = ready, opts = #{max_memory := Max}}) ->
                 0 ->
                     begin_drain({max_memory, Rss, Max}, S);
                 _ ->
-                    erlang:port_command(S#s.port, py_protocol:interrupt(memory)),
+                    port_send(S, py_protocol:interrupt(memory)),
                     S#s{recycle_when_idle = {max_memory, Rss, Max}}
             end;
         _ ->
@@ -878,7 +881,7 @@ down(Ref, S = #s{env_mons = Mons}) ->
         {Pid, Mons1} ->
             case S#s.status of
                 Status when Status =:= ready; Status =:= draining ->
-                    erlang:port_command(S#s.port, py_protocol:drop_env(Pid));
+                    port_send(S, py_protocol:drop_env(Pid));
                 _ ->
                     ok
             end,
@@ -921,6 +924,18 @@ base_info(S = #s{tab = Tab}, FromPort) ->
       queue_len => in_flight(S) + queue:len(S#s.queue),
       envs => maps:get(envs, FromPort, map_size(S#s.envs)),
       current => Current}.
+
+%% Writes a frame to the OS process. The runtime closes the port as soon as the
+%% process exits, before its exit_status is handled here: a closed port is not an
+%% error (the exit handling that follows answers whatever was in flight).
+port_send(#s{port = Port}, Frame) when is_port(Port) ->
+    try erlang:port_command(Port, Frame) of
+        true -> ok
+    catch
+        error:badarg -> closed
+    end;
+port_send(_, _) ->
+    closed.
 
 in_flight(#s{tab = Tab}) ->
     ets:info(Tab, size) - 1.
