@@ -8,12 +8,12 @@
 -mode(compile).
 
 main([AppDir, SuiteDir, Suite, LogDir | Rest]) ->
-    ok = filelib:ensure_path(filename:join(LogDir, "x")),
+    ok = filelib:ensure_dir(filename:join(LogDir, "x")),
     true = code:add_patha(filename:join(AppDir, "ebin")),
     os:putenv("PYPORT_APP_DIR", AppDir),
     start_distribution(Suite),
     SanDir = case Rest of
-                 [D] -> ok = filelib:ensure_path(filename:join(D, "x")), D;
+                 [D] -> ok = filelib:ensure_dir(filename:join(D, "x")), D;
                  [] -> undefined
              end,
     Result = ct:run_test([{dir, SuiteDir},
@@ -37,7 +37,7 @@ start_distribution(Suite) ->
     ok.
 
 sanitizer_reports(undefined) -> [];
-sanitizer_reports(Dir) -> filelib:wildcard(filename:join(Dir, "*")).
+sanitizer_reports(Dir) -> [F || F <- filelib:wildcard(filename:join(Dir, "*")), filelib:is_regular(F)].
 
 status({_Ok, 0, {0, 0}}, []) -> 0;
 status({_Ok, 0, {_User, 0}}, []) -> 77;

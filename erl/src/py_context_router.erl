@@ -147,14 +147,14 @@ stop_pool(Pool) ->
 -spec register_pool(pool_name(), atom() | binary()) -> ok.
 register_pool(Pool, Module) ->
     init_pool_registry(),
-    true = ets:insert(?REGISTRY, {{key(Module), '_'}, Pool}),
+    true = ets:insert(?REGISTRY, {{key(Module), '_'}, Pool, {Module, '_'}}),
     ok.
 
 %% @doc Routes calls to `Module.Func' to `Pool' (wins over a module registration).
 -spec register_pool(pool_name(), atom() | binary(), atom() | binary()) -> ok.
 register_pool(Pool, Module, Func) ->
     init_pool_registry(),
-    true = ets:insert(?REGISTRY, {{key(Module), key(Func)}, Pool}),
+    true = ets:insert(?REGISTRY, {{key(Module), key(Func)}, Pool, {Module, Func}}),
     ok.
 
 %% @doc Removes a module registration.
@@ -177,21 +177,22 @@ unregister_pool(Module, Func) ->
 lookup_pool(Module, Func) ->
     M = key(Module),
     try ets:lookup(?REGISTRY, {M, key(Func)}) of
-        [{_, Pool}] -> Pool;
+        [{_, Pool, _}] -> Pool;
         [] ->
             case ets:lookup(?REGISTRY, {M, '_'}) of
-                [{_, Pool}] -> Pool;
+                [{_, Pool, _}] -> Pool;
                 [] -> default
             end
     catch
-        error:badarg -> default
+        error:badarg -> default   % no registry yet, or names that are not names
     end.
 
-%% @doc All registrations, as `{{Module, Func | '_'}, Pool}'.
--spec list_pool_registrations() -> [{{binary(), binary() | '_'}, pool_name()}].
+%% @doc All registrations, as `{{Module, Func | '_'}, Pool}' with the names as
+%% they were registered.
+-spec list_pool_registrations() -> [{{atom() | binary(), atom() | binary()}, pool_name()}].
 list_pool_registrations() ->
     init_pool_registry(),
-    ets:tab2list(?REGISTRY).
+    [{Names, Pool} || {_, Pool, Names} <- ets:tab2list(?REGISTRY)].
 
 %% @doc Makes sure the registry tables exist (they are created with the router;
 %% calling this again does nothing).
@@ -324,6 +325,14 @@ default_size() ->
         _ -> max(2, erlang:system_info(schedulers_online))
     end.
 
+%% Registrations match whatever form a name takes (atom, binary or string).
+%% Something that is not a name raises badarg (lookup_pool then routes to
+%% default, and the call itself answers {error, {badarg, _}}).
 key(A) when is_atom(A) -> atom_to_binary(A, utf8);
 key(B) when is_binary(B) -> B;
-key(L) when is_list(L) -> unicode:characters_to_binary(L).
+key(L) when is_list(L) ->
+    case unicode:characters_to_binary(L) of
+        B when is_binary(B) -> B;
+        _ -> error(badarg)
+    end;
+key(_) -> error(badarg).

@@ -96,9 +96,11 @@ split(Frame) ->
 -spec name(term()) -> atom() | binary() | {error, badarg}.
 name(N) when is_atom(N); is_binary(N) -> N;
 name(N) when is_list(N) ->
-    case unicode:characters_to_binary(N) of
+    try unicode:characters_to_binary(N) of
         B when is_binary(B) -> B;
         _ -> {error, badarg}
+    catch
+        error:badarg -> {error, badarg}
     end;
 name(_) -> {error, badarg}.
 
