@@ -11,7 +11,8 @@
 -export([remote_caller_local_context/0, remote_caller_local_context/1,
          remote_env_dropped/0, remote_env_dropped/1,
          local_caller_remote_context/0, local_caller_remote_context/1,
-         remote_timeout/0, remote_timeout/1]).
+         remote_timeout/0, remote_timeout/1,
+         remote_node_down/0, remote_node_down/1]).
 
 %% Run on the peer node (the suite's object code is loaded there).
 -export([remote_call/5, remote_eval/2, remote_timeout_call/2, actor/2]).
@@ -26,10 +27,13 @@
 %% seconds, well past it.
 -define(SHORT_TIMEOUT, 200).
 -define(SLEEP_S, 1.5).
+%% A sleep that outlives the peer node it runs on (the node is stopped first).
+-define(LONG_SLEEP_S, 600).
 %% How long the mailbox must stay empty after a timeout (longer than the sleep).
 -define(QUIET_MS, 2000).
-%% Deadline for an environment to be dropped after its owner is gone.
--define(ENV_DROP_MS, 10000).
+%% Deadline for "eventually" conditions (an environment dropped after its
+%% owner is gone, a request seen running).
+-define(EVENTUALLY_MS, 10000).
 -define(POLL_MS, 100).
 
 suite() ->
@@ -37,7 +41,7 @@ suite() ->
 
 all() ->
     [remote_caller_local_context, remote_env_dropped, local_caller_remote_context,
-     remote_timeout].
+     remote_timeout, remote_node_down].
 
 init_per_suite(Config) ->
     case is_alive() of
@@ -60,7 +64,7 @@ remote_caller_local_context() ->
       "back, and x defined from the peer process lives in its own environment "
       "(the peer process reads it back; processes of this node do not see it)."}].
 remote_caller_local_context(_Config) ->
-    with_peer(fun(Node) ->
+    with_peer(fun(_Peer, Node) ->
         Ctx = py:context(1),
         ?assertEqual({ok, 4.0}, erpc:call(Node, ?MODULE, remote_call,
                                           [Ctx, math, sqrt, [16], #{}], ?RPC_TIMEOUT)),
@@ -89,7 +93,7 @@ remote_env_dropped() ->
 remote_env_dropped(_Config) ->
     {ok, Ctx} = py_context:start_link(#{}),
     Start = envs(Ctx),
-    Result = with_peer(fun(Node) ->
+    Result = with_peer(fun(_Peer, Node) ->
         A = spawn_link(Node, ?MODULE, actor, [self(), Ctx]),
         ok = ask(A, {exec, <<"z = 1">>}),
         ?assertEqual(Start + 1, envs(Ctx)),
@@ -109,7 +113,7 @@ local_caller_remote_context() ->
     [{doc, "pyport started on a peer node: this node calls one of its contexts "
       "(math.sqrt, then an exec/eval pair), served by the peer's own OS process."}].
 local_caller_remote_context(_Config) ->
-    with_peer(fun(Node) ->
+    with_peer(fun(_Peer, Node) ->
         {ok, _} = erpc:call(Node, application, ensure_all_started, [pyport], ?RPC_TIMEOUT),
         RemoteCtx = erpc:call(Node, py, context, [1], ?RPC_TIMEOUT),
         ?assertEqual(Node, node(RemoteCtx)),
@@ -134,7 +138,7 @@ remote_timeout() ->
       "peer process to a context of this node) returns {error, timeout} and nothing "
       "arrives in the caller's mailbox later."}].
 remote_timeout(_Config) ->
-    with_peer(fun(Node) ->
+    with_peer(fun(_Peer, Node) ->
         {ok, _} = erpc:call(Node, application, ensure_all_started, [pyport], ?RPC_TIMEOUT),
         RemoteCtx = erpc:call(Node, py, context, [1], ?RPC_TIMEOUT),
         ?assertEqual({error, timeout},
@@ -147,6 +151,26 @@ remote_timeout(_Config) ->
                      erpc:call(Node, ?MODULE, remote_timeout_call, [Ctx, ?SHORT_TIMEOUT],
                                ?RPC_TIMEOUT)),
         ?assertEqual({ok, 4.0}, py:call(Ctx, math, sqrt, [16])),
+        ok
+    end).
+
+remote_node_down() ->
+    [{doc, "A call in flight on a context of a peer node that goes away ends with "
+      "{error, {context_died, _}} as soon as the node is gone, not at a timeout."}].
+remote_node_down(_Config) ->
+    with_peer(fun(Peer, Node) ->
+        {ok, _} = erpc:call(Node, application, ensure_all_started, [pyport], ?RPC_TIMEOUT),
+        RemoteCtx = erpc:call(Node, py, context, [1], ?RPC_TIMEOUT),
+        Self = self(),
+        Sleep = fun() -> py:call(RemoteCtx, time, sleep, [?LONG_SLEEP_S]) end,
+        Caller = spawn_link(fun() -> Self ! {caller, Sleep()} end),
+        ok = until(fun() -> maps:get(current, py_context:info(RemoteCtx)) =/= idle end),
+        ok = peer:stop(Peer),
+        receive
+            {caller, Result} -> ?assertMatch({error, {context_died, _}}, Result)
+        after ?RPC_TIMEOUT ->
+            error({caller_still_waiting, Caller})
+        end,
         ok
     end).
 
@@ -183,25 +207,34 @@ actor(Parent, Ctx) ->
 %%% Helpers
 %%% ===========================================================================
 
-%% Starts a peer node that can load pyport (and this suite), runs Fun(Node)
-%% and stops the node. A node that cannot start is a skip, never a pass.
+%% Starts a peer node that can load pyport (and this suite), runs
+%% Fun(Peer, Node) and stops the node (unless Fun did). A node that cannot
+%% start is a skip, never a pass.
 with_peer(Fun) ->
     Ebin = filename:dirname(code:which(py)),
     Name = peer:random_name(?MODULE),
+    %% A peer that fails to boot exits; trap that exit while starting so the
+    %% failure becomes a skip reason instead of killing the case.
+    Trap = process_flag(trap_exit, true),
     Started = try peer:start_link(#{name => Name, args => ["-pa", Ebin],
                                     wait_boot => ?PEER_BOOT_MS})
               catch Class:Reason -> {error, {Class, Reason}}
               end,
+    process_flag(trap_exit, Trap),
+    receive {'EXIT', _, Exit} when element(1, Started) =:= error -> ok
+    after 0 -> Exit = none
+    end,
     case Started of
         {ok, Peer, Node} ->
             try
                 ok = load_suite(Node),
-                Fun(Node)
+                Fun(Peer, Node)
             after
-                peer:stop(Peer)
+                is_process_alive(Peer) andalso peer:stop(Peer)
             end;
         {error, Why} ->
-            {skip, lists:flatten(io_lib:format("peer cannot start a node here: ~0p", [Why]))}
+            {skip, lists:flatten(io_lib:format("peer cannot start a node here: ~0p (~0p)",
+                                               [Why, Exit]))}
     end.
 
 load_suite(Node) ->
@@ -213,7 +246,7 @@ envs(Ctx) ->
     maps:get(envs, py_context:info(Ctx)).
 
 envs_become(Ctx, Expected) ->
-    envs_become(Ctx, Expected, erlang:monotonic_time(millisecond) + ?ENV_DROP_MS).
+    envs_become(Ctx, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
 
 envs_become(Ctx, Expected, Deadline) ->
     case envs(Ctx) of
@@ -222,6 +255,19 @@ envs_become(Ctx, Expected, Deadline) ->
             case erlang:monotonic_time(millisecond) > Deadline of
                 true -> {still, Other, expected, Expected};
                 false -> timer:sleep(?POLL_MS), envs_become(Ctx, Expected, Deadline)
+            end
+    end.
+
+until(Fun) ->
+    until(Fun, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
+
+until(Fun, Deadline) ->
+    case Fun() of
+        true -> ok;
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {error, deadline};
+                false -> timer:sleep(?POLL_MS), until(Fun, Deadline)
             end
     end.
 

@@ -13,6 +13,8 @@
          call_defined_function/0, call_defined_function/1,
          eval_locals_once/0, eval_locals_once/1,
          env_dropped_after_death/0, env_dropped_after_death/1,
+         env_dropped_death_mid_request/0, env_dropped_death_mid_request/1,
+         env_dropped_death_while_queued/0, env_dropped_death_while_queued/1,
          many_short_lived_envs/0, many_short_lived_envs/1]).
 
 %% Generous bound for a whole case (10,000 processes on a loaded 2-core machine,
@@ -25,6 +27,9 @@
 %% Deadline for all of the 10,000 environments to be dropped.
 -define(MANY_DROP_MS, 60000).
 -define(POLL_MS, 100).
+%% How long a request keeps the context busy: long enough to be seen running
+%% (and to queue another request behind it) by polling py_context:info/1.
+-define(BUSY_CODE, <<"import time; time.sleep(2)">>).
 %% Short-lived processes and how many run at once.
 -define(MANY, 10000).
 -define(WAVE, 100).
@@ -34,7 +39,8 @@ suite() ->
 
 all() ->
     [same_context_own_globals, main_name, call_defined_function, eval_locals_once,
-     env_dropped_after_death, many_short_lived_envs].
+     env_dropped_after_death, env_dropped_death_mid_request,
+     env_dropped_death_while_queued, many_short_lived_envs].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -130,6 +136,42 @@ env_dropped_after_death(_Config) ->
     ?assertEqual(ok, envs_become(Ctx, Start, ?ENV_DROP_MS)),
     ok = py_context:stop(Ctx).
 
+env_dropped_death_mid_request() ->
+    [{doc, "A process killed while its request runs: the request finishes, and the "
+      "process's environment is dropped all the same."}].
+env_dropped_death_mid_request(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{}),
+    Start = envs(Ctx),
+    Pid = spawn(fun() -> py:exec(Ctx, ?BUSY_CODE) end),
+    ?assertEqual(ok, until(fun() -> maps:get(current, py_context:info(Ctx)) =/= idle end,
+                           ?ENV_DROP_MS)),
+    ?assertEqual(ok, until(fun() -> envs(Ctx) =:= Start + 1 end, ?ENV_DROP_MS)),
+    exit(Pid, kill),
+    ?assertEqual(ok, envs_become(Ctx, Start, ?ENV_DROP_MS)),
+    ?assertEqual(ok, until(fun() -> maps:get(current, py_context:info(Ctx)) =:= idle end,
+                           ?ENV_DROP_MS)),
+    ?assertEqual(Start, envs(Ctx)),
+    ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
+    ok = py_context:stop(Ctx).
+
+env_dropped_death_while_queued() ->
+    [{doc, "A process killed while its first request waits behind a busy one: "
+      "its environment, created only when that request runs, is dropped too."}].
+env_dropped_death_while_queued(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{}),
+    Start = envs(Ctx),
+    Busy = spawn(fun() -> py:exec(Ctx, ?BUSY_CODE) end),
+    ?assertEqual(ok, until(fun() -> maps:get(current, py_context:info(Ctx)) =/= idle end,
+                           ?ENV_DROP_MS)),
+    Queued = spawn(fun() -> py:exec(Ctx, <<"w = 1">>) end),
+    ?assertEqual(ok, until(fun() -> maps:get(queue_len, py_context:info(Ctx)) =:= 2 end,
+                           ?ENV_DROP_MS)),
+    exit(Queued, kill),
+    ?assertEqual(ok, until(fun() -> not is_process_alive(Busy) end, ?ENV_DROP_MS)),
+    ?assertEqual(ok, envs_become(Ctx, Start, ?ENV_DROP_MS)),
+    ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
+    ok = py_context:stop(Ctx).
+
 many_short_lived_envs() ->
     [{doc, "10,000 short-lived processes each exec on one context and exit; every "
       "exec succeeds and the context's envs count returns to its start value."}].
@@ -178,6 +220,19 @@ envs_become_until(Ctx, Expected, Deadline) ->
             case erlang:monotonic_time(millisecond) > Deadline of
                 true -> {still, Other, expected, Expected};
                 false -> timer:sleep(?POLL_MS), envs_become_until(Ctx, Expected, Deadline)
+            end
+    end.
+
+until(Fun, Ms) ->
+    until_deadline(Fun, erlang:monotonic_time(millisecond) + Ms).
+
+until_deadline(Fun, Deadline) ->
+    case Fun() of
+        true -> ok;
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {error, deadline};
+                false -> timer:sleep(?POLL_MS), until_deadline(Fun, Deadline)
             end
     end.
 

@@ -10,11 +10,13 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([exception_strings/0, exception_strings/1,
          custom_exception/0, custom_exception/1,
+         awkward_exceptions/0, awkward_exceptions/1,
          last_error/0, last_error/1,
          improper_args/0, improper_args/1,
          non_list_args/0, non_list_args/1,
          bad_module_name/0, bad_module_name/1,
          name_list_not_string/0, name_list_not_string/1,
+         routed_bad_names/0, routed_bad_names/1,
          bad_function_name/0, bad_function_name/1,
          non_map_kwargs/0, non_map_kwargs/1,
          code_not_iodata/0, code_not_iodata/1,
@@ -33,8 +35,9 @@ suite() ->
     [{timetrap, ?CASE_TIMEOUT}].
 
 all() ->
-    [exception_strings, custom_exception, last_error, improper_args, non_list_args,
-     bad_module_name, name_list_not_string, bad_function_name, non_map_kwargs, code_not_iodata,
+    [exception_strings, custom_exception, awkward_exceptions, last_error,
+     improper_args, non_list_args, bad_module_name, name_list_not_string,
+     routed_bad_names, bad_function_name, non_map_kwargs, code_not_iodata,
      unknown_module, unknown_function, syntax_errors, too_large_argument,
      too_large_result].
 
@@ -86,6 +89,31 @@ custom_exception(_Config) ->
     ?assertEqual({error, {"MyAppError", "failed: net"}}, py:eval(Ctx, <<"fail('net')">>)),
     ?assertMatch({error, {"MyLookup", _}}, py:exec(Ctx, <<"raise MyLookup('k')">>)),
     ok.
+
+awkward_exceptions() ->
+    [{doc, "SystemExit, KeyboardInterrupt, an exception whose __str__ raises, one with "
+      "a lone surrogate and one with non-string args still give {error, {Type, Message}} "
+      "with strings; the context survives them all."}].
+awkward_exceptions(_Config) ->
+    survives(fun(Ctx) ->
+        ok = py:exec(Ctx, <<"class BadStr(Exception):\n"
+                            "    def __str__(self):\n"
+                            "        raise ValueError('no str')\n">>),
+        Cases = [{<<"raise SystemExit(3)">>, "SystemExit", "3"},
+                 {<<"import sys; sys.exit()">>, "SystemExit", ""},
+                 {<<"raise KeyboardInterrupt">>, "KeyboardInterrupt", ""},
+                 {<<"raise ValueError(1, 2)">>, "ValueError", "(1, 2)"},
+                 {<<"raise BadStr()">>, "BadStr", any},
+                 {<<"raise ValueError('\\ud800')">>, "ValueError", any}],
+        lists:foreach(
+          fun({Code, Type, Message}) ->
+                  Result = py:exec(Ctx, Code),
+                  ?assertMatch({Code, {error, {Type, M}}} when is_list(M), {Code, Result}),
+                  {error, {Type, M}} = Result,
+                  ?assert(M =:= [] orelse io_lib:printable_unicode_list(M)),
+                  Message =:= any orelse ?assertEqual({Code, Message}, {Code, M})
+          end, Cases)
+    end).
 
 last_error() ->
     [{doc, "py:last_error() returns a map with the type, message and a traceback "
@@ -151,6 +179,20 @@ name_list_not_string(_Config) ->
                      [?assertMatch({error, {badarg, _}}, catch_call(Ctx, math, Bad, [16]))
                       || Bad <- [[a, b], [-1], [16#110000]]]
              end).
+
+routed_bad_names() ->
+    [{doc, "Routed py:call/3,4 (no explicit context) with a module or function name "
+      "that is not a name gives {error, {badarg, _}} as the explicit form does, "
+      "rather than raising in the caller; routed calls keep working."}].
+routed_bad_names(_Config) ->
+    Bad = [{42, sqrt}, {{a}, sqrt}, {[a, b], sqrt}, {math, 42}, {math, {sqrt}},
+           {math, [a, b]}],
+    lists:foreach(
+      fun({M, F}) ->
+              ?assertMatch({{M, F}, {error, {badarg, _}}}, {{M, F}, catch_routed(M, F, [16])})
+      end, Bad),
+    ?assertEqual({ok, 4.0}, py:call(math, sqrt, [16])),
+    ok.
 
 bad_function_name() ->
     [{doc, "A function name that is an invalid UTF-8 binary, or not a name at all, "
@@ -258,6 +300,14 @@ too_large_result(_Config) ->
 catch_call(Ctx, M, F, Args) ->
     try
         py:call(Ctx, M, F, Args)
+    catch
+        Class:Reason -> {raised, Class, Reason}
+    end.
+
+%% py:call/3 (routed), with an exception turned into a value.
+catch_routed(M, F, Args) ->
+    try
+        py:call(M, F, Args)
     catch
         Class:Reason -> {raised, Class, Reason}
     end.

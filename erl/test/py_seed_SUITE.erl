@@ -25,7 +25,8 @@
          error_handling/0, error_handling/1,
          error_handling_not_started/0, error_handling_not_started/1,
          router_start_when_started/0, router_start_when_started/1,
-         router_usage/0, router_usage/1]).
+         router_usage/0, router_usage/1,
+         router_register_pool/0, router_register_pool/1]).
 
 %% Generous bound for a whole case: contexts start and answer on a loaded
 %% 2-core machine, possibly under the address sanitizer.
@@ -43,7 +44,7 @@ all() ->
      scoped_binding_unbinds_on_error, py_context_0_1, bind_unbind, get_context_0_1,
      stateful_computation, database_connections, incremental_processing,
      scheduler_affinity, pool_statistics, error_handling, router_start_when_started,
-     router_usage,
+     router_usage, router_register_pool,
      %% Last: it stops and restarts the default pool.
      error_handling_not_started].
 
@@ -456,6 +457,27 @@ router_usage(_Config) ->
     ?assertEqual(4.0, Result),
     ?assertEqual(lists:nth(2, py_context_router:contexts()), Ctx2),
     ?assertEqual(py_context_router:get_context(1), AfterUnbind),
+    ok.
+
+router_register_pool() ->
+    [{doc, "py_context_router reference: register_pool(io, requests) and "
+      "register_pool(io, requests, get) return ok and route those calls to io."}].
+router_register_pool(_Config) ->
+    %% Route all 'requests' module calls to io pool
+    ok = py_context_router:register_pool(io, requests),
+    ModuleRoute = {py_context_router:lookup_pool(requests, post),
+                   py_context_router:lookup_pool(requests, get)},
+    ok = py_context_router:unregister_pool(requests),
+
+    %% Route requests.get to io pool
+    ok = py_context_router:register_pool(io, requests, get),
+    FunctionRoute = {py_context_router:lookup_pool(requests, get),
+                     py_context_router:lookup_pool(requests, post)},
+    ok = py_context_router:unregister_pool(requests, get),
+
+    ?assertEqual({io, io}, ModuleRoute),
+    ?assertEqual({io, default}, FunctionRoute),
+    ?assertEqual(default, py_context_router:lookup_pool(requests, get)),
     ok.
 
 %%% ===========================================================================
