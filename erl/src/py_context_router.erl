@@ -175,14 +175,16 @@ unregister_pool(Module, Func) ->
 %% else a module registration, else `default'.
 -spec lookup_pool(term(), term()) -> pool_name().
 lookup_pool(Module, Func) ->
-    M = key(Module),
-    try ets:lookup(?REGISTRY, {M, key(Func)}) of
-        [{_, Pool, _}] -> Pool;
-        [] ->
-            case ets:lookup(?REGISTRY, {M, '_'}) of
-                [{_, Pool, _}] -> Pool;
-                [] -> default
-            end
+    try
+        M = key(Module),
+        case ets:lookup(?REGISTRY, {M, key(Func)}) of
+            [{_, Pool, _}] -> Pool;
+            [] ->
+                case ets:lookup(?REGISTRY, {M, '_'}) of
+                    [{_, Pool, _}] -> Pool;
+                    [] -> default
+                end
+        end
     catch
         error:badarg -> default   % no registry yet, or names that are not names
     end.
