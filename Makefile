@@ -10,7 +10,7 @@ DEB_PACKAGES := gcc libc6-dev make cmake pkg-config erlang-nox erlang-dev \
 
 APP_DIR := $(BUILD)/pyport
 
-.PHONY: all deps configure build test test-fast demo bench clean
+.PHONY: all deps configure build test test-fast demo bench rebar-priv clean
 
 all: build
 
@@ -41,5 +41,10 @@ bench: build
 	cmake --build $(BUILD) --target bench_echo -j $(JOBS)
 	escript bench/bench.escript $(BUILD)
 
+# For rebar3 (rebar.config): the port program and its Python helpers in ./priv.
+rebar-priv:
+	$(MAKE) BUILD=build-rebar CMAKE_FLAGS=-DPYPORT_ASAN_TESTS=OFF build
+	rm -rf priv && mkdir -p priv && cp -r build-rebar/pyport/priv/. priv/
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-rebar priv
