@@ -4,7 +4,7 @@
 %% tested on their own (erl/test/py_protocol_tests.erl).
 -module(py_protocol).
 
--include("pyport_wire.hrl").
+-include("../include/pyport_wire.hrl").
 
 -export([call/6, eval/4, exec/3, drop_env/1, cancel/1, interrupt/1, info/1,
          method/6, getattr/4, release/1, stream/4, stream_ack/2, setup/2, callback_reply/3,
