@@ -40,6 +40,9 @@ int op_init(void)
 /* getattr along a dotted path "a.b.c". Returns a new reference. */
 static PyObject *get_dotted(PyObject *obj, PyObject *path)
 {
+    if (PyUnicode_FindChar(path, '.', 0, PyUnicode_GET_LENGTH(path), 1) < 0) {
+        return PyObject_GetAttr(obj, path); /* the common case: no dots */
+    }
     PyObject *dot = PyUnicode_FromString(".");         // owned
     PyObject *names = dot != NULL ? PyUnicode_Split(path, dot, -1) : NULL; // owned
     Py_XDECREF(dot);
