@@ -37,6 +37,10 @@ main([Build]) ->
               "default pool ~b contexts~n",
               [maps:get(commit, Git), dirty_note(Git), maps:get(nproc, Machine),
                maps:get(cpu, Machine), maps:get(otp_release, Machine), PyVersion, N]),
+    case bench_report:busy_note(Machine) of
+        "" -> ok;
+        Note -> io:format("note: ~s~n", [Note])
+    end,
     Latency = latency(Echo),
     Throughput = throughput(Echo, N),
     Payload = payload(Echo),
