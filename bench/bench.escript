@@ -15,7 +15,7 @@
 -define(TP_RUNS, 5).
 %% Payload round trips: untimed warm-up and timed round trips per variant.
 -define(PAYLOAD_WARMUP, 3).
--define(PAYLOAD_RUNS, 30).
+-define(PAYLOAD_RUNS, 50).
 %% Context start-ups per variant (median).
 -define(START_RUNS, 10).
 
@@ -231,14 +231,18 @@ startup(Echo) ->
 %%% ===========================================================================
 
 rss(Echo) ->
-    io:format("rss: one fresh idle context and one fresh echo port...~n"),
+    io:format("rss: one fresh context and one fresh echo port, idle after one answer...~n"),
+    %% One answer first, so both processes are past start-up (a just-spawned echo
+    %% has not even mapped its libraries) and idle.
     {ok, Ctx} = py_context:start_link(#{}),
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
     #{rss_bytes := InfoRss, os_pid := OsPid} = py_context:info(Ctx),
     CtxVm = vm_rss_bytes(OsPid),
     py_context:stop(Ctx),
-    Port = bench_floor:open(Echo),
-    EchoVm = vm_rss_bytes(bench_floor:os_pid({direct, Port})),
-    port_close(Port),
+    Port = {direct, bench_floor:open(Echo)},
+    {ok, #{}} = bench_floor:call(Port, math, sqrt, [16], #{}),
+    EchoVm = vm_rss_bytes(bench_floor:os_pid(Port)),
+    port_close(element(2, Port)),
     #{pyport_info_rss_bytes => InfoRss, pyport_vmrss_bytes => CtxVm,
       echo_vmrss_bytes => EchoVm}.
 
