@@ -7,7 +7,8 @@
 -export([machine/1, git/1, busy_note/1, print/2, write/3]).
 
 %% A row: #{figure, unit, pyport, direct, routed} (floors `undefined' when not
-%% measured); a target: #{target, measured, limit, pass}.
+%% measured), optionally `routed_ratio' when the ratio is not pyport / routed;
+%% a target: #{target, measured, limit, pass}.
 
 %% @doc nproc, CPU model, memory, kernel, OTP, Python, load average.
 -spec machine(binary()) -> map().
@@ -66,7 +67,7 @@ print(Rows, Targets) ->
               ["figure", "pyport", "echo direct", "ratio", "echo routed", "ratio"]),
     io:format("~s~n", [lists:duplicate(101, $-)]),
     [io:format("~-44ts ~12s ~12s ~8s ~12s ~8s~n",
-               [label(R), num(P), num(D), ratio(P, D), num(Rt), ratio(P, Rt)])
+               [label(R), num(P), num(D), ratio(P, D), num(Rt), routed_ratio(R)])
      || R = #{pyport := P, direct := D, routed := Rt} <- Rows],
     io:format("~nDesign targets (informational; a MISS does not fail the build):~n"),
     [io:format("  ~-4s ~ts: ~ts (target ~ts)~n",
@@ -84,6 +85,10 @@ num(V) when is_integer(V) -> integer_to_list(V);
 num(V) when abs(V) >= 1000 -> float_to_list(float(V), [{decimals, 0}]);
 num(V) when abs(V) >= 10 -> float_to_list(float(V), [{decimals, 1}]);
 num(V) -> float_to_list(float(V), [{decimals, 2}]).
+
+%% A row may carry its own ratio to the routed floor (the median of paired runs).
+routed_ratio(#{routed_ratio := Ratio}) -> float_to_list(Ratio, [{decimals, 2}]) ++ "x";
+routed_ratio(#{pyport := P, routed := Rt}) -> ratio(P, Rt).
 
 ratio(_, undefined) -> "-";
 ratio(P, F) when F > 0 -> float_to_list(P / F, [{decimals, 2}]) ++ "x".
@@ -137,13 +142,14 @@ markdown(Base, Raw, Git, M, Rows, Targets, RawText) ->
          Note -> ["\n**Note:** ", Note, ".\n"]
      end,
      "\n## Figures\n\n"
-     "Ratio = pyport / floor. *echo direct*: the measuring process owns the echo port. "
+     "Ratio = pyport / floor (for calls/s, the median of the ratios of neighbouring "
+     "runs). *echo direct*: the measuring process owns the echo port. "
      "*echo routed*: the echo port behind a gen_server that routes replies the way "
      "py_context does.\n\n"
      "| figure | pyport | echo direct | ratio | echo routed | ratio |\n"
      "|---|---:|---:|---:|---:|---:|\n",
      [io_lib:format("| ~ts | ~s | ~s | ~s | ~s | ~s |~n",
-                    [label(R), num(P), num(D), ratio(P, D), num(Rt), ratio(P, Rt)])
+                    [label(R), num(P), num(D), ratio(P, D), num(Rt), routed_ratio(R)])
       || R = #{pyport := P, direct := D, routed := Rt} <- Rows],
      "\n## Design targets\n\n"
      "Informational: a MISS does not fail the build.\n\n"
