@@ -56,6 +56,7 @@ main([Build]) ->
             targets => [{T, P} || #{target := T, pass := P} <- Targets]},
     File = bench_report:write(filename:join(BenchDir, "results"), Raw, {Rows, Targets}),
     io:format("~nwrote ~s~n", [File]),
+    ok = logger:set_primary_config(level, warning),
     application:stop(pyport),
     halt(0);
 main(_) ->
