@@ -17,6 +17,7 @@
 #include "protocol.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
+#include "reader.h"
 #include "reply.h"
 #include "worker.h"
 
@@ -72,7 +73,10 @@ long async_pending(void)
 
 void async_run(void)
 {
-    if (helper("run", "(iO)", inbox_fd(), g_drain) < 0) {
+    rd_event_loop(1); /* the loop thread reads while the event loop runs */
+    int rc = helper("run", "(iO)", inbox_fd(), g_drain);
+    rd_event_loop(0);
+    if (rc < 0) {
         /* KeyboardInterrupt or SystemExit from a coroutine stops the loop; the
            task itself is answered by its done-callback on the next run. */
         PyErr_Print();

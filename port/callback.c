@@ -19,6 +19,8 @@
 #include "protocol.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
+#include "reader.h"
+#include "reply.h"
 #include "worker.h"
 
 typedef struct waiter {
@@ -177,9 +179,9 @@ static int wait_serving(waiter_t *w)
         }
         job_t *job = inbox_pop();
         if (job == NULL) {
-            outbox_flush();
+            reply_flush();
             Py_BEGIN_ALLOW_THREADS
-            inbox_wait(-1);
+            rd_wait();
             Py_END_ALLOW_THREADS
             if (PyErr_CheckSignals() < 0) {
                 return -1;

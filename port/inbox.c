@@ -1,7 +1,7 @@
 /*
- * Loop thread -> Python thread job queue (see inbox.h). The eventfd is written
- * only when the queue goes from empty to non-empty, so a burst of frames costs
- * one wake-up.
+ * Job queue to the Python thread (see inbox.h). The eventfd is written only when
+ * another thread makes the queue go from empty to non-empty, so a burst of frames
+ * costs one wake-up, and frames the Python thread read itself cost none.
  */
 #include "inbox.h"
 
@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "log.h"
 #include "memory.h"
 
@@ -63,9 +64,14 @@ void inbox_push(job_t *job)
     g_tail = job;
     g_len++;
     pthread_mutex_unlock(&g_mu);
-    if (was_empty) {
-        wake();
+    if (was_empty && !ctl_is_python_thread()) {
+        wake(); /* the Python thread never needs to wake itself */
     }
+}
+
+void inbox_kick(void)
+{
+    wake();
 }
 
 job_t *inbox_pop(void)

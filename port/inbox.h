@@ -25,8 +25,12 @@ void inbox_init(void);
 /// Returns the fd that is readable while jobs may be waiting.
 int inbox_fd(void);
 
-/// Appends a job (ownership moves to the queue). Loop thread.
+/// Appends a job (ownership moves to the queue). Any thread; the eventfd is only
+/// written when another thread than the Python thread makes the queue non-empty.
 void inbox_push(job_t *job);
+
+/// Makes the eventfd readable, waking the Python thread from inbox_wait.
+void inbox_kick(void);
 
 /// Removes and returns the oldest job, or NULL. Python thread.
 job_t *inbox_pop(void);

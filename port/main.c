@@ -24,6 +24,7 @@
 #include "callback.h"
 #include "control.h"
 #include "convert.h"
+#include "dispatch.h"
 #include "envs.h"
 #include "inbox.h"
 #include "log.h"
@@ -32,6 +33,7 @@
 #include "protocol.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
+#include "reader.h"
 #include "worker.h"
 
 #ifndef PYPORT_PYTHON_EXECUTABLE
@@ -313,15 +315,17 @@ int main(int argc, char **argv)
         .in_fd = g_in_fd,
         .out_fd = g_out_fd,
         .capture_fd = {g_capture_rd[0], g_capture_rd[1]},
-        .max_frame = opts.max_frame,
         .exit_grace_ms = MAIN_EXIT_GRACE_MS,
     };
     if (start_python(&opts) < 0) {
         return PYPORT_EXIT_PYTHON;
     }
-    python_version(lcfg.python_version, sizeof lcfg.python_version);
+    char version[32];
+    python_version(version, sizeof version);
+    dispatch_init(opts.max_frame, version);
+    rd_init(g_in_fd, opts.max_frame);
     loop_start(&lcfg);
-    send_ready(lcfg.python_version);
+    send_ready(version);
 
     worker_run();
 

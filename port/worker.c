@@ -19,6 +19,7 @@
 #include "protocol.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
+#include "reader.h"
 #include "reply.h"
 
 static atomic_long g_calls;
@@ -79,6 +80,7 @@ static void run_request(job_t *job)
         return;
     }
     const char *pid = job->frame + pid_start;
+    rd_busy();
     env_owner_t prev = env_owner_set(pid, (size_t)pid_len);
     int created = 0;
     a.env = env_get(pid, (size_t)pid_len, &created);
@@ -150,7 +152,12 @@ static void run_setup(job_t *job)
     reply_begin(&r, job->id);
     reply_cause_t cause = REPLY_BADARG;
     op_args_t a = {.frame = job->frame, .index = job->index, .env = NULL};
-    PyObject *result = op_setup(&a, &cause); // owned
+    rd_busy(); /* preload code may run long: let the loop thread read meanwhile */
+    PyObject *result = NULL; // owned
+    if (ctl_begin(job->id, job->op) == 0) {
+        result = op_setup(&a, &cause);
+        ctl_end();
+    }
     if (result != NULL) {
         reply_ok(&r, result);
         Py_DECREF(result);
@@ -259,7 +266,7 @@ void worker_run(void)
         if (job == NULL) {
             reply_flush();
             Py_BEGIN_ALLOW_THREADS
-            inbox_wait(-1);
+            rd_wait();
             Py_END_ALLOW_THREADS
             continue;
         }

@@ -1,0 +1,22 @@
+/*
+ * Handling of frames from Erlang, shared by the two threads that may read them.
+ * Thread-safe; never touches Python objects.
+ */
+#ifndef PYPORT_DISPATCH_H
+#define PYPORT_DISPATCH_H
+
+#include <stddef.h>
+
+/// Sets the frame limit and the Python version reported by info. Call once.
+void dispatch_init(size_t max_frame, const char *python_version);
+
+/// A whole frame from Erlang; takes ownership of frame (mem_free).
+void dispatch_frame(char *frame, size_t len);
+
+/// A frame over the limit: its first peek_len bytes and its full length.
+void dispatch_oversize(const char *peek, size_t peek_len, size_t total);
+
+/// stdin closed. mid_frame: in the middle of a frame (framing lost: exits).
+void dispatch_eof(int mid_frame);
+
+#endif

@@ -1,0 +1,245 @@
+/*
+ * Ownership of reading the pipe from Erlang (see reader.h). Invariant: bytes are
+ * read from the fd only by the owner, and the owner changes only under g_mu
+ * (to the loop thread in rd_on_timer/rd_event_loop, back in rd_hand_back), so
+ * frames are fed in the order they were read.
+ */
+#include "reader.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "dispatch.h"
+#include "frame.h"
+#include "inbox.h"
+#include "log.h"
+#include "loop.h"
+#include "pyport/wire.h"
+
+enum { RD_PYTHON, RD_LOOP };
+
+#define RD_CHUNK (64 * 1024)
+
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static frame_reader_t g_reader;
+static int g_fd = -1;
+static int g_timer = -1;
+static atomic_int g_owner;
+static atomic_int g_want_back;
+static atomic_int g_event_loop;
+static atomic_int g_armed;
+static atomic_int g_waiting; /* the Python thread is in rd_wait */
+static atomic_int g_eof;
+static char g_buf[RD_CHUNK]; /* the Python thread's read buffer */
+
+static void frame_cb(void *ctx, char *frame, size_t len)
+{
+    (void)ctx;
+    dispatch_frame(frame, len);
+}
+
+static void oversize_cb(void *ctx, const char *peek, size_t peek_len, size_t total)
+{
+    (void)ctx;
+    dispatch_oversize(peek, peek_len, total);
+}
+
+static const frame_handlers_t g_handlers = {frame_cb, oversize_cb};
+
+void rd_init(int fd, size_t max_frame)
+{
+    g_fd = fd;
+    frame_reader_init(&g_reader, max_frame);
+    g_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (g_timer < 0) {
+        log_error("timerfd_create: %s", strerror(errno));
+        _exit(PYPORT_EXIT_IO);
+    }
+    atomic_store(&g_owner, RD_PYTHON);
+}
+
+int rd_timer_fd(void)
+{
+    return g_timer;
+}
+
+static void arm(int64_t ms)
+{
+    struct itimerspec t;
+    memset(&t, 0, sizeof t);
+    t.it_value.tv_sec = ms / 1000;
+    t.it_value.tv_nsec = (ms % 1000) * 1000000 + (ms <= 0 ? 1 : 0);
+    timerfd_settime(g_timer, 0, &t, NULL);
+}
+
+/* ---- the Python thread ------------------------------------------------------- */
+
+/* Reads what is there, if the Python thread still owns reading. */
+static void python_read(void)
+{
+    pthread_mutex_lock(&g_mu);
+    if (atomic_load(&g_owner) != RD_PYTHON) {
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    ssize_t n = read(g_fd, g_buf, sizeof g_buf);
+    if (n > 0) {
+        frame_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
+        pthread_mutex_unlock(&g_mu);
+        return;
+    }
+    int mid_frame = !frame_reader_idle(&g_reader);
+    pthread_mutex_unlock(&g_mu);
+    if (n == 0) {
+        atomic_store(&g_eof, 1);
+        dispatch_eof(mid_frame);
+    } else if (errno != EAGAIN && errno != EINTR) {
+        log_error("read from Erlang failed: %s", strerror(errno));
+        _exit(PYPORT_EXIT_IO);
+    }
+}
+
+/* Waits on the inbox alone while the loop thread reads. The hand-back kicks the
+   eventfd after changing the owner, and the owner is checked after each drain,
+   so a kick consumed by the drain is never lost. */
+static int wait_for_loop(void)
+{
+    if (!atomic_load(&g_eof) && !atomic_load(&g_event_loop)) {
+        atomic_store(&g_want_back, 1);
+        loop_wake(); /* rd_hand_back kicks the inbox when reading is ours again */
+    }
+    for (;;) {
+        inbox_drain();
+        if (inbox_len() > 0) {
+            return 1;
+        }
+        if (!atomic_load(&g_eof) && atomic_load(&g_owner) == RD_PYTHON) {
+            return 0; /* ours again: the caller comes back to read */
+        }
+        struct pollfd p = {.fd = inbox_fd(), .events = POLLIN};
+        if (poll(&p, 1, -1) < 0) {
+            return inbox_len() > 0; /* a signal: let the caller check for it */
+        }
+    }
+}
+
+int rd_wait(void)
+{
+    if (inbox_len() > 0) {
+        return 1;
+    }
+    if (atomic_load(&g_eof) || atomic_load(&g_owner) != RD_PYTHON) {
+        return wait_for_loop();
+    }
+    struct pollfd p[2] = {{.fd = g_fd, .events = POLLIN}, {.fd = inbox_fd(), .events = POLLIN}};
+    atomic_store(&g_waiting, 1);
+    int rc = poll(p, 2, -1);
+    atomic_store(&g_waiting, 0);
+    if (rc > 0) {
+        if (p[1].revents != 0) {
+            inbox_drain();
+        }
+        if (p[0].revents != 0) {
+            python_read();
+        }
+    }
+    return inbox_len() > 0;
+}
+
+void rd_busy(void)
+{
+    if (atomic_load(&g_owner) == RD_PYTHON && !atomic_exchange(&g_armed, 1)) {
+        arm(RD_TAKEOVER_MS);
+    }
+}
+
+void rd_event_loop(int on)
+{
+    pthread_mutex_lock(&g_mu);
+    atomic_store(&g_event_loop, on);
+    int give = on && atomic_load(&g_owner) == RD_PYTHON;
+    if (give) {
+        atomic_store(&g_owner, RD_LOOP);
+    }
+    pthread_mutex_unlock(&g_mu);
+    if (give) {
+        loop_wake();
+    }
+}
+
+/* ---- the loop thread --------------------------------------------------------- */
+
+void rd_feed(const char *data, size_t n)
+{
+    pthread_mutex_lock(&g_mu);
+    frame_feed(&g_reader, data, n, &g_handlers, NULL);
+    pthread_mutex_unlock(&g_mu);
+}
+
+void rd_eof(void)
+{
+    pthread_mutex_lock(&g_mu);
+    int mid_frame = !frame_reader_idle(&g_reader);
+    pthread_mutex_unlock(&g_mu);
+    atomic_store(&g_eof, 1);
+    dispatch_eof(mid_frame);
+}
+
+int rd_on_timer(void)
+{
+    uint64_t expirations;
+    if (read(g_timer, &expirations, sizeof expirations) < 0) {
+        return 0;
+    }
+    atomic_store(&g_armed, 0);
+    if (atomic_load(&g_owner) != RD_PYTHON || atomic_load(&g_eof) || atomic_load(&g_waiting) ||
+        ctl_current() == 0) {
+        return 0; /* idle, or reading by itself: nothing to take over */
+    }
+    int op;
+    int64_t started;
+    ctl_current_info(&op, &started);
+    int64_t ran = ctl_now_ms() - started;
+    if (ran < RD_TAKEOVER_MS) {
+        atomic_store(&g_armed, 1);
+        arm(RD_TAKEOVER_MS - ran);
+        return 0;
+    }
+    pthread_mutex_lock(&g_mu);
+    atomic_store(&g_owner, RD_LOOP);
+    pthread_mutex_unlock(&g_mu);
+    return 1;
+}
+
+int rd_loop_owns(void)
+{
+    return atomic_load(&g_owner) == RD_LOOP;
+}
+
+int rd_wants_back(void)
+{
+    return atomic_load(&g_want_back) && atomic_load(&g_owner) == RD_LOOP &&
+           !atomic_load(&g_event_loop);
+}
+
+int rd_hand_back(void)
+{
+    pthread_mutex_lock(&g_mu);
+    if (atomic_load(&g_event_loop)) {
+        /* The event loop started meanwhile: keep reading for it. */
+        pthread_mutex_unlock(&g_mu);
+        return 0;
+    }
+    atomic_store(&g_owner, RD_PYTHON);
+    atomic_store(&g_want_back, 0);
+    pthread_mutex_unlock(&g_mu);
+    inbox_kick();
+    return 1;
+}
