@@ -5,7 +5,6 @@
 -module(py_protocol_tests).
 
 -include_lib("eunit/include/eunit.hrl").
--include("pyport_wire.hrl").
 
 %%% Request frames ------------------------------------------------------------
 
@@ -43,7 +42,6 @@ frames_are_plain_uncompressed_etf_test() ->
     ?assertNotEqual(80, Tag).
 
 version_test() ->
-    ?assertEqual(?PYPORT_PROTOCOL_VERSION, py_protocol:version()),
     ?assertEqual(1, py_protocol:version()).
 
 %%% split/1 -------------------------------------------------------------------
@@ -119,11 +117,6 @@ exit_reason_pyport_statuses_test() ->
     ?assertEqual({exit, 66, framing_lost}, py_protocol:exit_reason(66)),
     ?assertEqual({exit, 67, out_of_memory}, py_protocol:exit_reason(67)),
     ?assertEqual({exit, 68, io_error}, py_protocol:exit_reason(68)).
-
-exit_reason_statuses_match_wire_constants_test() ->
-    [?assertEqual(N, element(2, py_protocol:exit_reason(N)))
-     || N <- [?PYPORT_EXIT_USAGE, ?PYPORT_EXIT_PYTHON, ?PYPORT_EXIT_FRAMING,
-              ?PYPORT_EXIT_OOM, ?PYPORT_EXIT_IO]].
 
 exit_reason_signals_test() ->
     ?assertEqual({signal, 'SIGSEGV'}, py_protocol:exit_reason(139)),
