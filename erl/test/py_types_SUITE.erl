@@ -15,7 +15,8 @@
          utf8_binary_is_str/1, invalid_utf8_binary_is_bytes/1, bytes_tuple_is_bytes/1,
          lists_and_charlists_are_list/1, improper_list_round_trips/1, tuples_are_tuple/1,
          maps_are_dict/1, pids_and_refs_round_trip/1, funs_and_ports_round_trip/1,
-         str_is_utf8_binary/1, bytes_like_are_binary/1, strided_memoryview_is_binary/1, true_false_none_from_python/1,
+         str_is_utf8_binary/1, bytes_like_are_binary/1, strided_memoryview_is_binary/1,
+         true_false_none_from_python/1,
          ints_computed_in_python/1, floats_from_python/1, nan_and_infinities_are_atoms/1,
          containers_from_python/1, sets_are_lists/1, unmapped_objects_are_not_none/1,
          nesting_900_round_trips/1, nesting_5000_is_clean_error/1,
@@ -98,7 +99,8 @@ groups() ->
        bytes_tuple_is_bytes, lists_and_charlists_are_list, improper_list_round_trips,
        tuples_are_tuple, maps_are_dict, pids_and_refs_round_trip, funs_and_ports_round_trip]},
      {python_to_erlang, [],
-      [str_is_utf8_binary, bytes_like_are_binary, strided_memoryview_is_binary, true_false_none_from_python,
+      [str_is_utf8_binary, bytes_like_are_binary, strided_memoryview_is_binary,
+       true_false_none_from_python,
        ints_computed_in_python, floats_from_python, nan_and_infinities_are_atoms,
        containers_from_python, sets_are_lists, unmapped_objects_are_not_none]},
      {limits, [],
@@ -143,7 +145,8 @@ integers_are_int(Config) ->
       end, Ints).
 
 bignums_both_ways() ->
-    [{doc, "2^100, -2^100 and 2^64 are exact in Python; Python's big results are exact in Erlang."}].
+    [{doc, "2^100, -2^100 and 2^64 are exact in Python; Python's big results are exact "
+           "in Erlang."}].
 bignums_both_ways(Config) ->
     C = ctx(Config),
     ?assertEqual({ok, true}, eval(C, <<"x == 2**100 and type(x) is int">>, #{x => pow(2, 100)})),
@@ -368,7 +371,8 @@ str_is_utf8_binary() ->
     [{doc, "str is a UTF-8 binary."}].
 str_is_utf8_binary(Config) ->
     C = ctx(Config),
-    ?assertEqual({ok, <<"héllo ☃ 😀"/utf8>>}, eval(C, <<"'h\\u00e9llo \\u2603 \\U0001F600'">>)),
+    ?assertEqual({ok, <<"héllo ☃ 😀"/utf8>>},
+                 eval(C, <<"'h\\u00e9llo \\u2603 \\U0001F600'">>)),
     ?assertEqual({ok, <<>>}, eval(C, <<"''">>)),
     ?assertEqual({ok, <<"abc">>}, eval(C, <<"type('S', (str,), {})('abc')">>)).
 

@@ -572,7 +572,8 @@ static void test_conv_special_atoms(void)
         const char *atom;
         const char *expr;
     } cases[] = {
-        {"true", "True"}, {"false", "False"}, {"none", "None"}, {"nil", "None"}, {"undefined", "None"},
+        {"true", "True"}, {"false", "False"},   {"none", "None"},
+        {"nil", "None"},  {"undefined", "None"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ei_x_buff x;

@@ -533,7 +533,8 @@ static void test_proto_string_yields_only_unicode_scalar_values(void)
         long n = decode_codepoints(b.data, &index, got, 8);
         CHECK(n > 0);
         for (long k = 0; k < n; k++) {
-            int scalar = got[k] >= 0 && got[k] <= 0x10ffff && !(got[k] >= 0xd800 && got[k] <= 0xdfff);
+            int surrogate = got[k] >= 0xd800 && got[k] <= 0xdfff;
+            int scalar = got[k] >= 0 && got[k] <= 0x10ffff && !surrogate;
             int overlong = got[k] < 0x80 && bad[i].bytes[0] != (char)got[k];
             if (!scalar || overlong) {
                 check_fail(__FILE__, __LINE__, "case %zu: code point 0x%lx from invalid UTF-8", i,
