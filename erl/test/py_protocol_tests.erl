@@ -1,0 +1,152 @@
+%% EUnit tests of py_protocol, the Erlang side of the wire grammar in
+%% docs/protocol.md: request frames decode to the documented tuples, split/1
+%% separates header and body, names and code are normalised, exit statuses and
+%% error bodies map to the documented reasons. Pure functions: no port, no app.
+-module(py_protocol_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+%%% Request frames ------------------------------------------------------------
+
+call_frame_test() ->
+    Pid = self(),
+    F = py_protocol:call(7, Pid, math, <<"sqrt">>, [16], #{k => 1}),
+    ?assert(is_binary(F)),
+    ?assertEqual({call, 7, Pid, math, <<"sqrt">>, [16], #{k => 1}}, binary_to_term(F)).
+
+eval_frame_test() ->
+    Pid = self(),
+    ?assertEqual({eval, 8, Pid, <<"x + 1">>, #{x => 1}},
+                 binary_to_term(py_protocol:eval(8, Pid, <<"x + 1">>, #{x => 1}))).
+
+exec_frame_test() ->
+    Pid = self(),
+    ?assertEqual({exec, 9, Pid, <<"import os">>},
+                 binary_to_term(py_protocol:exec(9, Pid, <<"import os">>))).
+
+control_frames_test() ->
+    Pid = self(),
+    ?assertEqual({drop_env, Pid}, binary_to_term(py_protocol:drop_env(Pid))),
+    ?assertEqual({cancel, 10}, binary_to_term(py_protocol:cancel(10))),
+    ?assertEqual({interrupt, keyboard}, binary_to_term(py_protocol:interrupt(keyboard))),
+    ?assertEqual({interrupt, memory}, binary_to_term(py_protocol:interrupt(memory))),
+    ?assertEqual({info, 11}, binary_to_term(py_protocol:info(11))).
+
+interrupt_rejects_other_kinds_test() ->
+    ?assertError(function_clause, py_protocol:interrupt(sigterm)).
+
+frames_are_plain_uncompressed_etf_test() ->
+    %% The port refuses compressed ETF, so even a large frame must be plain.
+    Big = binary:copy(<<"x = 1\n">>, 10000),
+    <<131, Tag, _/binary>> = py_protocol:exec(1, self(), Big),
+    ?assertNotEqual(80, Tag).
+
+version_test() ->
+    ?assertEqual(1, py_protocol:version()).
+
+%%% split/1 -------------------------------------------------------------------
+
+split_two_terms_test() ->
+    Body = term_to_binary({ok, [1, 2, 3]}),
+    Frame = <<(term_to_binary({reply, 42}))/binary, Body/binary>>,
+    ?assertEqual({{reply, 42}, Body}, py_protocol:split(Frame)),
+    {_, B} = py_protocol:split(Frame),
+    ?assertEqual({ok, [1, 2, 3]}, binary_to_term(B)).
+
+split_one_term_test() ->
+    Frame = term_to_binary({ready, 1, <<"3.11.7">>, 1234}),
+    ?assertEqual({{ready, 1, <<"3.11.7">>, 1234}, <<>>}, py_protocol:split(Frame)).
+
+split_error_frame_test() ->
+    Body = term_to_binary({pyerr, "ValueError", "bad", "Traceback..."}),
+    Frame = <<(term_to_binary({error, 3}))/binary, Body/binary>>,
+    ?assertEqual({{error, 3}, Body}, py_protocol:split(Frame)).
+
+split_does_not_decode_the_body_test() ->
+    %% The body is handed on undecoded: bytes that are not a term stay bytes.
+    Frame = <<(term_to_binary({reply, 5}))/binary, 131, 255, 1, 2>>,
+    ?assertEqual({{reply, 5}, <<131, 255, 1, 2>>}, py_protocol:split(Frame)).
+
+split_rejects_non_etf_test() ->
+    ?assertError(badarg, py_protocol:split(<<"not a term">>)).
+
+%%% name/1 and code/1 -----------------------------------------------------------
+
+name_atom_and_binary_pass_through_test() ->
+    ?assertEqual(math, py_protocol:name(math)),
+    ?assertEqual('os.path', py_protocol:name('os.path')),
+    ?assertEqual(<<"sqrt">>, py_protocol:name(<<"sqrt">>)).
+
+name_strings_become_utf8_binaries_test() ->
+    ?assertEqual(<<"sqrt">>, py_protocol:name("sqrt")),
+    ?assertEqual(<<"héllo"/utf8>>, py_protocol:name("héllo")),
+    ?assertEqual(<<"€😀"/utf8>>, py_protocol:name([16#20AC, 16#1F600])),
+    ?assertEqual(<<>>, py_protocol:name("")).
+
+name_iolist_test() ->
+    ?assertEqual(<<"os.path">>, py_protocol:name(["os", <<".">>, "path"])).
+
+name_bad_input_test_() ->
+    [?_assertEqual({error, badarg}, py_protocol:name(Bad))
+     || Bad <- [42, 1.5, {a}, #{}, self(), make_ref(),
+                [16#110000], [-1],
+                [foo], [$a | b]]].
+
+code_binary_passes_through_test() ->
+    ?assertEqual(<<"1 + 1">>, py_protocol:code(<<"1 + 1">>)).
+
+code_strings_and_iolists_test() ->
+    ?assertEqual(<<"x = 'é'"/utf8>>, py_protocol:code("x = 'é'")),
+    ?assertEqual(<<"a = 1\nb = 2">>, py_protocol:code(["a = 1", $\n, <<"b = 2">>])),
+    ?assertEqual(<<"s = '€'"/utf8>>, py_protocol:code(["s = '", 16#20AC, "'"])).
+
+code_bad_input_test_() ->
+    [?_assertEqual({error, badarg}, py_protocol:code(Bad))
+     || Bad <- [42, foo, {<<"x">>}, #{}, [foo], [16#110000], [$a | b], [<<255>>]]].
+
+locals_test() ->
+    ?assertEqual(#{a => 1}, py_protocol:locals(#{a => 1})),
+    ?assertEqual({error, badarg}, py_protocol:locals([{a, 1}])).
+
+%%% exit_reason/1 ---------------------------------------------------------------
+
+exit_reason_pyport_statuses_test() ->
+    ?assertEqual({exit, 0}, py_protocol:exit_reason(0)),
+    ?assertEqual({exit, 64, usage}, py_protocol:exit_reason(64)),
+    ?assertEqual({exit, 65, python_failed_to_start}, py_protocol:exit_reason(65)),
+    ?assertEqual({exit, 66, framing_lost}, py_protocol:exit_reason(66)),
+    ?assertEqual({exit, 67, out_of_memory}, py_protocol:exit_reason(67)),
+    ?assertEqual({exit, 68, io_error}, py_protocol:exit_reason(68)).
+
+exit_reason_signals_test() ->
+    ?assertEqual({signal, 'SIGSEGV'}, py_protocol:exit_reason(139)),
+    ?assertEqual({signal, 'SIGKILL'}, py_protocol:exit_reason(137)),
+    ?assertEqual({signal, 'SIGABRT'}, py_protocol:exit_reason(134)),
+    ?assertEqual({signal, 'SIGTERM'}, py_protocol:exit_reason(143)),
+    ?assertEqual({signal, 'SIGBUS'}, py_protocol:exit_reason(135)),
+    %% A signal without a name in the table keeps its number.
+    ?assertEqual({signal, 40}, py_protocol:exit_reason(168)).
+
+exit_reason_other_statuses_test() ->
+    ?assertEqual({exit, 1}, py_protocol:exit_reason(1)),
+    ?assertEqual({exit, 2}, py_protocol:exit_reason(2)),
+    ?assertEqual({exit, 63}, py_protocol:exit_reason(63)),
+    ?assertEqual({exit, 69}, py_protocol:exit_reason(69)),
+    ?assertEqual({exit, 128}, py_protocol:exit_reason(128)),
+    ?assertEqual({exit, 255}, py_protocol:exit_reason(255)).
+
+%%% error_result/1 --------------------------------------------------------------
+
+error_result_pyerr_test() ->
+    Body = {pyerr, "ZeroDivisionError", "division by zero", "Traceback (most recent...)"},
+    ?assertEqual({{error, {"ZeroDivisionError", "division by zero"}},
+                  #{type => "ZeroDivisionError", message => "division by zero",
+                    traceback => "Traceback (most recent...)"}},
+                 py_protocol:error_result(Body)).
+
+error_result_other_reasons_test() ->
+    ?assertEqual({{error, {badarg, "bad request id"}}, undefined},
+                 py_protocol:error_result({badarg, "bad request id"})),
+    ?assertEqual({{error, {too_large, 300, 100}}, undefined},
+                 py_protocol:error_result({too_large, 300, 100})),
+    ?assertEqual({{error, cancelled}, undefined}, py_protocol:error_result(cancelled)).

@@ -1,0 +1,753 @@
+%% Port-level tests: open the pyport program directly and speak docs/protocol.md by
+%% hand (term_to_binary frames out, binary_to_term(F, [used]) to split header and
+%% body in), with no py_context in between. Covers the ready frame, replies, one
+%% answer per request, malformed and oversized frames, cancel/interrupt/info,
+%% stray fd writes, output frames, shutdown and exit statuses.
+-module(pyport_port_SUITE).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0, suite/0, groups/0, init_per_suite/1, end_per_suite/1,
+         init_per_testcase/2, end_per_testcase/2]).
+-export([ready_frame_comes_first/1, call_eval_exec_reply/1, python_error_reply/1,
+         env_frame_once_per_pid/1, every_request_gets_exactly_one_reply/1,
+         not_etf_is_dropped/1, compressed_etf_is_not_run/1, non_tuple_is_dropped/1,
+         unknown_op_with_id_is_badarg/1, unknown_op_without_id_is_dropped/1,
+         wrong_arity_is_badarg/1, bad_request_ids_are_dropped/1, bad_caller_pid_is_badarg/1,
+         non_list_args_is_badarg/1, improper_list_args_is_badarg/1,
+         non_binary_code_is_badarg/1, non_map_kwargs_is_badarg/1,
+         zero_length_frame_is_dropped/1, truncated_term_is_badarg/1,
+         oversized_request_is_too_large/1, oversized_reply_is_too_large/1,
+         cancel_queued_request_never_runs/1, cancel_running_request_raises/1,
+         interrupt_keyboard_raises/1, info_answered_while_busy/1,
+         stray_fd_writes_become_output_frames/1, print_output_precedes_reply/1,
+         close_exits_when_idle/1, close_exits_when_stuck/1,
+         truncated_frame_then_eof_exits_66/1, bad_command_line_exits_64/1,
+         help_exits_0/1]).
+-export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
+         env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
+         not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
+         unknown_op_with_id_is_badarg/0, unknown_op_without_id_is_dropped/0,
+         wrong_arity_is_badarg/0, bad_request_ids_are_dropped/0, bad_caller_pid_is_badarg/0,
+         non_list_args_is_badarg/0, improper_list_args_is_badarg/0,
+         non_binary_code_is_badarg/0, non_map_kwargs_is_badarg/0,
+         zero_length_frame_is_dropped/0, truncated_term_is_badarg/0,
+         oversized_request_is_too_large/0, oversized_reply_is_too_large/0,
+         cancel_queued_request_never_runs/0, cancel_running_request_raises/0,
+         interrupt_keyboard_raises/0, info_answered_while_busy/0,
+         stray_fd_writes_become_output_frames/0, print_output_precedes_reply/0,
+         close_exits_when_idle/0, close_exits_when_stuck/0,
+         truncated_frame_then_eof_exits_66/0, bad_command_line_exits_64/0,
+         help_exits_0/0]).
+
+%% How long a new port may take to say ready (Python start-up, sanitizer build).
+-define(READY_TIMEOUT, 30000).
+%% How long any single answer may take on a loaded machine.
+-define(ANSWER_TIMEOUT, 60000).
+%% Deadline for "eventually" conditions (a request is running, output arrived).
+-define(EVENTUALLY_MS, 10000).
+%% Pause between polls of an "eventually" condition.
+-define(POLL_MS, 20).
+%% docs/protocol.md: the port exits at most 500 ms after stdin closes, even with
+%% Python stuck; the check allows that plus scheduling slack.
+-define(EXIT_DEADLINE_MS, 1000).
+%% How long a bad command line may take to be refused.
+-define(EXIT_STATUS_TIMEOUT, 30000).
+
+suite() ->
+    [{timetrap, {minutes, 10}}].
+
+all() ->
+    [{group, replies}, {group, malformed}, {group, control}, {group, lifecycle}].
+
+groups() ->
+    [{replies, [],
+      [ready_frame_comes_first, call_eval_exec_reply, python_error_reply,
+       env_frame_once_per_pid, every_request_gets_exactly_one_reply]},
+     {malformed, [],
+      [not_etf_is_dropped, compressed_etf_is_not_run, non_tuple_is_dropped,
+       unknown_op_with_id_is_badarg, unknown_op_without_id_is_dropped, wrong_arity_is_badarg,
+       bad_request_ids_are_dropped, bad_caller_pid_is_badarg, non_list_args_is_badarg,
+       improper_list_args_is_badarg, non_binary_code_is_badarg, non_map_kwargs_is_badarg,
+       zero_length_frame_is_dropped, truncated_term_is_badarg,
+       oversized_request_is_too_large, oversized_reply_is_too_large]},
+     {control, [],
+      [cancel_queued_request_never_runs, cancel_running_request_raises,
+       interrupt_keyboard_raises, info_answered_while_busy,
+       stray_fd_writes_become_output_frames, print_output_precedes_reply]},
+     {lifecycle, [],
+      [close_exits_when_idle, close_exits_when_stuck, truncated_frame_then_eof_exits_66,
+       bad_command_line_exits_64, help_exits_0]}].
+
+init_per_suite(Config) ->
+    Exe = executable(),
+    case filelib:is_regular(Exe) of
+        true -> [{exe, Exe} | Config];
+        false -> {skip, {no_port_program, Exe}}
+    end.
+
+end_per_suite(_Config) ->
+    ok.
+
+init_per_testcase(_Case, Config) ->
+    Config.
+
+%% Ports opened by a case are linked to its process and close with it; this only
+%% checks that no exit status is left unread (a port that died under a case).
+end_per_testcase(_Case, _Config) ->
+    receive
+        {Port, {exit_status, S}} when is_port(Port) -> {fail, {port_exited, S}}
+    after 0 -> ok
+    end.
+
+%%% ===========================================================================
+%%% Replies
+%%% ===========================================================================
+
+ready_frame_comes_first() ->
+    [{doc, "The first frame is {ready, 1, PythonVersion, OsPid} with the port's real OS pid."}].
+ready_frame_comes_first(Config) ->
+    Exe = ?config(exe, Config),
+    Port = open_port({spawn_executable, Exe}, port_opts([])),
+    {os_pid, RealPid} = erlang:port_info(Port, os_pid),
+    {{ready, Version, PyVersion, OsPid}, none} = next_frame(Port),
+    ?assertEqual(1, Version),
+    ?assertEqual(RealPid, OsPid),
+    ?assert(is_binary(PyVersion)),
+    ?assertMatch(<<"3.", _/binary>>, PyVersion),
+    {reply, Same} =
+        request(Port, fun(Id) -> eval(Id, <<"__import__('platform').python_version()">>) end),
+    ?assertEqual(PyVersion, Same),
+    {reply, OsPid} = request(Port, fun(Id) -> eval(Id, <<"__import__('os').getpid()">>) end),
+    close(Port).
+
+call_eval_exec_reply() ->
+    [{doc, "call, eval and exec are answered {reply, Id} + result term."}].
+call_eval_exec_reply(Config) ->
+    Port = open_ready(Config),
+    ?assertEqual({reply, 4.0},
+                 request(Port, fun(Id) -> {call, Id, self(), math, sqrt, [16], #{}} end)),
+    ?assertEqual({reply, <<"a-b">>},
+                 request(Port, fun(Id) -> {call, Id, self(), <<"__main__">>, <<"str.join">>,
+                                           [<<"-">>, [<<"a">>, <<"b">>]], #{}} end)),
+    ?assertEqual({reply, 42}, request(Port, fun(Id) -> eval(Id, <<"6 * 7">>) end)),
+    ?assertEqual({reply, ok},
+                 request(Port, fun(Id) -> exec(Id, <<"x = 5\ndef f(a, b=1): return a * b">>) end)),
+    ?assertEqual({reply, 6},
+                 request(Port, fun(Id) -> {eval, Id, self(), <<"x + y">>, #{y => 1}} end)),
+    ?assertEqual({reply, 15},
+                 request(Port, fun(Id) -> {call, Id, self(), '__main__', f, [5], #{b => 3}} end)),
+    close(Port).
+
+python_error_reply() ->
+    [{doc, "A Python exception is {error, Id} + {pyerr, Type, Message, Traceback} (strings)."}].
+python_error_reply(Config) ->
+    Port = open_ready(Config),
+    {error, {pyerr, Type, Msg, Tb}} = request(Port, fun(Id) -> eval(Id, <<"1 / 0">>) end),
+    ?assertEqual("ZeroDivisionError", Type),
+    ?assertEqual("division by zero", Msg),
+    ?assert(io_lib:printable_unicode_list(Tb)),
+    ?assertNotEqual(nomatch, string:find(Tb, "ZeroDivisionError")),
+    {error, {pyerr, "NameError", _, _}} =
+        request(Port, fun(Id) -> eval(Id, <<"undefined_name">>) end),
+    {error, {pyerr, "SyntaxError", _, _}} = request(Port, fun(Id) -> exec(Id, <<"def (">>) end),
+    {error, {pyerr, "ModuleNotFoundError", _, _}} =
+        request(Port, fun(Id) -> {call, Id, self(), no_such_module_xyz, f, [], #{}} end),
+    alive(Port),
+    close(Port).
+
+env_frame_once_per_pid() ->
+    [{doc, "The first request of a pid announces {env, Pid} before its reply; later ones do not."}].
+env_frame_once_per_pid(Config) ->
+    Port = open_ready(Config),
+    Self = self(),
+    {reply, 1, Before1} = answer_after(Port, fun(Id) -> eval(Id, <<"1">>) end),
+    ?assertEqual([{env, Self}], [H || {H = {env, _}, _} <- Before1]),
+    {reply, 2, Before2} = answer_after(Port, fun(Id) -> eval(Id, <<"2">>) end),
+    ?assertEqual([], [H || {H = {env, _}, _} <- Before2]),
+    Other = spawn(fun() -> receive stop -> ok end end),
+    {reply, 3, Before3} =
+        answer_after(Port, fun(Id) -> {eval, Id, Other, <<"3">>, #{}} end),
+    ?assertEqual([{env, Other}], [H || {H = {env, _}, _} <- Before3]),
+    Other ! stop,
+    close(Port).
+
+every_request_gets_exactly_one_reply() ->
+    [{doc, "1000 mixed requests sent at once get exactly one answer each."}].
+every_request_gets_exactly_one_reply(Config) ->
+    Port = open_ready(Config),
+    N = 1000,
+    Ids = lists:seq(1, N),
+    lists:foreach(
+      fun(Id) ->
+              Req = case Id rem 4 of
+                        0 -> {call, Id, self(), math, sqrt, [Id], #{}};
+                        1 -> eval(Id, <<"41 + 1">>);
+                        2 -> exec(Id, <<"y = 1">>);
+                        3 -> eval(Id, <<"1 / 0">>)
+                    end,
+              send(Port, Req)
+      end, Ids),
+    Counts = collect_answers(Port, N, #{}),
+    ?assertEqual(Ids, lists:sort(maps:keys(Counts))),
+    ?assertEqual([], [Id || {Id, C} <- maps:to_list(Counts), C =/= 1]),
+    %% Anything answered twice would have been sent before this one's answer.
+    {reply, 42, Before} = answer_after(Port, fun(Id) -> eval(Id, <<"42">>) end),
+    ?assertEqual([], answers(Before)),
+    close(Port).
+
+%%% ===========================================================================
+%%% Malformed frames
+%%% ===========================================================================
+
+not_etf_is_dropped() ->
+    [{doc, "Random bytes (not ETF) are dropped; the port keeps answering."}].
+not_etf_is_dropped(Config) ->
+    Port = open_ready(Config),
+    dropped(Port, <<0, (rand:bytes(64))/binary>>),
+    dropped(Port, <<"hello, not a term">>),
+    dropped(Port, <<131>>),
+    dropped(Port, <<130, 104, 1, 100, 0, 1, $x>>),
+    close(Port).
+
+compressed_etf_is_not_run() ->
+    [{doc, "Compressed ETF is not a request: it is never run (and at most answered badarg)."}].
+compressed_etf_is_not_run(Config) ->
+    Port = open_ready(Config),
+    Id = 901,
+    Frame = term_to_binary({exec, Id, self(), binary:copy(<<"ran = True\n">>, 100)},
+                           [compressed]),
+    <<131, 80, _/binary>> = Frame,
+    send_raw(Port, Frame),
+    {reply, Answer, Before} =
+        answer_after(Port, fun(I) -> eval(I, <<"'ran' in globals()">>) end),
+    ?assertEqual(false, Answer),
+    case answers(Before) of
+        [] -> ok;
+        [{{error, Id}, {badarg, Msg}}] -> ?assert(io_lib:printable_unicode_list(Msg));
+        Other -> ct:fail({unexpected_answers, Other})
+    end,
+    close(Port).
+
+non_tuple_is_dropped() ->
+    [{doc, "A term that is not a tuple (or a tuple not led by an atom) is dropped."}].
+non_tuple_is_dropped(Config) ->
+    Port = open_ready(Config),
+    dropped(Port, term_to_binary([eval, 1, self(), <<"1">>, #{}])),
+    dropped(Port, term_to_binary(eval)),
+    dropped(Port, term_to_binary({})),
+    dropped(Port, term_to_binary({<<"eval">>, 2, self(), <<"1">>, #{}})),
+    dropped(Port, term_to_binary(#{op => eval, id => 3})),
+    close(Port).
+
+unknown_op_with_id_is_badarg() ->
+    [{doc, "An unknown op with a readable id is answered {error, Id} + {badarg, _}."}].
+unknown_op_with_id_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {frobnicate, Id, self(), <<"x">>} end),
+    badarg(Port, fun(Id) -> {frobnicate, Id} end),
+    close(Port).
+
+unknown_op_without_id_is_dropped() ->
+    [{doc, "An unknown op whose id cannot be read is dropped; the port keeps answering."}].
+unknown_op_without_id_is_dropped(Config) ->
+    Port = open_ready(Config),
+    dropped(Port, term_to_binary({frobnicate})),
+    dropped(Port, term_to_binary({frobnicate, not_an_id})),
+    dropped(Port, term_to_binary({frobnicate, -3})),
+    close(Port).
+
+wrong_arity_is_badarg() ->
+    [{doc, "A known op with the wrong number of fields is answered badarg (or dropped "
+           "when it has no id)."}].
+wrong_arity_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [4], #{}, extra} end),
+    badarg(Port, fun(Id) -> {eval, Id, self(), <<"1">>} end),
+    badarg(Port, fun(Id) -> {exec, Id, self(), <<"x = 1">>, #{}} end),
+    badarg(Port, fun(Id) -> {info, Id, extra} end),
+    dropped(Port, term_to_binary({exec})),
+    dropped(Port, term_to_binary({cancel, 1, 2})),
+    dropped(Port, term_to_binary({drop_env})),
+    close(Port).
+
+bad_request_ids_are_dropped() ->
+    [{doc, "Requests whose id is 0, negative or not an integer cannot be answered: dropped."}].
+bad_request_ids_are_dropped(Config) ->
+    Port = open_ready(Config),
+    lists:foreach(
+      fun(BadId) -> dropped(Port, term_to_binary({exec, BadId, self(), <<"ran = True">>})) end,
+      [0, -1, -(1 bsl 40), one, 1.0, <<"1">>, 1 bsl 70]),
+    {reply, false} = request(Port, fun(Id) -> eval(Id, <<"'ran' in globals()">>) end),
+    close(Port).
+
+bad_caller_pid_is_badarg() ->
+    [{doc, "A caller that is not a pid is answered badarg."}].
+bad_caller_pid_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {eval, Id, not_a_pid, <<"1">>, #{}} end),
+    badarg(Port, fun(Id) -> {exec, Id, make_ref(), <<"x = 1">>} end),
+    badarg(Port, fun(Id) -> {call, Id, <<"pid">>, math, sqrt, [4], #{}} end),
+    close(Port).
+
+non_list_args_is_badarg() ->
+    [{doc, "Call arguments that are not a list are answered badarg."}].
+non_list_args_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, {16}, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, 16, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, <<"16">>, #{}} end),
+    close(Port).
+
+improper_list_args_is_badarg() ->
+    [{doc, "An improper argument list is answered badarg."}].
+improper_list_args_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [16 | tail], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), builtins, max, [1, 2 | 3], #{}} end),
+    close(Port).
+
+non_binary_code_is_badarg() ->
+    [{doc, "eval/exec code that is not a binary is answered badarg."}].
+non_binary_code_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {eval, Id, self(), "1 + 1", #{}} end),
+    badarg(Port, fun(Id) -> {exec, Id, self(), 'x = 1'} end),
+    badarg(Port, fun(Id) -> {exec, Id, self(), 42} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 42, sqrt, [4], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, {sqrt}, [4], #{}} end),
+    close(Port).
+
+non_map_kwargs_is_badarg() ->
+    [{doc, "Kwargs or locals that are not a map (or have non-name keys) are answered badarg."}].
+non_map_kwargs_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [4], []} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [4], #{1 => 2}} end),
+    badarg(Port, fun(Id) -> {eval, Id, self(), <<"1">>, [{x, 1}]} end),
+    close(Port).
+
+zero_length_frame_is_dropped() ->
+    [{doc, "A zero-length frame is dropped; the port keeps answering."}].
+zero_length_frame_is_dropped(Config) ->
+    Port = open_ready(Config),
+    dropped(Port, <<>>),
+    dropped(Port, <<>>),
+    close(Port).
+
+truncated_term_is_badarg() ->
+    [{doc, "A whole frame holding a term cut short (id readable) is answered badarg, "
+           "never decoded past its end or run."}].
+truncated_term_is_badarg(Config) ->
+    Port = open_ready(Config),
+    Full = term_to_binary({call, 1, self(), builtins, print, [<<"ran">>], #{}}),
+    Results =
+        [begin
+             Id = erlang:unique_integer([positive]),
+             Frame = binary_part(term_to_binary({call, Id, self(), builtins, print,
+                                                 [<<"ran">>], #{}}),
+                                 0, byte_size(Full) - Cut),
+             send_raw(Port, Frame),
+             {Tag, Body, Before} = answer(Port, Id),
+             alive(Port),
+             {Cut, Tag, Body, [B || {{output, _, _, B}, _} <- Before]}
+         end || Cut <- [1, 2, 6, 12]],
+    ct:log("truncated frames: ~p", [Results]),
+    ?assertEqual([], [R || {_, Tag, Body, Out} = R <- Results,
+                           not is_clean_badarg(Tag, Body, Out)]),
+    close(Port).
+
+is_clean_badarg(error, {badarg, _}, []) -> true;
+is_clean_badarg(_, _, _) -> false.
+
+oversized_request_is_too_large() ->
+    [{doc, "A request over --max-frame gets {error, Id} + {too_large, Size, Max}; the next "
+           "request works."}].
+oversized_request_is_too_large(Config) ->
+    Port = open_ready(Config, ["--max-frame", "100000"]),
+    Big = binary:copy(<<"x">>, 200000),
+    Id = 77,
+    Frame = term_to_binary({eval, Id, self(), <<"len('", Big/binary, "')">>, #{}}),
+    send_raw(Port, Frame),
+    {error, Body, _} = answer(Port, Id),
+    ?assertEqual({too_large, byte_size(Frame), 100000}, Body),
+    alive(Port),
+    %% Just under the limit is fine.
+    Small = binary:copy(<<"x">>, 90000),
+    {reply, 90000} = request(Port, fun(I) -> eval(I, <<"len('", Small/binary, "')">>) end),
+    close(Port).
+
+oversized_reply_is_too_large() ->
+    [{doc, "A reply over --max-frame becomes {error, Id} + {too_large, Size, Max}."}].
+oversized_reply_is_too_large(Config) ->
+    Port = open_ready(Config, ["--max-frame", "100000"]),
+    {error, {too_large, Size, 100000}} = request(Port, fun(Id) -> eval(Id, <<"'x' * 200000">>) end),
+    ?assert(Size > 200000),
+    alive(Port),
+    close(Port).
+
+%%% ===========================================================================
+%%% cancel, interrupt, info, output
+%%% ===========================================================================
+
+cancel_queued_request_never_runs() ->
+    [{doc, "{cancel, Id} of a request queued behind a running one answers "
+           "{error, Id} + cancelled and the request never runs."}].
+cancel_queued_request_never_runs(Config) ->
+    Port = open_ready(Config),
+    send(Port, exec(1, <<"import time\ntime.sleep(600)">>)),
+    wait_running(Port, 1),
+    send(Port, exec(2, <<"side_effect = True">>)),
+    send(Port, {cancel, 2}),
+    {error, cancelled, _} = answer(Port, 2),
+    %% End the sleep, then check that request 2 left no trace.
+    send(Port, {cancel, 1}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 1),
+    {reply, false} = request(Port, fun(Id) -> eval(Id, <<"'side_effect' in globals()">>) end),
+    %% Cancelling what is not there any more does nothing, and answers nothing.
+    send(Port, {cancel, 2}),
+    {reply, 1, Before} = answer_after(Port, fun(Id) -> eval(Id, <<"1">>) end),
+    ?assertEqual([], answers(Before)),
+    close(Port).
+
+cancel_running_request_raises() ->
+    [{doc, "{cancel, Id} of a running Python loop makes it answer {error, Id} with a "
+           "pyerr of type RequestTimeout."}].
+cancel_running_request_raises(Config) ->
+    Port = open_ready(Config),
+    send(Port, exec(5, <<"while True:\n    pass\n">>)),
+    wait_running(Port, 5),
+    send(Port, {cancel, 5}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 5),
+    %% An except Exception clause does not swallow it.
+    send(Port, exec(6, <<"while True:\n    try:\n        pass\n    except Exception:\n"
+                         "        pass\n">>)),
+    wait_running(Port, 6),
+    send(Port, {cancel, 6}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 6),
+    alive(Port),
+    close(Port).
+
+interrupt_keyboard_raises() ->
+    [{doc, "{interrupt, keyboard} raises KeyboardInterrupt in the running code."}].
+interrupt_keyboard_raises(Config) ->
+    Port = open_ready(Config),
+    send(Port, exec(7, <<"while True:\n    pass\n">>)),
+    wait_running(Port, 7),
+    send(Port, {interrupt, keyboard}),
+    {error, {pyerr, "KeyboardInterrupt", _, _}, _} = answer(Port, 7),
+    %% With nothing running it does nothing.
+    send(Port, {interrupt, keyboard}),
+    {reply, 1, Before} = answer_after(Port, fun(Id) -> eval(Id, <<"1">>) end),
+    ?assertEqual([], answers(Before)),
+    close(Port).
+
+info_answered_while_busy() ->
+    [{doc, "{info, Id} is answered while Python sleeps; current shows the running id and op."}].
+info_answered_while_busy(Config) ->
+    {Port, OsPid} = open_ready_pid(Config, []),
+    {reply, Idle} = request(Port, fun(Id) -> {info, Id} end),
+    ?assertMatch(#{current := idle, os_pid := OsPid, python_version := <<"3.", _/binary>>,
+                   envs := _, queue := 0, calls := _, rss_bytes := _}, Idle),
+    send(Port, exec(11, <<"import time\ntime.sleep(600)">>)),
+    wait_running(Port, 11),
+    {reply, Busy} = request(Port, fun(Id) -> {info, Id} end),
+    #{current := #{id := 11, op := exec, running_ms := Ms}} = Busy,
+    ?assert(is_integer(Ms) andalso Ms >= 0),
+    send(Port, exec(12, <<"pass">>)),
+    {reply, Queued} = request(Port, fun(Id) -> {info, Id} end),
+    ?assertMatch(#{queue := 1}, Queued),
+    send(Port, {cancel, 11}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 11),
+    {reply, ok, _} = answer(Port, 12),
+    close(Port).
+
+stray_fd_writes_become_output_frames() ->
+    [{doc, "Writes to fd 1/2 (os.write, C printf) never corrupt frames: they arrive as "
+           "{output, 0, fd1 | fd2, Bytes}."}].
+stray_fd_writes_become_output_frames(Config) ->
+    Port = open_ready(Config),
+    {reply, ok, B1} = answer_after(
+                        Port, fun(Id) -> exec(Id, <<"import os\nos.write(1, b\"garbage\\n\")\n"
+                                                    "os.write(2, b\"more\\n\")\n">>) end),
+    {reply, ok, B2} = answer_after(
+                        Port, fun(Id) -> exec(Id, <<"import ctypes\nlibc = ctypes.CDLL(None)\n"
+                                                    "libc.printf(b\"from printf %d\\n\", 42)\n"
+                                                    "libc.fflush(None)\n">>) end),
+    Seen = stray_output(B1 ++ B2, #{}),
+    Final = await_stray(Port, Seen, [{fd1, <<"garbage\n">>}, {fd2, <<"more\n">>},
+                                     {fd1, <<"from printf 42\n">>}]),
+    ?assertEqual([], [F || F = {{output, Id, S, _}, _} <- B1 ++ B2,
+                           (S =:= fd1 orelse S =:= fd2), Id =/= 0]),
+    ct:log("stray output: ~p", [Final]),
+    alive(Port),
+    close(Port).
+
+print_output_precedes_reply() ->
+    [{doc, "print() arrives as {output, Id, stdout, <<\"...\\n\">>} before the reply of Id."}].
+print_output_precedes_reply(Config) ->
+    Port = open_ready(Config),
+    Id = 21,
+    send(Port, exec(Id, <<"import sys\nprint('hello from print')\n"
+                          "print('to stderr', file=sys.stderr)\n">>)),
+    {reply, ok, Before} = answer(Port, Id),
+    Out = [{S, B} || {{output, I, S, B}, none} <- Before, I =:= Id],
+    ?assertEqual(<<"hello from print\n">>, iolist_to_binary([B || {stdout, B} <- Out])),
+    ?assertEqual(<<"to stderr\n">>, iolist_to_binary([B || {stderr, B} <- Out])),
+    close(Port).
+
+%%% ===========================================================================
+%%% Lifecycle
+%%% ===========================================================================
+
+close_exits_when_idle() ->
+    [{doc, "Closing the port makes the idle OS process exit promptly."}].
+close_exits_when_idle(Config) ->
+    {Port, OsPid} = open_ready_pid(Config, []),
+    ?assert(os_alive(OsPid)),
+    port_close(Port),
+    ?assertEqual(ok, wait_exited(OsPid, ?EXIT_DEADLINE_MS)).
+
+close_exits_when_stuck() ->
+    [{doc, "Closing the port makes the OS process exit within 1 s even while Python is "
+           "stuck in `while True: pass`."}].
+close_exits_when_stuck(Config) ->
+    %% A plain loop, and one that swallows the KeyboardInterrupt sent at EOF.
+    Loops = [<<"while True:\n    pass\n">>,
+             <<"while True:\n    try:\n        pass\n    except BaseException:\n"
+               "        pass\n">>],
+    lists:foreach(
+      fun(Loop) ->
+              {Port, OsPid} = open_ready_pid(Config, []),
+              send(Port, exec(31, Loop)),
+              wait_running(Port, 31),
+              port_close(Port),
+              ?assertEqual({Loop, ok}, {Loop, wait_exited(OsPid, ?EXIT_DEADLINE_MS)})
+      end, Loops).
+
+truncated_frame_then_eof_exits_66() ->
+    [{doc, "stdin closing in the middle of a frame ends the port with status 66."}].
+truncated_frame_then_eof_exits_66(Config) ->
+    Exe = ?config(exe, Config),
+    %% `head' passes exactly the 7 bytes we send (a header announcing 100 bytes
+    %% and 3 of them) and exits, so the port's stdin closes mid-frame.
+    Sh = os:find_executable("sh"),
+    Port = open_port({spawn_executable, Sh},
+                     [stream, binary, exit_status, use_stdio,
+                      {args, ["-c", "head -c 7 | exec \"$0\"", Exe]}]),
+    true = port_command(Port, <<100:32, "abc">>),
+    ?assertEqual(66, exit_status(Port)).
+
+bad_command_line_exits_64() ->
+    [{doc, "A bad command line ends the port with status 64 before anything else."}].
+bad_command_line_exits_64(Config) ->
+    Exe = ?config(exe, Config),
+    lists:foreach(
+      fun(Args) ->
+              Port = open_port({spawn_executable, Exe}, port_opts(Args)),
+              ?assertEqual({Args, 64}, {Args, exit_status(Port)})
+      end, [["--bogus"], ["extra"], ["--max-frame", "abc"], ["--max-frame", "1"],
+            ["--max-frame", "99999999999"], ["--max-depth", "0"], ["--max-frame"]]).
+
+help_exits_0() ->
+    [{doc, "--help prints usage and ends with status 0."}].
+help_exits_0(Config) ->
+    Port = open_port({spawn_executable, ?config(exe, Config)}, port_opts(["--help"])),
+    ?assertEqual(0, exit_status(Port)).
+
+%%% ===========================================================================
+%%% Helpers
+%%% ===========================================================================
+
+executable() ->
+    AppDir = case os:getenv("PYPORT_APP_DIR") of
+                 false -> filename:dirname(code:priv_dir(pyport));
+                 Dir -> Dir
+             end,
+    filename:join([AppDir, "priv", "pyport"]).
+
+port_opts(Args) ->
+    [{packet, 4}, binary, exit_status, use_stdio, {args, Args}].
+
+open_ready(Config) ->
+    open_ready(Config, []).
+
+open_ready(Config, Args) ->
+    {Port, _} = open_ready_pid(Config, Args),
+    Port.
+
+open_ready_pid(Config, Args) ->
+    Port = open_port({spawn_executable, ?config(exe, Config)}, port_opts(Args)),
+    {{ready, 1, _, OsPid}, none} = next_frame(Port),
+    {Port, OsPid}.
+
+close(Port) ->
+    port_close(Port),
+    ok.
+
+eval(Id, Code) -> {eval, Id, self(), Code, #{}}.
+exec(Id, Code) -> {exec, Id, self(), Code}.
+
+send(Port, Term) ->
+    send_raw(Port, term_to_binary(Term)).
+
+send_raw(Port, Bytes) ->
+    true = port_command(Port, Bytes).
+
+%% The next frame as {Header, Body | none}; the body is the second term, if any.
+next_frame(Port) ->
+    receive
+        {Port, {data, Frame}} -> split(Frame);
+        {Port, {exit_status, S}} -> ct:fail({port_exited, S})
+    after ?ANSWER_TIMEOUT ->
+        ct:fail(no_frame_from_port)
+    end.
+
+split(Frame) ->
+    {Header, Used} = binary_to_term(Frame, [used]),
+    case byte_size(Frame) - Used of
+        0 -> {Header, none};
+        N -> {Header, binary_to_term(binary_part(Frame, Used, N))}
+    end.
+
+%% Waits for the answer to Id: {reply | error, Body, FramesBeforeIt}.
+answer(Port, Id) ->
+    answer(Port, Id, []).
+
+answer(Port, Id, Acc) ->
+    case next_frame(Port) of
+        {{reply, Id}, Body} -> {reply, Body, lists:reverse(Acc)};
+        {{error, Id}, Body} -> {error, Body, lists:reverse(Acc)};
+        Other -> answer(Port, Id, [Other | Acc])
+    end.
+
+%% Sends the request built by Make(Id) for a fresh Id; returns {Tag, Body}.
+request(Port, Make) ->
+    {Tag, Body, _} = answer_after(Port, Make),
+    {Tag, Body}.
+
+answer_after(Port, Make) ->
+    Id = erlang:unique_integer([positive]),
+    send(Port, Make(Id)),
+    answer(Port, Id).
+
+%% The answers ({reply, _} and {error, _} frames) among frames.
+answers(Frames) ->
+    [F || {{Tag, _}, _} = F <- Frames, Tag =:= reply orelse Tag =:= error].
+
+%% The port is alive and answering, and has not exited.
+alive(Port) ->
+    ?assertEqual({reply, 42}, request(Port, fun(Id) -> eval(Id, <<"40 + 2">>) end)),
+    receive
+        {Port, {exit_status, S}} -> ct:fail({port_exited, S})
+    after 0 -> ok
+    end.
+
+%% Frame gets no answer at all, and the port keeps answering.
+dropped(Port, Frame) ->
+    send_raw(Port, Frame),
+    {reply, 42, Before} = answer_after(Port, fun(Id) -> eval(Id, <<"40 + 2">>) end),
+    ?assertEqual({Frame, []}, {Frame, answers(Before)}).
+
+%% The request built by Make(Id) is answered {error, Id} + {badarg, Message}, and
+%% the port keeps answering.
+badarg(Port, Make) ->
+    Id = erlang:unique_integer([positive]),
+    Req = Make(Id),
+    send(Port, Req),
+    case answer(Port, Id) of
+        {error, {badarg, Msg}, _} ->
+            ?assert(io_lib:printable_unicode_list(Msg));
+        Other ->
+            ct:fail({not_badarg, Req, Other})
+    end,
+    alive(Port).
+
+collect_answers(_Port, 0, Counts) ->
+    Counts;
+collect_answers(Port, Left, Counts) ->
+    case next_frame(Port) of
+        {{Tag, Id}, _} when Tag =:= reply; Tag =:= error ->
+            collect_answers(Port, Left - 1, maps:update_with(Id, fun(C) -> C + 1 end, 1, Counts));
+        _ ->
+            collect_answers(Port, Left, Counts)
+    end.
+
+%% Polls {info, _} until request Id is the one running.
+wait_running(Port, Id) ->
+    wait_running(Port, Id, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
+
+wait_running(Port, Id, Deadline) ->
+    {reply, Info} = request(Port, fun(I) -> {info, I} end),
+    case Info of
+        #{current := #{id := Id}} ->
+            ok;
+        _ ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({never_running, Id, Info});
+                false -> timer:sleep(?POLL_MS), wait_running(Port, Id, Deadline)
+            end
+    end.
+
+%% Accumulates fd1/fd2 output bytes by stream.
+stray_output(Frames, Acc) ->
+    lists:foldl(
+      fun({{output, 0, S, B}, none}, A) when S =:= fd1; S =:= fd2 ->
+              maps:update_with(S, fun(Old) -> <<Old/binary, B/binary>> end, B, A);
+         (_, A) ->
+              A
+      end, Acc, Frames).
+
+%% Reads frames until every {Stream, Bytes} in Want appears in that stream.
+await_stray(Port, Seen, Want) ->
+    Deadline = erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS,
+    await_stray(Port, Seen, Want, Deadline).
+
+await_stray(Port, Seen, Want, Deadline) ->
+    Missing = [W || {S, B} = W <- Want, binary:match(maps:get(S, Seen, <<>>), B) =:= nomatch],
+    case Missing of
+        [] ->
+            Seen;
+        _ ->
+            Left = Deadline - erlang:monotonic_time(millisecond),
+            receive
+                {Port, {data, Frame}} ->
+                    await_stray(Port, stray_output([split(Frame)], Seen), Want, Deadline)
+            after max(0, Left) ->
+                ct:fail({stray_output_missing, Missing, Seen})
+            end
+    end.
+
+exit_status(Port) ->
+    receive
+        {Port, {exit_status, S}} -> S
+    after ?EXIT_STATUS_TIMEOUT ->
+        ct:fail(no_exit_status)
+    end.
+
+%% An OS process is alive while /proc has it and it is not a zombie.
+os_alive(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            [_, AfterName] = string:split(Stat, ") ", trailing),
+            not lists:member(binary:first(AfterName), [$Z, $X]);
+        {error, _} ->
+            false
+    end.
+
+wait_exited(OsPid, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    wait_exited_until(OsPid, Deadline).
+
+wait_exited_until(OsPid, Deadline) ->
+    case os_alive(OsPid) of
+        false ->
+            ok;
+        true ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {still_running_after_ms, OsPid};
+                false -> timer:sleep(?POLL_MS), wait_exited_until(OsPid, Deadline)
+            end
+    end.

@@ -1,0 +1,168 @@
+/*
+ * libFuzzer target for the request path: proto_peek on the input as a frame, and,
+ * when it starts with the version byte, conv_to_py, conv_name and conv_kwargs on
+ * the term, then conv_from_py of whatever decoded. Inputs sit right before an
+ * unreadable page (guard.c), so over-reads fault even inside libei. Checked
+ * invariants: a failure sets a Python error; decoding never consumes more than
+ * the input; what the codec encodes it decodes again, and re-encodes to the same
+ * bytes. Built with FUZZ_WELLFORMED_ONLY, only inputs whose lengths all fit are
+ * tried (etf_check.c). Single-threaded; Python is started once.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <ei.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "convert.h"
+#include "etf_check.h"
+#include "guard.h"
+#include "inbox.h"
+#include "protocol.h"
+#include "pyerlang.h"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void fail(const char *what, const char *etf, size_t len)
+{
+    fprintf(stderr, "fuzz_convert invariant broken: %s (%zu input bytes)\n", what, len);
+    (void)etf;
+    if (PyErr_Occurred()) {
+        PyErr_Print();
+    }
+    abort();
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc;
+    (void)argv;
+    ei_init();
+    pyerl_register();
+    Py_Initialize();
+    PyObject *m = PyImport_ImportModule("erlang"); // owned
+    if (m == NULL) {
+        PyErr_Print();
+        abort();
+    }
+    Py_DECREF(m);
+    return 0;
+}
+
+/* Encodes obj with a version byte; returns 0, or -1 with the error cleared. */
+static int encode(buf_t *b, PyObject *obj)
+{
+    b->len = 0;
+    char v = (char)131;
+    buf_append(b, &v, 1);
+    if (conv_from_py(b, obj) < 0) {
+        if (!PyErr_Occurred()) {
+            fail("conv_from_py failed without an error", NULL, 0);
+        }
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+static void check_term(const char *etf, size_t len)
+{
+    int index = 1;
+    PyObject *obj = conv_to_py(etf, &index); // owned
+    if (obj == NULL) {
+        if (!PyErr_Occurred()) {
+            fail("conv_to_py failed without an error", etf, len);
+        }
+        PyErr_Clear();
+        return;
+    }
+    if (index < 1 || (size_t)index > len) {
+        fail("conv_to_py consumed more than the input", etf, len);
+    }
+    buf_t once;
+    buf_t twice;
+    buf_init(&once, 64);
+    buf_init(&twice, 64);
+    if (encode(&once, obj) == 0) {
+        /* Our own encoding must decode, whole, and encode to the same bytes. It is
+           decoded from a heap copy: the guarded region still holds the input. */
+        char *copy = malloc(once.len);
+        if (copy == NULL) {
+            abort();
+        }
+        memcpy(copy, once.data, once.len);
+        int at = 1;
+        PyObject *again = conv_to_py(copy, &at); // owned
+        if (again == NULL) {
+            fail("the codec's own encoding does not decode", etf, len);
+        }
+        if ((size_t)at != once.len) {
+            fail("the codec's own encoding decodes short", etf, len);
+        }
+        if (encode(&twice, again) != 0 || twice.len != once.len ||
+            memcmp(twice.data, once.data, once.len) != 0) {
+            fail("decode(encode(x)) encodes differently", etf, len);
+        }
+        Py_DECREF(again);
+        free(copy);
+    }
+    buf_destroy(&once);
+    buf_destroy(&twice);
+    Py_DECREF(obj);
+}
+
+static void check_names(const char *etf, size_t len)
+{
+    int index = 1;
+    PyObject *name = conv_name(etf, &index); // owned
+    if (name == NULL) {
+        if (!PyErr_Occurred()) {
+            fail("conv_name failed without an error", etf, len);
+        }
+        PyErr_Clear();
+    } else if (!PyUnicode_CheckExact(name) || (size_t)index > len) {
+        fail("conv_name gave a non-str or read past the input", etf, len);
+    }
+    Py_XDECREF(name);
+    index = 1;
+    PyObject *kw = conv_kwargs(etf, &index); // owned
+    if (kw == NULL) {
+        if (!PyErr_Occurred()) {
+            fail("conv_kwargs failed without an error", etf, len);
+        }
+        PyErr_Clear();
+    } else if (!PyDict_CheckExact(kw) || (size_t)index > len) {
+        fail("conv_kwargs gave a non-dict or read past the input", etf, len);
+    }
+    Py_XDECREF(kw);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+#ifdef FUZZ_WELLFORMED_ONLY
+    if (!etf_well_formed(data, size)) {
+        return 0;
+    }
+#endif
+    char *frame = guard_copy(data, size);
+    job_t job;
+    const char *err = NULL;
+    memset(&job, 0, sizeof job);
+    if (proto_peek(frame, size, &job, &err) == 0) {
+        if (job.op < 0 || job.op >= OP_COUNT || job.index < 2 || (size_t)job.index > size) {
+            fail("proto_peek accepted with a bad op or index", frame, size);
+        }
+    } else if (err == NULL) {
+        fail("proto_peek refused without a reason", frame, size);
+    }
+    if (size >= 2 && data[0] == 131) {
+        check_term(frame, size);
+        check_names(frame, size);
+    }
+    return 0;
+}
