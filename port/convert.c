@@ -364,6 +364,13 @@ static PyObject *decode_map(const char *buf, int *index, int depth)
             return NULL;
         }
     }
+    if (PyDict_GET_SIZE(d) != arity) {
+        /* Keys that differ in Erlang but not in Python (an atom and a binary with
+           the same text, 1 and 1.0, true and 1) would silently lose entries. */
+        Py_DECREF(d);
+        return bad("map has keys that are equal in Python (such as a and <<\"a\">>, "
+                   "1 and 1.0, or true and 1)");
+    }
     return d;
 }
 
@@ -572,11 +579,19 @@ static int encode_float(buf_t *b, double v)
 static int encode_buffer(buf_t *b, PyObject *o)
 {
     Py_buffer view;
-    if (PyObject_GetBuffer(o, &view, PyBUF_CONTIG_RO) < 0) {
+    if (PyObject_GetBuffer(o, &view, PyBUF_CONTIG_RO) == 0) {
+        proto_binary(b, view.buf, (size_t)view.len);
+        PyBuffer_Release(&view);
+        return 0;
+    }
+    /* A strided memoryview: copy it into contiguous bytes first. */
+    PyErr_Clear();
+    PyObject *bytes = PyBytes_FromObject(o); // owned
+    if (bytes == NULL) {
         return -1;
     }
-    proto_binary(b, view.buf, (size_t)view.len);
-    PyBuffer_Release(&view);
+    proto_binary(b, PyBytes_AS_STRING(bytes), (size_t)PyBytes_GET_SIZE(bytes));
+    Py_DECREF(bytes);
     return 0;
 }
 

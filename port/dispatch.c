@@ -29,9 +29,10 @@
 static size_t g_max_frame = PYPORT_DEFAULT_MAX_FRAME;
 static char g_python_version[32];
 
-void dispatch_init(size_t max_frame, const char *python_version)
+void dispatch_init(size_t max_frame, int max_depth, const char *python_version)
 {
     g_max_frame = max_frame;
+    proto_set_max_depth(max_depth);
     snprintf(g_python_version, sizeof g_python_version, "%s", python_version);
 }
 
@@ -175,6 +176,7 @@ void dispatch_frame(char *frame, size_t len)
         job_free(job);
         return;
     }
+
     if (job->op == OP_CALLBACK_REPLY) {
         cb_route(job);
         return;
@@ -192,7 +194,7 @@ void dispatch_oversize(const char *peek, size_t peek_len, size_t total)
     job_t job;
     memset(&job, 0, sizeof job);
     const char *err = NULL;
-    proto_peek(peek, peek_len, &job, &err);
+    proto_peek_header(peek, peek_len, &job, &err);
     if (job.id <= 0) {
         log_warn("dropped a frame of %zu bytes (max_frame is %zu)", total, g_max_frame);
         return;

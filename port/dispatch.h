@@ -7,8 +7,9 @@
 
 #include <stddef.h>
 
-/// Sets the frame limit and the Python version reported by info. Call once.
-void dispatch_init(size_t max_frame, const char *python_version);
+/// Sets the frame and nesting limits and the Python version reported by info.
+/// Call once.
+void dispatch_init(size_t max_frame, int max_depth, const char *python_version);
 
 /// A whole frame from Erlang; takes ownership of frame (mem_free).
 void dispatch_frame(char *frame, size_t len);

@@ -322,7 +322,7 @@ int main(int argc, char **argv)
     }
     char version[32];
     python_version(version, sizeof version);
-    dispatch_init(opts.max_frame, version);
+    dispatch_init(opts.max_frame, opts.max_depth, version);
     rd_init(g_in_fd, opts.max_frame);
     loop_start(&lcfg);
     send_ready(version);

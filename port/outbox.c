@@ -80,6 +80,9 @@ static int write_locked(void)
             if (err == EAGAIN || err == EWOULDBLOCK) {
                 return 1;
             }
+            if (err == EPIPE) {
+                _exit(PYPORT_EXIT_OK); /* Erlang closed the port: nobody to answer */
+            }
             log_error("write to Erlang failed: %s", strerror(err));
             _exit(PYPORT_EXIT_IO);
         }

@@ -8,6 +8,7 @@
 #include <ei.h>
 #include <string.h>
 
+#include "etf.h"
 #include "frame.h"
 #include "pyport/wire.h"
 
@@ -33,31 +34,64 @@ const proto_op_info_t *proto_op_info(proto_op_t op)
     return &g_ops[op];
 }
 
+/* Terms may nest this deep before a frame is refused outright; the codec gives
+   the precise error for terms just over max_depth. */
+static int g_walk_depth = PYPORT_DEFAULT_MAX_DEPTH + 2;
+
+void proto_set_max_depth(int depth)
+{
+    g_walk_depth = depth + 2;
+}
+
 int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
 {
-    int index = 0;
-    int version;
-    int arity;
+    if (proto_peek_header(frame, len, job, err) < 0) {
+        return -1;
+    }
+    /* One bounded walk before anything decodes the frame: ei trusts the lengths
+       inside a term. */
+    if (!etf_frame_ok(frame, len, g_walk_depth)) {
+        *err = "malformed term (a length or count runs past the frame, an unknown tag, "
+               "or nesting far deeper than max_depth)";
+        return -1;
+    }
+    return 0;
+}
+
+int proto_peek_header(const char *frame, size_t len, job_t *job, const char **err)
+{
+    const unsigned char *b = (const unsigned char *)frame;
     char atom[MAXATOMLEN_UTF8];
+    int arity;
+    size_t first;
 
     job->id = 0;
     job->op = -1;
-    if (len < 2 || len > PYPORT_HARD_MAX_FRAME) {
-        *err = "frame too short";
-        return -1;
-    }
-    if (ei_decode_version(frame, &index, &version) < 0 || version != 131) {
+    if (len < 2 || len > PYPORT_HARD_MAX_FRAME || b[0] != 131) {
         *err = "not an ETF term (bad version byte or compressed)";
         return -1;
     }
-    if (ei_decode_tuple_header(frame, &index, &arity) < 0 || arity < 1) {
+    if (b[1] == ERL_SMALL_TUPLE_EXT && len >= 3) {
+        arity = b[2];
+        first = 3;
+    } else if (b[1] == ERL_LARGE_TUPLE_EXT && len >= 6) {
+        arity = (int)(((uint32_t)b[2] << 24) | ((uint32_t)b[3] << 16) | ((uint32_t)b[4] << 8) | b[5]);
+        first = 6;
+    } else {
         *err = "frame is not a tuple";
         return -1;
     }
-    if (ei_decode_atom(frame, &index, atom) < 0) {
+    /* Each field is walked (bounded) before ei decodes it: the frame may be cut
+       short (an oversized frame's first bytes) or forged. */
+    long op_end = arity >= 1 ? etf_skip(frame, len, first, 0) : -1;
+    int index = (int)first;
+    if (op_end < 0 || ei_decode_atom(frame, &index, atom) < 0) {
         *err = "first element of the frame is not an atom";
         return -1;
     }
+    long id_end = arity >= 2 ? etf_skip(frame, len, (size_t)op_end, 0) : -1;
+    long long id = 0;
+    int have_id = id_end >= 0 && ei_decode_longlong(frame, &index, &id) == 0;
     int op = -1;
     for (int i = 0; i < OP_COUNT; i++) {
         if (strcmp(atom, g_ops[i].name) == 0) {
@@ -67,17 +101,12 @@ int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
     }
     if (op < 0) {
         *err = "unknown op";
-        /* Still try to read an id so the caller gets an answer. */
-        long long id;
-        if (arity >= 2 && ei_decode_longlong(frame, &index, &id) == 0) {
-            job->id = id;
-        }
+        job->id = have_id && id > 0 ? id : 0; /* still answer it if we can */
         return -1;
     }
     job->op = op;
     if (g_ops[op].has_id) {
-        long long id;
-        if (arity < 2 || ei_decode_longlong(frame, &index, &id) < 0 || id <= 0) {
+        if (!have_id || id <= 0) {
             *err = "bad request id";
             return -1;
         }
@@ -87,7 +116,7 @@ int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
         *err = "wrong number of fields for op";
         return -1;
     }
-    job->index = index;
+    job->index = g_ops[op].has_id ? index : (int)op_end;
     return 0;
 }
 
@@ -219,6 +248,11 @@ static size_t utf8_next(const unsigned char *s, size_t n, long *cp)
             return 0;
         }
         c = (c << 6) | (s[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and values past U+10FFFF are not characters. */
+    static const long min_for_len[5] = {0, 0, 0x80, 0x800, 0x10000};
+    if (c < min_for_len[len] || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff) {
+        return 0;
     }
     *cp = c;
     return len;

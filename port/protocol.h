@@ -44,10 +44,19 @@ typedef struct {
 /// Returns the table entry for op.
 const proto_op_info_t *proto_op_info(proto_op_t op);
 
-/// Reads the op and (if any) request id of frame into job->op, job->id, job->index.
-/// Returns 0, or -1 with *err set to a static message. On -1 job->id is still
-/// set when the id could be read, so the error can be answered.
+/// Sets the nesting limit of frames (max_depth of the codec; see proto_peek).
+void proto_set_max_depth(int depth);
+
+/// Checks a whole frame with one bounded walk (every length and count fits, no
+/// unknown tag, nesting bounded) and reads its op and (if any) request id into
+/// job->op, job->id, job->index. Returns 0, or -1 with *err set to a static
+/// message; on -1 job->id is still set when the id could be read, so the error
+/// can be answered. After 0, ei and the codec may decode the frame safely.
 int proto_peek(const char *frame, size_t len, job_t *job, const char **err);
+
+/// As proto_peek for the envelope only (the first bytes of an oversized frame):
+/// reads op and id without walking the rest.
+int proto_peek_header(const char *frame, size_t len, job_t *job, const char **err);
 
 /// Decodes the caller pid at *index and returns its span (its ETF bytes) in
 /// *start/*len; advances *index. Returns 0 or -1.

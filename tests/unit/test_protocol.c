@@ -127,7 +127,8 @@ static const op_case_t g_op_cases[] = {
     {OP_STREAM_ACK, "stream_ack", 3, 0, "ii"},
     {OP_METHOD, "method", 7, 1, "paalm"},
     {OP_GETATTR, "getattr", 5, 1, "paa"},
-    {OP_RELEASE, "release", 3, 0, "pi"},
+    {OP_RELEASE, "release", 2, 0, "a"},
+    {OP_SETUP, "setup", 3, 1, "m"},
 };
 
 #define N_OP_CASES (sizeof g_op_cases / sizeof g_op_cases[0])
