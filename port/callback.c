@@ -158,7 +158,7 @@ static PyObject *decode_reply(job_t *job)
         PyErr_SetString(PyExc_ValueError, "malformed callback reply");
         return NULL;
     }
-    PyObject *value = conv_to_py(job->frame, &index); // owned
+    PyObject *value = conv_to_py(job->frame, job->len, &index); // owned
     if (value == NULL || strcmp(status, "ok") == 0) {
         return value;
     }

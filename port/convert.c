@@ -9,9 +9,17 @@
 #include <math.h>
 #include <string.h>
 
+#include "etf.h"
 #include "protocol.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
+
+/* The input being decoded: every skip is bounded by its length (ei_skip_term
+   is not: it ignores errors inside tuples and lists). */
+typedef struct {
+    const char *buf;
+    size_t len;
+} conv_in_t;
 
 static int g_max_depth = PYPORT_DEFAULT_MAX_DEPTH;
 static conv_to_ref_fn g_to_ref;
@@ -35,6 +43,17 @@ static PyObject *bad(const char *msg)
 {
     PyErr_SetString(PyExc_ValueError, msg);
     return NULL;
+}
+
+/* Advances *index past the term there; -1 if it does not fit the input. */
+static int skip(const conv_in_t *in, int *index)
+{
+    long end = etf_skip(in->buf, in->len, (size_t)*index, g_max_depth + 2);
+    if (end < 0) {
+        return -1;
+    }
+    *index = (int)end;
+    return 0;
 }
 
 static PyObject *too_deep(void)
@@ -105,8 +124,9 @@ static int decode_atom(const char *buf, int *index, char *out, size_t *len)
 
 /* ---- integers ------------------------------------------------------------- */
 
-static PyObject *decode_big(const char *buf, int *index)
+static PyObject *decode_big(const conv_in_t *in, int *index)
 {
+    const char *buf = in->buf;
     const unsigned char *p = (const unsigned char *)buf + *index;
     size_t n;
     int sign;
@@ -120,7 +140,7 @@ static PyObject *decode_big(const char *buf, int *index)
         sign = p[5];
         digits = p + 6;
     }
-    if (ei_skip_term(buf, index) < 0) {
+    if (skip(in, index) < 0) {
         return bad("malformed integer");
     }
 #if PY_VERSION_HEX >= 0x030D0000
@@ -196,19 +216,21 @@ done:
 
 /* ---- Erlang -> Python ----------------------------------------------------- */
 
-static PyObject *to_py(const char *buf, int *index, int depth);
+static PyObject *to_py(const conv_in_t *in, int *index, int depth);
 
-static PyObject *opaque(PyTypeObject *type, const char *buf, int *index)
+static PyObject *opaque(PyTypeObject *type, const conv_in_t *in, int *index)
 {
+    const char *buf = in->buf;
     int start = *index;
-    if (ei_skip_term(buf, index) < 0) {
+    if (skip(in, index) < 0) {
         return bad("malformed term");
     }
     return pyerl_term_new(type, buf + start, (size_t)(*index - start));
 }
 
-static PyObject *decode_binary(const char *buf, int *index, int as_bytes)
+static PyObject *decode_binary(const conv_in_t *in, int *index, int as_bytes)
 {
+    const char *buf = in->buf;
     long n;
     const char *p = buf + *index + 5;
     if (ei_decode_binary(buf, index, NULL, &n) < 0) {
@@ -227,8 +249,9 @@ static PyObject *decode_binary(const char *buf, int *index, int as_bytes)
     return PyBytes_FromStringAndSize(p, n);
 }
 
-static PyObject *decode_list(const char *buf, int *index, int depth)
+static PyObject *decode_list(const conv_in_t *in, int *index, int depth)
 {
+    const char *buf = in->buf;
     int start = *index;
     int arity;
     if (ei_decode_list_header(buf, index, &arity) < 0) {
@@ -239,7 +262,7 @@ static PyObject *decode_list(const char *buf, int *index, int depth)
         return NULL;
     }
     for (int i = 0; i < arity; i++) {
-        PyObject *item = to_py(buf, index, depth + 1); // owned
+        PyObject *item = to_py(in, index, depth + 1); // owned
         if (item == NULL) {
             Py_DECREF(list);
             return NULL;
@@ -262,15 +285,16 @@ static PyObject *decode_list(const char *buf, int *index, int depth)
     /* An improper list has no Python form: keep the whole list as a Term. */
     Py_DECREF(list);
     *index = start;
-    return opaque(&pyerl_TermType, buf, index);
+    return opaque(&pyerl_TermType, in, index);
 }
 
-static PyObject *decode_string(const char *buf, int *index)
+static PyObject *decode_string(const conv_in_t *in, int *index)
 {
+    const char *buf = in->buf;
     const unsigned char *p = (const unsigned char *)buf + *index + 3;
     int type;
     int n;
-    if (ei_get_type(buf, index, &type, &n) < 0 || ei_skip_term(buf, index) < 0) {
+    if (ei_get_type(buf, index, &type, &n) < 0 || skip(in, index) < 0) {
         return bad("malformed string");
     }
     PyObject *list = PyList_New(n); // owned
@@ -283,40 +307,42 @@ static PyObject *decode_string(const char *buf, int *index)
     return list;
 }
 
-static int is_atom_named(const char *buf, int index, const char *name)
+static int is_atom_named(const conv_in_t *in, int index, const char *name)
 {
+    const char *buf = in->buf;
     char atom[MAXATOMLEN_UTF8];
     size_t len;
     return decode_atom(buf, &index, atom, &len) == 0 && strcmp(atom, name) == 0;
 }
 
-static PyObject *decode_tuple(const char *buf, int *index, int depth)
+static PyObject *decode_tuple(const conv_in_t *in, int *index, int depth)
 {
+    const char *buf = in->buf;
     int start = *index;
     int arity;
     if (ei_decode_tuple_header(buf, index, &arity) < 0) {
         return bad("malformed tuple");
     }
-    if (arity == 2 && is_atom_named(buf, *index, "bytes")) {
+    if (arity == 2 && is_atom_named(in, *index, "bytes")) {
         int at = *index;
-        ei_skip_term(buf, &at);
+        skip(in, &at);
         int type;
         int size;
         if (ei_get_type(buf, &at, &type, &size) == 0 && type == ERL_BINARY_EXT) {
             *index = at;
-            return decode_binary(buf, index, 1);
+            return decode_binary(in, index, 1);
         }
     }
-    if (g_from_ref != NULL && arity >= 2 && is_atom_named(buf, *index, "py_ref")) {
+    if (g_from_ref != NULL && arity >= 2 && is_atom_named(in, *index, "py_ref")) {
         *index = start;
-        return g_from_ref(buf, index);
+        return g_from_ref(in->buf, in->len, index);
     }
     PyObject *t = PyTuple_New(arity); // owned
     if (t == NULL) {
         return NULL;
     }
     for (int i = 0; i < arity; i++) {
-        PyObject *item = to_py(buf, index, depth + 1); // owned
+        PyObject *item = to_py(in, index, depth + 1); // owned
         if (item == NULL) {
             Py_DECREF(t);
             return NULL;
@@ -326,8 +352,9 @@ static PyObject *decode_tuple(const char *buf, int *index, int depth)
     return t;
 }
 
-static PyObject *decode_map(const char *buf, int *index, int depth)
+static PyObject *decode_map(const conv_in_t *in, int *index, int depth)
 {
+    const char *buf = in->buf;
     int arity;
     if (ei_decode_map_header(buf, index, &arity) < 0) {
         return bad("malformed map");
@@ -338,12 +365,12 @@ static PyObject *decode_map(const char *buf, int *index, int depth)
     }
     for (int i = 0; i < arity; i++) {
         int kstart = *index;
-        PyObject *k = to_py(buf, index, depth + 1); // owned
+        PyObject *k = to_py(in, index, depth + 1); // owned
         if (k == NULL) {
             Py_DECREF(d);
             return NULL;
         }
-        PyObject *v = to_py(buf, index, depth + 1); // owned
+        PyObject *v = to_py(in, index, depth + 1); // owned
         if (v == NULL) {
             Py_DECREF(k);
             Py_DECREF(d);
@@ -354,7 +381,7 @@ static PyObject *decode_map(const char *buf, int *index, int depth)
             /* An unhashable key (a list, a map): keep it as an opaque Term. */
             PyErr_Clear();
             int at = kstart;
-            Py_SETREF(k, opaque(&pyerl_TermType, buf, &at));
+            Py_SETREF(k, opaque(&pyerl_TermType, in, &at));
             rc = k != NULL ? PyDict_SetItem(d, k, v) : -1;
         }
         Py_XDECREF(k);
@@ -374,8 +401,9 @@ static PyObject *decode_map(const char *buf, int *index, int depth)
     return d;
 }
 
-static PyObject *to_py(const char *buf, int *index, int depth)
+static PyObject *to_py(const conv_in_t *in, int *index, int depth)
 {
+    const char *buf = in->buf;
     if (depth > g_max_depth) {
         return too_deep();
     }
@@ -401,7 +429,7 @@ static PyObject *to_py(const char *buf, int *index, int depth)
             *index = at;
             return PyLong_FromLongLong(v);
         }
-        return decode_big(buf, index);
+        return decode_big(in, index);
     }
     case ERL_FLOAT_EXT:
     case NEW_FLOAT_EXT: {
@@ -423,39 +451,41 @@ static PyObject *to_py(const char *buf, int *index, int depth)
         return atom_object(atom, len);
     }
     case ERL_BINARY_EXT:
-        return decode_binary(buf, index, 0);
+        return decode_binary(in, index, 0);
     case ERL_NIL_EXT:
         (*index)++;
         return PyList_New(0);
     case ERL_STRING_EXT:
-        return decode_string(buf, index);
+        return decode_string(in, index);
     case ERL_LIST_EXT:
-        return decode_list(buf, index, depth);
+        return decode_list(in, index, depth);
     case ERL_SMALL_TUPLE_EXT:
     case ERL_LARGE_TUPLE_EXT:
-        return decode_tuple(buf, index, depth);
+        return decode_tuple(in, index, depth);
     case ERL_MAP_EXT:
-        return decode_map(buf, index, depth);
+        return decode_map(in, index, depth);
     case ERL_PID_EXT:
     case ERL_NEW_PID_EXT:
-        return opaque(&pyerl_PidType, buf, index);
+        return opaque(&pyerl_PidType, in, index);
     case ERL_REFERENCE_EXT:
     case ERL_NEW_REFERENCE_EXT:
     case ERL_NEWER_REFERENCE_EXT:
-        return opaque(&pyerl_RefType, buf, index);
+        return opaque(&pyerl_RefType, in, index);
     default:
         /* Bit strings, ports, funs: carried unchanged. */
-        return opaque(&pyerl_TermType, buf, index);
+        return opaque(&pyerl_TermType, in, index);
     }
 }
 
-PyObject *conv_to_py(const char *buf, int *index)
+PyObject *conv_to_py(const char *buf, size_t len, int *index)
 {
-    return to_py(buf, index, 0);
+    conv_in_t in = {buf, len};
+    return to_py(&in, index, 0);
 }
 
-PyObject *conv_name(const char *buf, int *index)
+static PyObject *name(const conv_in_t *in, int *index)
 {
+    const char *buf = in->buf;
     int type;
     int size;
     if (ei_get_type(buf, index, &type, &size) < 0) {
@@ -489,7 +519,7 @@ PyObject *conv_name(const char *buf, int *index)
     case ERL_STRING_EXT:
     case ERL_LIST_EXT:
     case ERL_NIL_EXT: {
-        PyObject *codes = to_py(buf, index, g_max_depth - 1); // owned
+        PyObject *codes = to_py(in, index, g_max_depth - 1); // owned
         if (codes == NULL) {
             return NULL;
         }
@@ -524,8 +554,16 @@ PyObject *conv_name(const char *buf, int *index)
     }
 }
 
-PyObject *conv_kwargs(const char *buf, int *index)
+PyObject *conv_name(const char *buf, size_t len, int *index)
 {
+    conv_in_t in = {buf, len};
+    return name(&in, index);
+}
+
+PyObject *conv_kwargs(const char *buf, size_t len, int *index)
+{
+    conv_in_t input = {buf, len};
+    const conv_in_t *in = &input;
     int arity;
     if (ei_decode_map_header(buf, index, &arity) < 0) {
         return bad("keyword arguments and locals must be a map");
@@ -535,8 +573,8 @@ PyObject *conv_kwargs(const char *buf, int *index)
         return NULL;
     }
     for (int i = 0; i < arity; i++) {
-        PyObject *k = conv_name(buf, index); // owned
-        PyObject *v = k != NULL ? to_py(buf, index, 1) : NULL; // owned
+        PyObject *k = name(in, index); // owned
+        PyObject *v = k != NULL ? to_py(in, index, 1) : NULL; // owned
         if (v == NULL || PyDict_SetItem(d, k, v) < 0) {
             Py_XDECREF(k);
             Py_XDECREF(v);

@@ -20,20 +20,21 @@ void conv_set_max_depth(int depth);
 /// tuple at *index into its object (new reference) or returns NULL with an error
 /// set. Unset, objects become their repr and {py_ref, ...} stays a tuple.
 typedef int (*conv_to_ref_fn)(buf_t *b, PyObject *obj);
-typedef PyObject *(*conv_from_ref_fn)(const char *buf, int *index);
+typedef PyObject *(*conv_from_ref_fn)(const char *buf, size_t len, int *index);
 void conv_set_ref_hooks(conv_to_ref_fn to_ref, conv_from_ref_fn from_ref);
 
-/// Decodes the term at buf[*index] (no version byte) into a new reference and
-/// advances *index. On failure returns NULL with ValueError set.
-PyObject *conv_to_py(const char *buf, int *index);
+/// Decodes the term at buf[*index] (no version byte) of the len-byte input into a
+/// new reference and advances *index. The input must have passed proto_peek (or
+/// etf_frame_ok): ei trusts lengths. On failure returns NULL with ValueError set.
+PyObject *conv_to_py(const char *buf, size_t len, int *index);
 
 /// Decodes an atom, binary or charlist at *index into a new exact str (names of
 /// modules, functions, keyword arguments). On failure NULL with ValueError set.
-PyObject *conv_name(const char *buf, int *index);
+PyObject *conv_name(const char *buf, size_t len, int *index);
 
 /// Decodes a map with atom/binary/string keys into a new dict with str keys
 /// (kwargs, locals). On failure NULL with ValueError set.
-PyObject *conv_kwargs(const char *buf, int *index);
+PyObject *conv_kwargs(const char *buf, size_t len, int *index);
 
 /// Appends obj as one ETF term (no version byte). Returns 0, or -1 with a Python
 /// error set; b may then hold a partial term and the caller must truncate it.

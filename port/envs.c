@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "control.h"
 #include "convert.h"
+#include "etf.h"
 #include "protocol.h"
 #include "pyerlang.h"
 
@@ -230,7 +231,7 @@ static PyObject *ref_error(const char *msg)
 
 /* Parses {py_ref, Ctx, Incarnation, Owner, RefId} at *index. On success sets
    *refs (borrowed, the owner's table; NULL if the owner holds none) and *id. */
-static int parse_ref(const char *buf, int *index, PyObject **refs, PyObject **id)
+static int parse_ref(const char *buf, size_t len, int *index, PyObject **refs, PyObject **id)
 {
     int arity;
     char atom[MAXATOMLEN];
@@ -244,10 +245,12 @@ static int parse_ref(const char *buf, int *index, PyObject **refs, PyObject **id
         return -1;
     }
     int ctx_start = *index;
-    if (ei_skip_term(buf, index) < 0) {
+    long ctx_end = etf_skip(buf, len, (size_t)*index, 0);
+    if (ctx_end < 0) {
         ref_error("malformed object reference");
         return -1;
     }
+    *index = (int)ctx_end;
     size_t ctx_len = (size_t)(*index - ctx_start);
     if (g_ctx_len > 0 && (ctx_len != g_ctx_len || memcmp(buf + ctx_start, g_ctx, ctx_len) != 0)) {
         ref_error("the object reference belongs to another context");
@@ -262,11 +265,16 @@ static int parse_ref(const char *buf, int *index, PyObject **refs, PyObject **id
         return -1;
     }
     int owner_start = *index;
-    if (ei_get_type(buf, index, &type, &size) < 0 ||
-        (type != ERL_PID_EXT && type != ERL_NEW_PID_EXT) || ei_skip_term(buf, index) < 0) {
+    long owner_end = -1;
+    if (ei_get_type(buf, index, &type, &size) == 0 &&
+        (type == ERL_PID_EXT || type == ERL_NEW_PID_EXT)) {
+        owner_end = etf_skip(buf, len, (size_t)*index, 0);
+    }
+    if (owner_end < 0) {
         ref_error("malformed object reference");
         return -1;
     }
+    *index = (int)owner_end;
     int owner_len = *index - owner_start;
     if (ei_decode_longlong(buf, index, &num) < 0) {
         ref_error("malformed object reference");
@@ -285,11 +293,11 @@ static int parse_ref(const char *buf, int *index, PyObject **refs, PyObject **id
     return *id != NULL ? 0 : -1;
 }
 
-PyObject *env_ref_get(const char *buf, int *index)
+PyObject *env_ref_get(const char *buf, size_t len, int *index)
 {
     PyObject *refs; // borrowed
     PyObject *id;   // owned
-    if (parse_ref(buf, index, &refs, &id) < 0) {
+    if (parse_ref(buf, len, index, &refs, &id) < 0) {
         return NULL;
     }
     PyObject *obj = refs != NULL ? PyDict_GetItemWithError(refs, id) : NULL; // borrowed
@@ -303,11 +311,11 @@ PyObject *env_ref_get(const char *buf, int *index)
     return Py_NewRef(obj);
 }
 
-int env_ref_release(const char *buf, int *index)
+int env_ref_release(const char *buf, size_t len, int *index)
 {
     PyObject *refs; // borrowed
     PyObject *id;   // owned
-    if (parse_ref(buf, index, &refs, &id) < 0) {
+    if (parse_ref(buf, len, index, &refs, &id) < 0) {
         PyErr_Clear();
         return 0;
     }

@@ -52,9 +52,9 @@ PyObject *env_owner_pid(void);
 
 /// Looks up the object of the {py_ref, ...} term at *index (new reference), or
 /// NULL with ValueError naming the problem (released, other context, restarted).
-PyObject *env_ref_get(const char *buf, int *index);
+PyObject *env_ref_get(const char *buf, size_t len, int *index);
 
 /// Releases the reference whose term is at *index; returns 1 if it existed.
-int env_ref_release(const char *buf, int *index);
+int env_ref_release(const char *buf, size_t len, int *index);
 
 #endif

@@ -57,6 +57,38 @@ static long skip_atom(const unsigned char *b, size_t len, size_t pos)
 
 static long skip(const unsigned char *b, size_t len, size_t pos, int depth);
 
+static long skip_int(const unsigned char *b, size_t len, size_t pos)
+{
+    if (HAVE(2) && b[pos] == 97) {
+        return (long)(pos + 2);
+    }
+    return HAVE(5) && b[pos] == 98 ? (long)(pos + 5) : -1;
+}
+
+static long skip_pid(const unsigned char *b, size_t len, size_t pos)
+{
+    if (!HAVE(1) || (b[pos] != 103 && b[pos] != 88)) {
+        return -1;
+    }
+    return skip(b, len, pos, 0);
+}
+
+/* The fixed fields of a fun after its header: module, old index, old uniq and
+   pid for NEW_FUN_EXT (pid first for FUN_EXT). Returns the offset after them. */
+static long skip_fun_fields(const unsigned char *b, size_t len, long at, int pid_first)
+{
+    if (pid_first) {
+        at = at >= 0 ? skip_pid(b, len, (size_t)at) : -1;
+    }
+    at = at >= 0 ? skip_atom(b, len, (size_t)at) : -1;
+    at = at >= 0 ? skip_int(b, len, (size_t)at) : -1;
+    at = at >= 0 ? skip_int(b, len, (size_t)at) : -1;
+    if (!pid_first) {
+        at = at >= 0 ? skip_pid(b, len, (size_t)at) : -1;
+    }
+    return at;
+}
+
 /* Skips count terms from pos; -1 if any is malformed. */
 static long skip_n(const unsigned char *b, size_t len, size_t pos, uint64_t count, int depth)
 {
@@ -169,7 +201,9 @@ static long skip(const unsigned char *b, size_t len, size_t pos, int depth)
         n = (tag == 114 ? 1 : 4) + 4 * n;
         return at >= 0 && (size_t)at + n <= len ? at + (long)n : -1;
     case 113: /* EXPORT_EXT: module, function, arity */
-        return skip_n(b, len, pos + 1, 3, depth - 1);
+        at = skip_atom(b, len, pos + 1);
+        at = at >= 0 ? skip_atom(b, len, (size_t)at) : -1;
+        return at >= 0 && (size_t)at + 2 <= len && b[at] == 97 ? at + 2 : -1;
     case 112: { /* NEW_FUN_EXT: size(4) covers the whole fun */
         if (!HAVE(5)) {
             return -1;
@@ -178,16 +212,18 @@ static long skip(const unsigned char *b, size_t len, size_t pos, int depth)
         if (size < 29 || !HAVE(1 + size)) {
             return -1;
         }
+        size_t end = pos + 1 + size;
         uint32_t nfree = be(b + pos + 26, 4);
-        /* module, old index, old uniq, pid, then the free variables */
-        long end = skip_n(b, pos + 1 + size, pos + 30, (uint64_t)nfree + 4, depth - 1);
-        return end == (long)(pos + 1 + size) ? end : -1;
+        at = skip_fun_fields(b, end, (long)(pos + 30), 0);
+        at = at >= 0 ? skip_n(b, end, (size_t)at, nfree, depth - 1) : -1;
+        return at == (long)end ? at : -1;
     }
     case 117: { /* FUN_EXT: nfree(4), pid, module, index, uniq, free variables */
         if (!HAVE(5)) {
             return -1;
         }
-        return skip_n(b, len, pos + 5, (uint64_t)be(b + pos + 1, 4) + 4, depth - 1);
+        at = skip_fun_fields(b, len, (long)(pos + 5), 1);
+        return at >= 0 ? skip_n(b, len, (size_t)at, be(b + pos + 1, 4), depth - 1) : -1;
     }
     default: /* atom cache references, compressed terms, unknown tags */
         return -1;

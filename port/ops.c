@@ -158,7 +158,7 @@ static PyObject *compiled(op_args_t *a, int mode, reply_cause_t *cause)
 /* Decodes Args (must be a proper list) and Kwargs at a->index. */
 static int call_args(op_args_t *a, PyObject **args, PyObject **kwargs)
 {
-    PyObject *list = conv_to_py(a->frame, &a->index); // owned
+    PyObject *list = conv_to_py(a->frame, a->len, &a->index); // owned
     if (list == NULL) {
         return -1;
     }
@@ -172,7 +172,7 @@ static int call_args(op_args_t *a, PyObject **args, PyObject **kwargs)
     if (*args == NULL) {
         return -1;
     }
-    *kwargs = conv_kwargs(a->frame, &a->index);
+    *kwargs = conv_kwargs(a->frame, a->len, &a->index);
     if (*kwargs == NULL) {
         Py_CLEAR(*args);
         return -1;
@@ -196,8 +196,8 @@ PyObject *op_call(op_args_t *a, reply_cause_t *cause)
     PyObject *target = NULL;   // owned
     PyObject *result = NULL;   // owned
     *cause = REPLY_BADARG;
-    module = conv_name(a->frame, &a->index);
-    function = module != NULL ? conv_name(a->frame, &a->index) : NULL;
+    module = conv_name(a->frame, a->len, &a->index);
+    function = module != NULL ? conv_name(a->frame, a->len, &a->index) : NULL;
     if (function == NULL || call_args(a, &args, &kwargs) < 0) {
         goto done;
     }
@@ -223,7 +223,7 @@ PyObject *op_eval(op_args_t *a, reply_cause_t *cause)
     }
     Py_INCREF(code);
     *cause = REPLY_BADARG;
-    PyObject *locals = conv_kwargs(a->frame, &a->index); // owned
+    PyObject *locals = conv_kwargs(a->frame, a->len, &a->index); // owned
     PyObject *r = NULL;
     if (locals != NULL) {
         *cause = REPLY_PYERR;
@@ -254,11 +254,11 @@ PyObject *op_exec(op_args_t *a, reply_cause_t *cause)
 static PyObject *ref_and_name(op_args_t *a, reply_cause_t *cause, PyObject **name)
 {
     *cause = REPLY_BADARG;
-    PyObject *obj = conv_to_py(a->frame, &a->index); // owned
+    PyObject *obj = conv_to_py(a->frame, a->len, &a->index); // owned
     if (obj == NULL) {
         return NULL;
     }
-    *name = conv_name(a->frame, &a->index);
+    *name = conv_name(a->frame, a->len, &a->index);
     if (*name == NULL) {
         Py_DECREF(obj);
         return NULL;
@@ -386,7 +386,7 @@ static int helper1(const char *fn, PyObject *arg)
 PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
 {
     *cause = REPLY_BADARG;
-    PyObject *opts = conv_to_py(a->frame, &a->index); // owned
+    PyObject *opts = conv_to_py(a->frame, a->len, &a->index); // owned
     if (opts == NULL) {
         return NULL;
     }

@@ -13,6 +13,7 @@
 
 typedef struct {
     const char *frame; /* the request's ETF bytes */
+    size_t len;
     int index;         /* cursor: the next field to decode */
     PyObject *env;     /* borrowed: the caller's namespace */
 } op_args_t;

@@ -120,7 +120,7 @@ int proto_peek_header(const char *frame, size_t len, job_t *job, const char **er
     return 0;
 }
 
-int proto_pid_span(const char *frame, int *index, int *start, int *len)
+int proto_pid_span(const char *frame, size_t frame_len, int *index, int *start, int *len)
 {
     int type;
     int size;
@@ -128,12 +128,13 @@ int proto_pid_span(const char *frame, int *index, int *start, int *len)
         (type != ERL_PID_EXT && type != ERL_NEW_PID_EXT)) {
         return -1;
     }
-    int begin = *index;
-    if (ei_skip_term(frame, index) < 0) {
+    long end = etf_skip(frame, frame_len, (size_t)*index, 0);
+    if (end < 0) {
         return -1;
     }
-    *start = begin;
-    *len = *index - begin;
+    *start = *index;
+    *len = (int)end - *index;
+    *index = (int)end;
     return 0;
 }
 

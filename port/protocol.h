@@ -60,7 +60,7 @@ int proto_peek_header(const char *frame, size_t len, job_t *job, const char **er
 
 /// Decodes the caller pid at *index and returns its span (its ETF bytes) in
 /// *start/*len; advances *index. Returns 0 or -1.
-int proto_pid_span(const char *frame, int *index, int *start, int *len);
+int proto_pid_span(const char *frame, size_t frame_len, int *index, int *start, int *len);
 
 /// Starts a frame in b (length placeholder and version byte). b must be empty.
 void proto_begin(buf_t *b);

@@ -15,6 +15,7 @@
 #include "control.h"
 #include "convert.h"
 #include "envs.h"
+#include "etf.h"
 #include "outbox.h"
 #include "protocol.h"
 #include "pyport/wire.h"
@@ -61,8 +62,7 @@ typedef struct {
 
 static int check_etf(const char *p, Py_ssize_t n)
 {
-    int index = 0;
-    if (n <= 0 || ei_skip_term(p, &index) < 0 || index != n) {
+    if (n <= 0 || etf_skip(p, (size_t)n, 0, PYPORT_DEFAULT_MAX_DEPTH + 2) != (long)n) {
         PyErr_SetString(PyExc_ValueError, "not the ETF bytes of exactly one Erlang term");
         return -1;
     }

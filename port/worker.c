@@ -70,10 +70,10 @@ static void run_request(job_t *job)
     reply_cause_t cause = REPLY_BADARG;
     PyObject *result = NULL; // owned
     int deferred = 0;
-    op_args_t a = {.frame = job->frame, .index = job->index, .env = NULL};
+    op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
     int pid_start;
     int pid_len;
-    if (proto_pid_span(job->frame, &a.index, &pid_start, &pid_len) < 0) {
+    if (proto_pid_span(job->frame, job->len, &a.index, &pid_start, &pid_len) < 0) {
         PyErr_SetString(PyExc_ValueError, "the caller must be a pid");
         reply_error(&r, REPLY_BADARG);
         reply_send(&r);
@@ -151,7 +151,7 @@ static void run_setup(job_t *job)
     reply_t r;
     reply_begin(&r, job->id);
     reply_cause_t cause = REPLY_BADARG;
-    op_args_t a = {.frame = job->frame, .index = job->index, .env = NULL};
+    op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
     rd_busy(); /* preload code may run long: let the loop thread read meanwhile */
     PyObject *result = NULL; // owned
     if (ctl_begin(job->id, job->op) == 0) {
@@ -186,8 +186,8 @@ static void with_pid(job_t *job, int release)
     int start;
     int len;
     if (release) {
-        env_ref_release(job->frame, &index);
-    } else if (proto_pid_span(job->frame, &index, &start, &len) == 0) {
+        env_ref_release(job->frame, job->len, &index);
+    } else if (proto_pid_span(job->frame, job->len, &index, &start, &len) == 0) {
         env_drop(job->frame + start, (size_t)len);
     } else {
         reject(job, "drop_env needs a pid");

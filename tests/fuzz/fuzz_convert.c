@@ -5,8 +5,11 @@
  * unreadable page (guard.c), so over-reads fault even inside libei. Checked
  * invariants: a failure sets a Python error; decoding never consumes more than
  * the input; what the codec encodes it decodes again, and re-encodes to the same
- * bytes. Built with FUZZ_WELLFORMED_ONLY, only inputs whose lengths all fit are
- * tried (etf_check.c). Single-threaded; Python is started once.
+ * bytes. As in the port, the codec only sees terms the port's own bounded walk
+ * (etf.c) accepts; that walk is checked against an independent one (etf_check.c):
+ * a term the port accepts and the reference refuses is a bug. Built with
+ * FUZZ_WELLFORMED_ONLY, only inputs the reference accepts are tried.
+ * Single-threaded; Python is started once.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -19,11 +22,13 @@
 
 #include "buf.h"
 #include "convert.h"
+#include "etf.h"
 #include "etf_check.h"
 #include "guard.h"
 #include "inbox.h"
 #include "protocol.h"
 #include "pyerlang.h"
+#include "pyport/wire.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -73,7 +78,7 @@ static int encode(buf_t *b, PyObject *obj)
 static void check_term(const char *etf, size_t len)
 {
     int index = 1;
-    PyObject *obj = conv_to_py(etf, &index); // owned
+    PyObject *obj = conv_to_py(etf, len, &index); // owned
     if (obj == NULL) {
         if (!PyErr_Occurred()) {
             fail("conv_to_py failed without an error", etf, len);
@@ -97,7 +102,7 @@ static void check_term(const char *etf, size_t len)
         }
         memcpy(copy, once.data, once.len);
         int at = 1;
-        PyObject *again = conv_to_py(copy, &at); // owned
+        PyObject *again = conv_to_py(copy, once.len, &at); // owned
         if (again == NULL) {
             fail("the codec's own encoding does not decode", etf, len);
         }
@@ -119,7 +124,7 @@ static void check_term(const char *etf, size_t len)
 static void check_names(const char *etf, size_t len)
 {
     int index = 1;
-    PyObject *name = conv_name(etf, &index); // owned
+    PyObject *name = conv_name(etf, len, &index); // owned
     if (name == NULL) {
         if (!PyErr_Occurred()) {
             fail("conv_name failed without an error", etf, len);
@@ -130,7 +135,7 @@ static void check_names(const char *etf, size_t len)
     }
     Py_XDECREF(name);
     index = 1;
-    PyObject *kw = conv_kwargs(etf, &index); // owned
+    PyObject *kw = conv_kwargs(etf, len, &index); // owned
     if (kw == NULL) {
         if (!PyErr_Occurred()) {
             fail("conv_kwargs failed without an error", etf, len);
@@ -160,7 +165,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (err == NULL) {
         fail("proto_peek refused without a reason", frame, size);
     }
-    if (size >= 2 && data[0] == 131) {
+    /* The port's walk, with the depth margin the port uses. */
+    int port_ok = etf_frame_ok(frame, size, PYPORT_DEFAULT_MAX_DEPTH + 2);
+    if (port_ok && !etf_well_formed(data, size)) {
+        fail("the port's walk accepted a term the reference walk refuses", frame, size);
+    }
+    if (port_ok) {
         check_term(frame, size);
         check_names(frame, size);
     }

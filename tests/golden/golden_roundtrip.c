@@ -57,7 +57,7 @@ static void roundtrip(const char *dir, const char *name)
         exit(2);
     }
     int index = 1;
-    PyObject *obj = conv_to_py(etf, &index); // owned
+    PyObject *obj = conv_to_py(etf, len, &index); // owned
     buf_t b;
     buf_init(&b, len + 16);
     char v = (char)131;

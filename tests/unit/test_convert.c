@@ -223,7 +223,7 @@ static PyObject *decode(const ei_x_buff *x)
 {
     char *copy = mem_dup(x->buff, (size_t)x->index);
     int index = 1;
-    PyObject *r = conv_to_py(copy, &index); // owned
+    PyObject *r = conv_to_py(copy, (size_t)x->index, &index); // owned
     if (r != NULL && index != x->index) {
         check_fail(__FILE__, __LINE__, "decoding consumed %d of %d bytes", index, x->index);
     }
@@ -1192,7 +1192,7 @@ static PyObject *name_of(const ei_x_buff *x, int *consumed)
 {
     char *copy = mem_dup(x->buff, (size_t)x->index);
     int index = 1;
-    PyObject *r = conv_name(copy, &index); // owned
+    PyObject *r = conv_name(copy, (size_t)x->index, &index); // owned
     *consumed = index;
     mem_free(copy);
     return r;
@@ -1329,7 +1329,7 @@ static void test_conv_kwargs(void)
     ei_x_encode_empty_list(&x);
     char *copy = mem_dup(x.buff, (size_t)x.index);
     int index = 1;
-    PyObject *d = conv_kwargs(copy, &index); // owned
+    PyObject *d = conv_kwargs(copy, (size_t)x.index, &index); // owned
     CHECK_PY_VALUE_EQ(d, "{'a': 1, 'b': 'other', 'c': [3]}");
     CHECK_INT_EQ(index, x.index);
     if (d != NULL) {
@@ -1358,7 +1358,7 @@ static void test_conv_kwargs(void)
         }
         copy = mem_dup(x.buff, (size_t)x.index);
         index = 1;
-        d = conv_kwargs(copy, &index);
+        d = conv_kwargs(copy, (size_t)x.index, &index);
         CHECK(d == NULL);
         CHECK_PY_ERROR(PyExc_ValueError, NULL);
         Py_XDECREF(d);

@@ -194,7 +194,7 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
     int index = job.index;
     int start = -1;
     int len = -1;
-    CHECK_INT_EQ(proto_pid_span(x.buff, &index, &start, &len), 0);
+    CHECK_INT_EQ(proto_pid_span(x.buff, (size_t)x.index, &index, &start, &len), 0);
     CHECK_INT_EQ(start, job.index);
     ei_x_buff p;
     ei_x_new(&p);
@@ -202,7 +202,7 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
     CHECK_MEM_EQ(x.buff + start, len, p.buff, p.index);
     CHECK_INT_EQ(ei_type_at(x.buff, index), ERL_BINARY_EXT);
     /* Not a pid: the binary after it. */
-    CHECK_INT_EQ(proto_pid_span(x.buff, &index, &start, &len), -1);
+    CHECK_INT_EQ(proto_pid_span(x.buff, (size_t)x.index, &index, &start, &len), -1);
     ei_x_free(&p);
     ei_x_free(&x);
 }
