@@ -47,6 +47,8 @@
 -define(LOOP_CRASHES, 7).
 %% Deaths provoked by the death-window cases.
 -define(DEATH_ROUNDS, 10).
+%% info/1 calls made right after each death.
+-define(INFOS_AFTER_DEATH, 20).
 %% Backoff of the "calls wait during restart" case: long enough to queue calls.
 -define(SLOW_RESTART_MS, 1500).
 
@@ -366,46 +368,40 @@ hammer(Ctx, Parent, Oks, Died, Others) ->
 
 info_right_after_death() ->
     [{doc, "info/1 asked right after the OS process died (before the context has seen "
-      "its exit) answers, and the context process survives, ten times over."}].
+      "its exit) answers, and the context process survives; ten fresh contexts."}].
 info_right_after_death(_Config) ->
-    Ctx = start_ctx(#{}),
-    _ = py_context:monitor(Ctx),
     [begin
-         #{os_pid := OsPid} = py_context:info(Ctx),
+         Ctx = start_ctx(#{}),
          ok = py_context:kill(Ctx),
-         ?assertMatch(#{restarts := _}, py_context:info(Ctx)),
+         Infos = [py_context:info(Ctx) || _ <- lists:seq(1, ?INFOS_AFTER_DEATH)],
+         ?assertEqual(?INFOS_AFTER_DEATH, length([I || #{restarts := _} = I <- Infos])),
          ?assert(is_process_alive(Ctx)),
-         receive {py_context, Ctx, restarted, _} -> ok
-         after ?EVENTUALLY_MS -> ct:fail({no_restart, Round, OsPid})
-         end
-     end || Round <- lists:seq(1, ?DEATH_ROUNDS)],
-    ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)),
-    stop_ctx(Ctx).
+         stop_ctx(Ctx)
+     end || _ <- lists:seq(1, ?DEATH_ROUNDS)],
+    ok.
 
 call_right_after_sigkill() ->
-    [{doc, "A call made right after kill -KILL of the OS process (its request meets a "
-      "dead pipe) is answered at once: {ok,_} from the new process or "
-      "{context_died, {signal,'SIGKILL'}}; the context restarts, ten times over."}].
+    [{doc, "A call made right after kill -KILL of the OS process (its request may meet a "
+      "dead pipe) is answered well before its timeout: {ok,_} from the new process or "
+      "{context_died, {signal,'SIGKILL'}}; the context restarts; ten fresh contexts."}].
 call_right_after_sigkill(_Config) ->
-    Ctx = start_ctx(#{}),
-    _ = py_context:monitor(Ctx),
-    Answers =
-        [begin
-             #{os_pid := OsPid} = py_context:info(Ctx),
-             os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
-             T0 = now_ms(),
-             R = py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT),
-             ?assert(now_ms() - T0 < ?AT_ONCE_MS),
-             receive {py_context, Ctx, restarted, Why} -> ?assertEqual({signal, 'SIGKILL'}, Why)
-             after ?EVENTUALLY_MS -> ct:fail({no_restart, Round, R, py_context:info(Ctx)})
-             end,
-             R
-         end || Round <- lists:seq(1, ?DEATH_ROUNDS)],
-    ct:pal("answers: ~p", [Answers]),
-    ?assertEqual([], [A || A <- Answers, A =/= {ok, 2},
-                           A =/= {error, {context_died, {signal, 'SIGKILL'}}}]),
-    ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)),
-    stop_ctx(Ctx).
+    [begin
+         Ctx = start_ctx(#{}),
+         _ = py_context:monitor(Ctx),
+         #{os_pid := OsPid} = py_context:info(Ctx),
+         os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
+         T0 = now_ms(),
+         R = py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT),
+         ct:pal("round ~b: ~p after ~b ms", [Round, R, now_ms() - T0]),
+         ?assert(now_ms() - T0 < ?AT_ONCE_MS),
+         ?assert(lists:member(R, [{ok, 2}, {error, {context_died, {signal, 'SIGKILL'}}}])),
+         receive {py_context, Ctx, restarted, Why} -> ?assertEqual({signal, 'SIGKILL'}, Why)
+         after ?EVENTUALLY_MS -> ct:fail({no_restart, Round, py_context:info(Ctx)})
+         end,
+         ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)),
+         stop_ctx(Ctx)
+     end || Round <- lists:seq(1, ?DEATH_ROUNDS)],
+    ok.
 
 %%% ===========================================================================
 %%% Helpers
