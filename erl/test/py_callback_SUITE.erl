@@ -334,11 +334,12 @@ erlang_exception_to_python(Config) ->
                         "        erlang.boom(erlang.atom('error'))\n"
                         "    except erlang.Error as e:\n"
                         "        return e.args[0] == 'error' and e.args[1] == 'badarith'\n">>),
-    ?assertEqual({ok, {true, 2, error, badarith}}, py:call(Ctx, '__main__', catch_it, [<<"error">>])),
-    ?assertEqual({ok, {true, 2, throw, my_ball}}, py:call(Ctx, '__main__', catch_it, [<<"throw">>])),
-    ?assertEqual({ok, {true, 2, exit, bye}}, py:call(Ctx, '__main__', catch_it, [<<"exit">>])),
+    Catch = fun(How) -> py:call(Ctx, '__main__', catch_it, [How]) end,
+    ?assertEqual({ok, {true, 2, error, badarith}}, Catch(<<"error">>)),
+    ?assertEqual({ok, {true, 2, throw, my_ball}}, Catch(<<"throw">>)),
+    ?assertEqual({ok, {true, 2, exit, bye}}, Catch(<<"exit">>)),
     ?assertEqual({ok, {true, 2, error, {bad, 42, <<"x">>}}},
-                 py:call(Ctx, '__main__', catch_it, [<<"compound">>])),
+                 Catch(<<"compound">>)),
     ?assertEqual({ok, true}, py:call(Ctx, '__main__', is_error_badarith, [])),
     %% erlang.Error is an ordinary Exception subclass.
     ?assertEqual({ok, true}, py:eval(Ctx, <<"issubclass(erlang.Error, Exception)">>)),
