@@ -25,13 +25,25 @@
          erlang_exception_uncaught/0, erlang_exception_uncaught/1,
          python_exception_in_nested_call/0, python_exception_in_nested_call/1,
          callback_from_thread/0, callback_from_thread/1,
-         callbacks_from_many_threads/0, callbacks_from_many_threads/1]).
+         callbacks_from_many_threads/0, callbacks_from_many_threads/1,
+         callback_from_thread_after_request/0, callback_from_thread_after_request/1,
+         nesting_across_contexts/0, nesting_across_contexts/1,
+         timeout_covers_callbacks/0, timeout_covers_callbacks/1]).
 
 %% Generous bound for a whole case (deep chains of round trips on a loaded
 %% 2-core machine, possibly with the sanitizer port).
 -define(CASE_TIMEOUT, {minutes, 5}).
 %% The nesting limit a context has unless told otherwise (docs/callbacks.md).
 -define(DEFAULT_MAX_NESTING, 200).
+%% Levels of the chain that alternates between two contexts.
+-define(CROSS_DEPTH, 30).
+%% timeout_covers_callbacks: the caller's timeout, and how long the Erlang
+%% function it calls takes (longer).
+-define(CB_TIMEOUT, 300).
+-define(SLOW_CB_MS, 1000).
+%% Deadline for "eventually" conditions.
+-define(EVENTUALLY_MS, 10000).
+-define(POLL_MS, 50).
 %% The limit given to the context started by nesting_limit_configured.
 -define(SMALL_MAX_NESTING, 20).
 %% Python threads started at once by callbacks_from_many_threads.
@@ -56,7 +68,8 @@ all() ->
      exactly_once_nesting_100, nesting_100_bound, nesting_100_routed,
      nesting_limit_default, nesting_limit_configured, erlang_exception_to_python,
      erlang_exception_uncaught, python_exception_in_nested_call, callback_from_thread,
-     callbacks_from_many_threads].
+     callbacks_from_many_threads, callback_from_thread_after_request, nesting_across_contexts,
+     timeout_covers_callbacks].
 
 init_per_suite(Config) ->
     %% The routed chain imports talkback.py from every context of the default pool.
@@ -76,7 +89,7 @@ init_per_testcase(_Case, Config) ->
 
 end_per_testcase(_Case, Config) ->
     py_context_router:unbind_context(),
-    [py:unregister_function(N) || N <- [double, talk_down, sum_all, boom, relay, echo]],
+    [py:unregister_function(N) || N <- [double, talk_down, sum_all, boom, relay, echo, slow]],
     ok = py_context:stop(?config(ctx, Config)).
 
 %%% ===========================================================================
@@ -420,3 +433,84 @@ threads(Ctx, K) ->
     ?assertEqual({ok, {Expected, 0}}, py:call(Ctx, '__main__', threaded, [K])),
     ?assertEqual(K, counters:get(Counter, 1)),
     ok.
+
+callback_from_thread_after_request() ->
+    [{doc, "A Python thread that calls erlang.call after the request that started it "
+      "has returned (nobody waits for that request) still gets its answer; the "
+      "function runs once, in a process other than the caller."}].
+callback_from_thread_after_request(Config) ->
+    Ctx = ?config(ctx, Config),
+    Self = self(),
+    ok = py:register_function(double, fun([X]) -> Self ! {ran_in, self()}, 2 * X end),
+    ok = py:exec(Ctx, <<"import erlang, threading, time\n"
+                        "late = []\n"
+                        "def later():\n"
+                        "    time.sleep(0.3)\n"
+                        "    late.append(erlang.call('double', 50))\n"
+                        "threading.Thread(target=later).start()\n">>),
+    ok = eventually(fun() -> py:eval(Ctx, <<"late">>) end, {ok, [100]}),
+    Ran = receive {ran_in, P} -> P after 0 -> ct:fail(not_run) end,
+    ?assertNotEqual(self(), Ran),
+    receive {ran_in, _} -> ct:fail(ran_twice) after 0 -> ok end,
+    ok.
+
+nesting_across_contexts() ->
+    [{doc, "A chain that alternates between two contexts (A -> Erlang -> B -> Erlang -> A "
+      "...) for 30 levels: no deadlock, each level once, on the right context."}].
+nesting_across_contexts(Config) ->
+    CtxA = ?config(ctx, Config),
+    {ok, CtxB} = py_context:start_link(#{}),
+    try
+        [ok = py:exec(C, ?STEP_CODE) || C <- [CtxA, CtxB]],
+        Counter = counters:new(1, []),
+        Next = fun(M) when M rem 2 =:= 0 -> py:call(CtxA, '__main__', step, [M]);
+                  (M) -> py:call(CtxB, '__main__', step, [M])
+               end,
+        ok = register_chain(Next, Counter),
+        ?assertEqual({ok, ?CROSS_DEPTH + 1}, Next(?CROSS_DEPTH)),
+        ?assertEqual({ok, lists:seq(?CROSS_DEPTH, 0, -2)}, py:eval(CtxA, <<"trail">>)),
+        ?assertEqual({ok, lists:seq(?CROSS_DEPTH - 1, 1, -2)}, py:eval(CtxB, <<"trail">>)),
+        ?assertEqual(?CROSS_DEPTH + 1, counters:get(Counter, 1)),
+        ?assertEqual([], nested_errors())
+    after
+        py_context:stop(CtxB)
+    end.
+
+timeout_covers_callbacks() ->
+    [{doc, "The caller's timeout covers callbacks (docs/callbacks.md, Timeouts): an "
+      "Erlang function that runs past it delays the answer until it returns, then the "
+      "caller gets {error, timeout}, Python gets erlang.RequestTimeout, no late reply "
+      "arrives, and the context serves the next call."}].
+timeout_covers_callbacks(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(slow, fun([]) -> timer:sleep(?SLOW_CB_MS), done end),
+    ok = py:exec(Ctx, <<"import erlang\n"
+                        "seen = []\n"
+                        "def waits():\n"
+                        "    try:\n"
+                        "        return erlang.call('slow')\n"
+                        "    except erlang.RequestTimeout:\n"
+                        "        seen.append('RequestTimeout')\n"
+                        "        raise\n">>),
+    T0 = erlang:monotonic_time(millisecond),
+    ?assertEqual({error, timeout},
+                 py:call(Ctx, '__main__', waits, [], #{timeout => ?CB_TIMEOUT})),
+    %% The answer waited for the function (it runs in this process).
+    ?assert(erlang:monotonic_time(millisecond) - T0 >= ?SLOW_CB_MS),
+    ok = eventually(fun() -> py:eval(Ctx, <<"seen">>) end, {ok, [<<"RequestTimeout">>]}),
+    ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
+    ?assertEqual({messages, []}, process_info(self(), messages)),
+    ok.
+
+eventually(Fun, Expected) ->
+    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
+
+eventually(Fun, Expected, Deadline) ->
+    case Fun() of
+        Expected -> ok;
+        Other ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({not_eventually, Expected, Other});
+                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
+            end
+    end.

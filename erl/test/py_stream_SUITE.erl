@@ -20,6 +20,7 @@
          not_iterable/0, not_iterable/1,
          cancel/0, cancel/1,
          cancel_async/0, cancel_async/1,
+         owner_death_closes/0, owner_death_closes/1,
          flow_control_default/0, flow_control_default/1,
          flow_control_window/0, flow_control_window/1]).
 
@@ -47,7 +48,8 @@ suite() ->
 all() ->
     [stream_module, stream_eval, start_messages, start_caller_defined,
      start_caller_defined_bound, async_generator, generator_error, async_generator_error,
-     not_iterable, cancel, cancel_async, flow_control_default, flow_control_window].
+     not_iterable, cancel, cancel_async, owner_death_closes, flow_control_default,
+     flow_control_window].
 
 init_per_suite(Config) ->
     %% streamgen.py is importable from every context of the default pool.
@@ -239,6 +241,46 @@ cancel_case(Ctx, Gen, ClosedVar) ->
     ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
     %% Cancelling again, or a finished stream, is harmless.
     ok = py:stream_cancel(Ref),
+    ok.
+
+owner_death_closes() ->
+    [{doc, "When the process that started a stream of an endless generator dies, the "
+      "stream stops: the generator is closed (its finally block ran) and the context "
+      "keeps serving."}].
+owner_death_closes(Config) ->
+    Ctx = ?config(ctx, Config),
+    %% State every environment of the OS process sees; the generator holds it in
+    %% a default argument, so it works even after the owner's globals are gone.
+    ok = py:exec(Ctx, <<"import builtins\n"
+                        "builtins.owner_closed = []\n"
+                        "builtins.owner_produced = [0]\n">>),
+    Self = self(),
+    Owner = spawn(fun() ->
+                          ok = py:exec(Ctx, <<"import builtins\n"
+                                              "def endless(b=builtins):\n"
+                                              "    try:\n"
+                                              "        while True:\n"
+                                              "            b.owner_produced[0] += 1\n"
+                                              "            yield b.owner_produced[0] - 1\n"
+                                              "    finally:\n"
+                                              "        b.owner_closed.append('closed')\n">>),
+                          {ok, Ref} = py:stream_start('__main__', endless, [],
+                                                      #{context => Ctx}),
+                          Self ! {started, self(), receive_item(Ref)}
+                  end),
+    receive {started, Owner, 0} -> ok
+    after ?ITEM_TIMEOUT -> ct:fail(owner_did_not_start)
+    end,
+    Closed = try
+                 eventually(fun() -> py:eval(Ctx, <<"builtins.owner_closed">>) end,
+                            {ok, [<<"closed">>]})
+             catch
+                 exit:{test_case_failed, _} ->
+                     {ok, Produced} = py:eval(Ctx, <<"builtins.owner_produced[0]">>),
+                     {not_closed, produced_so_far, Produced}
+             end,
+    ?assertEqual(ok, Closed),
+    ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
     ok.
 
 %%% ===========================================================================
