@@ -22,7 +22,9 @@
          activate_venv_later_pool/0, activate_venv_later_pool/1,
          activate_venv_bad_path/0, activate_venv_bad_path/1,
          logging_levels/0, logging_levels/1,
-         logging_level_option/0, logging_level_option/1]).
+         logging_level_option/0, logging_level_option/1,
+         logging_survives_restart/0, logging_survives_restart/1,
+         logging_later_pool/0, logging_later_pool/1]).
 %% logger handler callback (captures events for the test process)
 -export([log/2]).
 
@@ -49,7 +51,8 @@ all() ->
     [python_path, venv_option, venv_option_string, env_option, cd_option, preload_option,
      pool_options,
      activate_venv_pool, activate_venv_survives_restart, activate_venv_later_pool,
-     activate_venv_bad_path, logging_levels, logging_level_option].
+     activate_venv_bad_path, logging_levels, logging_level_option, logging_survives_restart,
+     logging_later_pool].
 
 init_per_suite(Config) ->
     ct:timetrap(?SETUP_TIMEOUT),
@@ -76,6 +79,7 @@ init_per_testcase(_Case, Config) ->
 end_per_testcase(_Case, Config) ->
     ok = logger:set_primary_config(level, ?config(primary_level, Config)),
     _ = py:deactivate_venv(),
+    _ = py:deactivate_venv(?OPTS_POOL),
     %% Whatever a case left active in the default pool (even if deactivation
     %% failed), the next case starts from fresh OS processes.
     [restart_and_wait(C) || C <- py_context_router:contexts(),
@@ -278,11 +282,22 @@ activate_venv_bad_path() ->
       "not stick: a context restarted afterwards comes back healthy (no crash loop)."}].
 activate_venv_bad_path(Config) ->
     NotVenv = ?config(data_dir, Config),
-    ?assertMatch({error, _}, py:activate_venv(NotVenv)),
-    Ctx = py:context(1),
+    %% A pool of its own, so a failure here cannot spill into other cases.
+    {ok, [Ctx]} = py_context_router:start_pool(?OPTS_POOL, 1),
+    ?assertMatch({error, _}, py:activate_venv(?OPTS_POOL, NotVenv)),
     ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
-    kill_and_wait(Ctx),
-    ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>, #{}, ?EVENTUALLY_MS)),
+    ok = capture_logs(),
+    Ref = py_context:monitor(Ctx),
+    ok = py_context:kill(Ctx),
+    receive
+        {py_context, Ctx, restarted, _} -> ok
+    after ?EVENTUALLY_MS ->
+        Why = [text(Ev) || {logged, Ev} <- mailbox(),
+                           string:find(text(Ev), "setup failed") =/= nomatch],
+        ct:fail({no_restart, lists:sublist(Why, 1)})
+    end,
+    py_context:demonitor(Ctx, Ref),
+    ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
     ?assertMatch(#{status := ready}, py_context:info(Ctx)),
     ok.
 
@@ -342,6 +357,34 @@ logging_level_option(_Config) ->
     _ = wait_log(<<"let through">>),
     ?assertEqual([], [Ev || {logged, Ev} <- mailbox(),
                             string:find(text(Ev), "filtered out") =/= nomatch]),
+    ok.
+
+logging_survives_restart() ->
+    [{doc, "After py:configure_logging/1, a context killed with py_context:kill still "
+      "sends Python logging records to logger from its new OS process."}].
+logging_survives_restart(_Config) ->
+    ok = capture_logs(),
+    {ok, [Ctx]} = py_context_router:start_pool(?OPTS_POOL, 1),
+    ?assertEqual(ok, py:configure_logging(#{})),
+    kill_and_wait(Ctx),
+    ok = py:exec(Ctx, <<"import logging\n"
+                        "logging.getLogger('talk.restarted').warning('after the restart')\n">>),
+    Ev = wait_log(<<"after the restart">>),
+    ?assertMatch(#{level := warning, meta := #{pyport_context := _}}, Ev),
+    ok.
+
+logging_later_pool() ->
+    [{doc, "py:configure_logging/1 also applies to contexts started later "
+      "(docs/operations.md): the contexts of a pool started afterwards send their "
+      "Python logging records to logger."}].
+logging_later_pool(_Config) ->
+    ok = capture_logs(),
+    ?assertEqual(ok, py:configure_logging(#{})),
+    {ok, [Ctx | _]} = py_context_router:start_pool(?LATER_POOL, 1),
+    ok = py:exec(Ctx, <<"import logging\n"
+                        "logging.getLogger('talk.later').warning('from a later pool')\n">>),
+    Ev = wait_log(<<"from a later pool">>),
+    ?assertMatch(#{level := warning}, Ev),
     ok.
 
 %%% ===========================================================================
