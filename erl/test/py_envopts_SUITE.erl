@@ -17,6 +17,7 @@
          cd_option/0, cd_option/1,
          preload_option/0, preload_option/1,
          pool_options/0, pool_options/1,
+         context_opts_standalone/0, context_opts_standalone/1,
          activate_venv_pool/0, activate_venv_pool/1,
          activate_venv_survives_restart/0, activate_venv_survives_restart/1,
          activate_venv_later_pool/0, activate_venv_later_pool/1,
@@ -49,7 +50,7 @@ suite() ->
 
 all() ->
     [python_path, venv_option, venv_option_string, env_option, cd_option, preload_option,
-     pool_options,
+     pool_options, context_opts_standalone,
      activate_venv_pool, activate_venv_survives_restart, activate_venv_later_pool,
      activate_venv_bad_path, logging_levels, logging_level_option, logging_survives_restart,
      logging_later_pool].
@@ -211,6 +212,28 @@ pool_options(Config) ->
     ?assertEqual({ok, <<"1.0">>}, py:call(?OPTS_POOL, 'importlib.metadata', version,
                                           [<<"talkpkg">>])),
     ?assertEqual({ok, <<"pooled">>}, py:call(?OPTS_POOL, os, getenv, [<<"PYPORT_POOL">>])),
+    ok.
+
+context_opts_standalone() ->
+    [{doc, "The application's context_opts apply to every context (docs/operations.md), "
+      "also one started on its own with py_context:start_link/1."}].
+context_opts_standalone(Config) ->
+    Old = application:get_env(pyport, context_opts),
+    ok = application:set_env(pyport, context_opts,
+                             #{env => [{"PYPORT_APP_ENV", "app"}],
+                               python_path => [?config(data_dir, Config)]}),
+    try
+        with_context(#{}, fun(Ctx) ->
+            ?assertEqual({ok, {<<"app">>, <<"pathmod">>}},
+                         py:eval(Ctx, <<"(__import__('os').environ.get('PYPORT_APP_ENV'), "
+                                        "__import__('pathmod').NAME)">>))
+        end)
+    after
+        case Old of
+            {ok, V} -> application:set_env(pyport, context_opts, V);
+            undefined -> application:unset_env(pyport, context_opts)
+        end
+    end,
     ok.
 
 %%% ===========================================================================
