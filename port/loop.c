@@ -38,6 +38,7 @@ static int g_out_polling;
 static uv_timer_t g_exit_timer;
 static uv_poll_t g_takeover;
 static int g_reading;
+static int g_eof; /* stdin has closed: never read again */
 static pthread_t g_thread;
 static atomic_int g_started;
 static atomic_int g_stopping;
@@ -85,6 +86,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     uv_read_stop(s);
     g_reading = 0;
+    g_eof = 1;
     if (n != UV_EOF) {
         log_error("read from Erlang failed: %s", uv_strerror((int)n));
         _exit(PYPORT_EXIT_IO);
@@ -94,7 +96,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void start_reading(void)
 {
-    if (!g_reading) {
+    if (!g_reading && !g_eof) {
         check_uv(uv_read_start((uv_stream_t *)&g_in, alloc_cb, read_cb), "uv_read_start");
         g_reading = 1;
     }
@@ -173,7 +175,8 @@ static void async_cb(uv_async_t *a)
         check_uv(uv_poll_start(&g_out_poll, UV_WRITABLE, out_poll_cb), "uv_poll_start");
         g_out_polling = 1;
     }
-    if (atomic_exchange(&g_exit_requested, 0)) {
+    if (atomic_exchange(&g_exit_requested, 0) && !uv_is_active((uv_handle_t *)&g_exit_timer)) {
+        /* Started once: starting it again would push the deadline back. */
         check_uv(uv_timer_start(&g_exit_timer, exit_timer_cb, (uint64_t)g_cfg.exit_grace_ms, 0),
                  "uv_timer_start");
     }

@@ -27,6 +27,7 @@
 #include "dispatch.h"
 #include "envs.h"
 #include "inbox.h"
+#include "keeper.h"
 #include "log.h"
 #include "loop.h"
 #include "outbox.h"
@@ -58,6 +59,7 @@ typedef struct {
 static int g_in_fd = -1;
 static int g_out_fd = -1;
 static int g_capture_rd[2] = {-1, -1};
+static int g_keeper_fd = -1;
 
 static void usage(void)
 {
@@ -155,6 +157,7 @@ static void atfork_child(void)
     close(g_out_fd);
     close(g_capture_rd[0]);
     close(g_capture_rd[1]);
+    close(g_keeper_fd);
 }
 
 /* Moves the protocol to private fds; fd 0 reads /dev/null and fds 1 and 2 write
@@ -186,6 +189,9 @@ static int protect_fds(void)
         exit(PYPORT_EXIT_IO);
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
+    /* Before any thread exists (fork is only simple then), and before the
+       atfork handler that closes the protocol fds in children. */
+    g_keeper_fd = keeper_start(g_in_fd);
     pthread_atfork(NULL, NULL, atfork_child);
     return log_fd;
 }
@@ -307,6 +313,9 @@ int main(int argc, char **argv)
         return PYPORT_EXIT_USAGE;
     }
     log_init(protect_fds(), opts.name);
+    if (g_keeper_fd < 0) {
+        log_warn("no keeper process: a death may be reported as a closed port");
+    }
     ctl_init();
     inbox_init();
     outbox_init(g_out_fd, loop_wake);

@@ -408,8 +408,8 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
         rc = preload(v);
     }
     v = PyDict_GetItemString(opts, "venv");
-    if (rc == 0 && v != NULL && v != Py_None) {
-        rc = helper1("activate_venv", v);
+    if (rc == 0 && v != NULL) {
+        rc = helper1("activate_venv", v); /* None deactivates */
     }
     v = PyDict_GetItemString(opts, "logging");
     if (rc == 0 && v != NULL && v != Py_None) {

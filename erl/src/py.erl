@@ -410,8 +410,14 @@ activate_venv(Path) -> activate_venv(default, Path).
 -spec activate_venv(atom(), iodata()) -> ok | {error, term()}.
 activate_venv(Pool, Path) ->
     case py_protocol:code(Path) of
-        {error, badarg} -> {error, {badarg, "a venv path must be a string or binary"}};
-        Bin -> apply_setting(Pool, venv, Bin)
+        {error, badarg} ->
+            {error, {badarg, "a venv path must be a string or binary"}};
+        Bin ->
+            Glob = filename:join([Bin, "lib", "python*", "site-packages"]),
+            case filelib:wildcard(unicode:characters_to_list(Glob)) of
+                [] -> {error, {invalid_venv, Bin}};
+                _ -> apply_setting(Pool, venv, Bin)
+            end
     end.
 
 %% @doc Deactivates the venv of the default pool.
@@ -439,9 +445,9 @@ configure_logging() -> configure_logging(#{}).
 -spec configure_logging(map()) -> ok | {error, term()}.
 configure_logging(Opts) ->
     Level = python_level(maps:get(level, Opts, info)),
-    lists:foldl(fun(Pool, ok) -> apply_setting(Pool, logging, Level);
-                   (_, Error) -> Error
-                end, ok, py_context_router:pools()).
+    Results = [apply_setting(Pool, logging, Level) || Pool <- py_context_router:pools()],
+    ok = py_context_router:set_setting('$all', logging, Level),   % pools started later
+    first_error(Results).
 
 python_level(emergency) -> 50;
 python_level(alert) -> 50;
@@ -453,9 +459,16 @@ python_level(info) -> 20;
 python_level(debug) -> 10;
 python_level(N) when is_integer(N) -> N.
 
+%% Applies a setting to the running contexts of a pool, and records it for
+%% contexts started later only if every running one accepted it.
 apply_setting(Pool, Key, Value) ->
-    ok = py_context_router:set_setting(Pool, Key, Value),
     Results = [py_context:setup(Ctx, #{Key => Value}) || Ctx <- py_context_router:contexts(Pool)],
+    case first_error(Results) of
+        ok -> py_context_router:set_setting(Pool, Key, Value);
+        Error -> Error
+    end.
+
+first_error(Results) ->
     case [E || {error, _} = E <- Results] of
         [] -> ok;
         [First | _] -> First

@@ -7,7 +7,7 @@
 %% threads or from requests nobody waits for, in a fresh process.
 -module(py_callback).
 
--export([register/2, unregister/1, handle/4, spawn_handler/4, table/0]).
+-export([register/2, unregister/1, run/3, handle/4, spawn_handler/4, table/0]).
 
 -define(TABLE, py_callbacks).
 
@@ -31,25 +31,29 @@ unregister(Name) ->
     ok.
 
 %% @doc Runs callback `CbId' (`Name' with the ETF-encoded argument list `Args')
-%% and writes its reply to the context. Exceptions become `{error, {Class,
-%% Reason}}' replies, raised in Python as erlang.Error.
+%% and returns its reply frame. Exceptions become `{error, {Class, Reason}}'
+%% replies, raised in Python as erlang.Error.
+-spec run(integer(), binary(), binary()) -> binary().
+run(CbId, Name, Args) ->
+    try call(Name, binary_to_term(Args)) of
+        Value -> py_protocol:callback_reply(CbId, ok, Value)
+    catch
+        Class:Reason -> py_protocol:callback_reply(CbId, error, {Class, Reason})
+    end.
+
+%% @doc Runs a callback and writes its reply to the context.
 -spec handle(pid(), integer(), binary(), binary()) -> ok.
 handle(Ctx, CbId, Name, Args) ->
-    Frame = try run(Name, binary_to_term(Args)) of
-                Value -> py_protocol:callback_reply(CbId, ok, Value)
-            catch
-                Class:Reason -> py_protocol:callback_reply(CbId, error, {Class, Reason})
-            end,
-    py_request:send_frame(Ctx, Frame).
+    py_request:send_frame(Ctx, run(CbId, Name, Args)).
 
 %% @doc Runs a callback in a new process (nobody waits for its request).
 -spec spawn_handler(pid(), integer(), binary(), binary()) -> pid().
 spawn_handler(Ctx, CbId, Name, Args) ->
     spawn(fun() -> handle(Ctx, CbId, Name, Args) end).
 
-run(<<"_pyport.", Builtin/binary>>, Args) ->
+call(<<"_pyport.", Builtin/binary>>, Args) ->
     builtin(Builtin, Args);
-run(Name, Args) ->
+call(Name, Args) ->
     case ets:lookup(?TABLE, Name) of
         [{_, Fun}] when is_function(Fun, 1) -> Fun(Args);
         [{_, {M, F}}] -> M:F(Args);

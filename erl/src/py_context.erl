@@ -47,8 +47,9 @@
 -define(MAX_QUEUE, 10000).
 %% How long info/1 waits for the port's loop thread to answer.
 -define(INFO_TIMEOUT, 5000).
-%% Stream items the port may send ahead of acknowledgements.
--define(STREAM_WINDOW, 16).
+%% While a stream's owner has more than a window of messages waiting, its
+%% acknowledgements are held and looked at again this much later.
+-define(STREAM_RECHECK_MS, 5).
 
 -record(s, {
     opts :: map(),
@@ -66,7 +67,7 @@
     env_mons = #{} :: #{reference() => pid()},
     cancelled = #{} :: #{pos_integer() => reference()},
     internal = #{} :: #{pos_integer() => term()},
-    streams = #{} :: #{pos_integer() => non_neg_integer()},
+    streams = #{} :: #{pos_integer() => {non_neg_integer(), pos_integer(), pid(), boolean()}},
     subscribers = #{} :: #{reference() => pid()},
     calls = 0 :: non_neg_integer(),
     errors = 0 :: non_neg_integer(),
@@ -258,7 +259,8 @@ stream_cancel(Ctx, Id) -> gen_server:call(Ctx, {stream_cancel, Id}).
 %% @private
 init(Opts0) ->
     process_flag(trap_exit, true),
-    Opts = maps:merge(default_opts(), Opts0),
+    Opts = maps:merge(maps:merge(default_opts(), application:get_env(pyport, context_opts, #{})),
+                      Opts0),
     Name = context_name(Opts),
     Tab = ets:new(py_context_inflight, [set, public, {write_concurrency, true},
                                         {read_concurrency, true}]),
@@ -308,11 +310,10 @@ handle_call({subscribe, Pid}, _From, S) ->
 handle_call({unsubscribe, Ref}, _From, S) ->
     erlang:demonitor(Ref, [flush]),
     {reply, ok, S#s{subscribers = maps:remove(Ref, S#s.subscribers)}};
-handle_call({setup, Settings}, From, S = #s{opts = Opts}) ->
-    S1 = S#s{opts = maps:merge(Opts, maps:with([venv, logging], Settings))},
-    case S1#s.status of
-        ready -> {noreply, send_setup(Settings, {setup, From}, S1)};
-        _ -> {reply, {ok, pending}, S1}
+handle_call({setup, Settings}, From, S) ->
+    case S#s.status of
+        ready -> {noreply, send_setup(Settings, {setup, From, Settings}, S)};
+        _ -> {reply, {ok, pending}, S}
     end;
 handle_call({stream_cancel, Id}, _From, S) ->
     {reply, ok, cancel(Id, S#s{streams = maps:remove(Id, S#s.streams)})};
@@ -325,10 +326,21 @@ handle_cast(_Msg, S) ->
 
 %% @private
 handle_info({Port, {data, Frame}}, S = #s{port = Port}) ->
-    {Header, Body} = py_protocol:split(Frame),
-    {noreply, frame(Header, Body, S)};
+    try py_protocol:split(Frame) of
+        {Header, Body} -> {noreply, frame(Header, Body, S)}
+    catch
+        error:badarg ->
+            %% Only a port dying in the middle of a write can produce this.
+            ?LOG_WARNING("pyport context ~ts: undecodable frame of ~b bytes",
+                         [S#s.name, byte_size(Frame)]),
+            {noreply, S}
+    end;
 handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->
-    {noreply, port_died(Status, S)};
+    {noreply, port_died(py_protocol:exit_reason(Status), S)};
+handle_info({'EXIT', Port, Reason}, S = #s{port = Port}) ->
+    %% The runtime closed the port without an exit status: a write found the
+    %% pipe broken (the OS process had died). The status is lost with it.
+    {noreply, port_died({port_closed, Reason}, S)};
 handle_info({'$py_req', Id, Reply, EnvPid, GL, Frame, Deadline}, S) ->
     {noreply, accept(Id, Reply, EnvPid, GL, Frame, Deadline, S)};
 handle_info({'$py_frame', Frame}, S = #s{status = Status}) ->
@@ -336,6 +348,10 @@ handle_info({'$py_frame', Frame}, S = #s{status = Status}) ->
     {noreply, S};
 handle_info({'$py_cancel', Id}, S) ->
     {noreply, cancel(Id, S)};
+handle_info({'$py_cancel', Id, Ack}, S) ->
+    S1 = cancel(Id, S),
+    Ack ! {Ack, cancel_ack},
+    {noreply, S1};
 handle_info({'$py_kill_after', Id, Gen}, S = #s{gen = Gen}) ->
     case maps:is_key(Id, S#s.cancelled) of
         true -> {noreply, kill_port({killed, {kill_after, Id}}, S)};
@@ -343,6 +359,14 @@ handle_info({'$py_kill_after', Id, Gen}, S = #s{gen = Gen}) ->
     end;
 handle_info({'$py_restart', Gen}, S = #s{gen = Gen, status = down}) ->
     {noreply, start_port(S)};
+handle_info({'$py_stream_ack', Id}, S) ->
+    case maps:find(Id, S#s.streams) of
+        {ok, {Unacked, Window, Owner, true}} ->
+            {noreply, stream_ack(Id, S#s{streams = maps:put(Id, {Unacked, Window, Owner, false},
+                                                          S#s.streams)})};
+        _ ->
+            {noreply, S}
+    end;
 handle_info({'$py_internal_timeout', Id}, S) ->
     case maps:take(Id, S#s.internal) of
         {{info, From}, Internal} ->
@@ -413,7 +437,7 @@ deliver(Id, Status, Body, S = #s{tab = Tab}) ->
         [{_, Reply, _, _}] ->
             answer(Reply, Status, Body),
             S1 = case Reply of
-                     {stream, _, _} -> S#s{streams = maps:remove(Id, S#s.streams)};
+                     {stream, _, _, _} -> S#s{streams = maps:remove(Id, S#s.streams)};
                      _ -> S
                  end,
             after_reply(S1#s{calls = S#s.calls + 1, port_calls = S#s.port_calls + 1});
@@ -424,17 +448,17 @@ deliver(Id, Status, Body, S = #s{tab = Tab}) ->
 %% Answers a request's caller (its alias), or ends a stream at its owner.
 answer(Mref, Status, Payload) when is_reference(Mref) ->
     Mref ! {Mref, Status, Payload};
-answer({stream, Owner, Ref}, reply, _) ->
+answer({stream, Owner, Ref, _}, reply, _) ->
     Owner ! {py_stream, Ref, done},
     stream_ended(Ref);
-answer({stream, Owner, Ref}, error, Body) ->
+answer({stream, Owner, Ref, _}, error, Body) ->
     {{error, Reason}, _} = py_protocol:error_result(binary_to_term(Body)),
     Owner ! {py_stream, Ref, {error, Reason}},
     stream_ended(Ref);
-answer({stream, Owner, Ref}, died, Reason) ->
+answer({stream, Owner, Ref, _}, died, Reason) ->
     Owner ! {py_stream, Ref, {error, {context_died, Reason}}},
     stream_ended(Ref);
-answer({stream, Owner, Ref}, failed, Reason) ->
+answer({stream, Owner, Ref, _}, failed, Reason) ->
     Owner ! {py_stream, Ref, {error, Reason}},
     stream_ended(Ref).
 
@@ -442,22 +466,42 @@ stream_ended(Ref) ->
     catch ets:delete(py_stream:table(), Ref),
     ok.
 
-%% A stream item: to its owner, and credit back to the port every half window.
+%% A stream item goes to its owner. Credit goes back to the port only for items
+%% the owner has taken from its mailbox (delivered, minus what still waits
+%% there), so a consumer that stops reading stops the generator within a window;
+%% while the owner lags, the context looks again every ?STREAM_RECHECK_MS.
 stream_data(Id, Body, S = #s{tab = Tab}) ->
     case ets:lookup(Tab, Id) of
-        [{_, {stream, Owner, Ref}, _, _}] ->
+        [{_, {stream, Owner, Ref, Window}, _, _}] ->
             Owner ! {py_stream, Ref, {data, binary_to_term(Body)}},
-            Sent = maps:get(Id, S#s.streams, 0) + 1,
-            case Sent >= ?STREAM_WINDOW div 2 of
-                true ->
-                    port_send(S, py_protocol:stream_ack(Id, Sent)),
-                    S#s{streams = maps:put(Id, 0, S#s.streams)};
-                false ->
-                    S#s{streams = maps:put(Id, Sent, S#s.streams)}
+            {Unacked, _, _, Pending} = maps:get(Id, S#s.streams, {0, Window, Owner, false}),
+            S1 = S#s{streams = maps:put(Id, {Unacked + 1, Window, Owner, Pending}, S#s.streams)},
+            case Unacked + 1 >= max(1, Window div 2) andalso not Pending of
+                true -> stream_ack(Id, S1);
+                false -> S1
             end;
         _ ->
             S
     end.
+
+stream_ack(Id, S) ->
+    {Unacked, Window, Owner, _} = maps:get(Id, S#s.streams),
+    Credit = Unacked - min(Unacked, waiting(Owner)),
+    Credit > 0 andalso port_send(S, py_protocol:stream_ack(Id, Credit)),
+    Left = Unacked - Credit,
+    Pending = Left > 0,
+    Pending andalso erlang:send_after(?STREAM_RECHECK_MS, self(), {'$py_stream_ack', Id}),
+    S#s{streams = maps:put(Id, {Left, Window, Owner, Pending}, S#s.streams)}.
+
+%% Messages waiting in a local owner's mailbox (a remote owner's are not known:
+%% its credit comes back as items are delivered).
+waiting(Owner) when node(Owner) =:= node() ->
+    case erlang:process_info(Owner, message_queue_len) of
+        {message_queue_len, Len} -> Len;
+        undefined -> 0
+    end;
+waiting(_) ->
+    0.
 
 %% A callback runs in the process waiting for the request that made it; if
 %% nobody waits (a Python thread, a cancelled request), in a new process.
@@ -495,9 +539,14 @@ internal_reply(Id, Status, Body, S) ->
                        end,
             gen_server:reply(From, base_info(S, FromPort)),
             S#s{internal = Internal};
-        {{setup, From}, Internal} ->
-            gen_server:reply(From, setup_result(Status, Body)),
-            S#s{internal = Internal};
+        {{setup, From, Settings}, Internal} ->
+            Result = setup_result(Status, Body),
+            gen_server:reply(From, Result),
+            Opts = case Result of
+                       {ok, _} -> maps:merge(S#s.opts, maps:with([venv, logging], Settings));
+                       {error, _} -> S#s.opts
+                   end,
+            S#s{internal = Internal, opts = Opts};
         {start_setup, Internal} ->
             setup_done(setup_result(Status, Body), S#s{internal = Internal});
         error ->
@@ -506,7 +555,8 @@ internal_reply(Id, Status, Body, S) ->
             case maps:take(Id, S#s.cancelled) of
                 {TRef, Cancelled} ->
                     erlang:cancel_timer(TRef),
-                    after_reply(S#s{cancelled = Cancelled, port_calls = S#s.port_calls + 1});
+                    S1 = S#s{cancelled = Cancelled, port_calls = S#s.port_calls + 1},
+                    after_reply(open_gate(S1));
                 error ->
                     S
             end
@@ -577,7 +627,7 @@ accept(Id, Reply, EnvPid, GL, Frame, Deadline, S = #s{opts = Opts}) ->
         Len >= MaxQueue ->
             answer(Reply, failed, {overloaded, Len, MaxQueue}),
             S;
-        S#s.status =:= ready ->
+        S#s.status =:= ready, map_size(S#s.cancelled) =:= 0 ->
             write(Id, Reply, EnvPid, GL, Frame, S),
             S;
         true ->
@@ -615,7 +665,8 @@ cancel(Id, S = #s{tab = Tab, opts = Opts}) ->
                     port_send(S, py_protocol:cancel(Id)),
                     TRef = erlang:send_after(maps:get(kill_after, Opts), self(),
                                              {'$py_kill_after', Id, S#s.gen}),
-                    maybe_finish_drain(S#s{cancelled = maps:put(Id, TRef, S#s.cancelled)});
+                    S1 = S#s{cancelled = maps:put(Id, TRef, S#s.cancelled)},
+                    maybe_finish_drain(close_gate(S1));
                 _ ->
                     S
             end
@@ -689,8 +740,12 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts}) ->
     Version =:= py_protocol:version() orelse
         ?LOG_WARNING("pyport context ~ts: port speaks protocol ~p, expected ~p",
                      [S#s.name, Version, py_protocol:version()]),
-    Settings = maps:merge(py_context_router:settings(maps:get(pool, Opts, undefined)),
-                          maps:with([venv, logging], Opts)),
+    %% The context's own options win; settings recorded for its pool at run time
+    %% (py:activate_venv/2, py:configure_logging/1) fill in the rest. A setting
+    %% applied to this running context is in its options too (handle_call setup).
+    Own = maps:filter(fun(_, V) -> V =/= undefined end, maps:with([venv, logging], Opts)),
+    Settings = maps:map(fun(venv, V) when V =/= none -> py_protocol:code(V); (_, V) -> V end,
+                        maps:merge(py_context_router:settings(maps:get(pool, Opts, undefined)), Own)),
     Preload = case maps:get(preload, Opts) of
                   undefined -> #{};
                   Code -> #{preload => py_protocol:code(Code)}
@@ -704,9 +759,8 @@ send_setup(Settings, Why, S) ->
     port_send(S, py_protocol:setup(Id, Clean)),
     S#s{internal = maps:put(Id, Why, S#s.internal)}.
 
-setup_done({ok, _}, S = #s{tab = Tab, opts = Opts}) ->
-    true = ets:insert(Tab, {'$port', S#s.port, max_queue(Opts), maps:get(max_frame, Opts)}),
-    S1 = flush_queue(S#s{status = ready}),
+setup_done({ok, _}, S) ->
+    S1 = open_gate(S#s{status = ready}),
     case S#s.restart_reason of
         undefined -> ok;
         Reason -> maps:foreach(fun(_, Pid) -> Pid ! {py_context, self(), restarted, Reason} end,
@@ -717,9 +771,8 @@ setup_done({error, Reason}, S) ->
     %% A preload or venv that fails makes the context unusable: treat it as a
     %% crash, so it backs off and says why.
     ?LOG_ERROR("pyport context ~ts: setup failed: ~0p", [S#s.name, Reason]),
-    S1 = S#s{kill_reason = {setup_failed, Reason}},
-    close_port(S1),
-    port_died(0, S1#s{port = S1#s.port}).
+    close_port(S),
+    port_died({setup_failed, Reason}, S).
 
 start_port(S) ->
     case open(S) of
@@ -732,15 +785,15 @@ start_port(S) ->
 
 %% The OS process exited: answer everything in flight, forget the environments
 %% it held, and start a new one (at once, or with backoff in a crash loop).
-port_died(Status, S = #s{tab = Tab}) ->
-    Reason = case S#s.kill_reason of
-                 undefined -> py_protocol:exit_reason(Status);
-                 Killed -> Killed
-             end,
+port_died(Exit, S = #s{tab = Tab}) ->
+    {Reason, Uptime} = case S#s.kill_reason of
+                           %% A deliberate kill is not a crash loop: restart at once.
+                           undefined -> {Exit, now_ms() - S#s.port_started};
+                           Killed -> {Killed, infinity}
+                       end,
     true = ets:insert(Tab, {'$port', none, max_queue(S#s.opts), maps:get(max_frame, S#s.opts)}),
     sweep(Tab, Reason),
     S1 = forget_port(S),
-    Uptime = now_ms() - S#s.port_started,
     schedule_restart(Reason, Uptime, S1#s{restarts = S#s.restarts + 1}).
 
 sweep(Tab, Reason) ->
@@ -756,7 +809,7 @@ sweep(Tab, Reason) ->
 forget_port(S) ->
     maps:foreach(fun(_, TRef) -> erlang:cancel_timer(TRef) end, S#s.cancelled),
     maps:foreach(fun(_, {info, From}) -> gen_server:reply(From, base_info(S, #{}));
-                    (_, {setup, From}) -> gen_server:reply(From, {error, context_restarted});
+                    (_, {setup, From, _}) -> gen_server:reply(From, {error, context_restarted});
                     (_, _) -> ok
                  end, S#s.internal),
     maps:foreach(fun(Ref, _) -> erlang:demonitor(Ref, [flush]) end, S#s.env_mons),
@@ -773,7 +826,8 @@ schedule_restart(Reason, Uptime, S = #s{opts = Opts}) ->
                   S#s.backoff =:= 0 -> Min;
                   true -> min(Max, S#s.backoff * 2)
               end,
-    Logged = {Reason, Backoff},
+    %% Logged once per change of reason, not once per attempt of a crash loop.
+    Logged = Reason,
     case Logged =:= S#s.logged of
         true -> ok;
         false when Backoff =:= 0 ->
@@ -885,7 +939,11 @@ down(Ref, S = #s{env_mons = Mons}) ->
                 _ ->
                     ok
             end,
-            S#s{env_mons = Mons1, envs = maps:remove(Pid, S#s.envs)};
+            %% Nobody will read the streams of a dead owner: stop their generators.
+            Owned = ets:select(S#s.tab, [{{'$1', {stream, Pid, '_', '_'}, '_', '_'}, [], ['$1']}]),
+            S1 = lists:foldl(fun(Id, Acc) -> cancel(Id, Acc#s{streams = maps:remove(Id, Acc#s.streams)})
+                             end, S, Owned),
+            S1#s{env_mons = Mons1, envs = maps:remove(Pid, S#s.envs)};
         error ->
             S#s{subscribers = maps:remove(Ref, S#s.subscribers)}
     end.
@@ -924,6 +982,20 @@ base_info(S = #s{tab = Tab}, FromPort) ->
       queue_len => in_flight(S) + queue:len(S#s.queue),
       envs => maps:get(envs, FromPort, map_size(S#s.envs)),
       current => Current}.
+
+%% The gate: callers write straight to the port only while it is open (ready, and
+%% no cancelled request still running there: new requests wait in the context
+%% until it answers or is killed, so they are never written to an OS process
+%% that is about to be killed).
+open_gate(S = #s{status = ready, cancelled = C, tab = Tab, opts = Opts}) when map_size(C) =:= 0 ->
+    true = ets:insert(Tab, {'$port', S#s.port, max_queue(Opts), maps:get(max_frame, Opts)}),
+    flush_queue(S);
+open_gate(S) ->
+    S.
+
+close_gate(S = #s{tab = Tab, opts = Opts}) ->
+    true = ets:insert(Tab, {'$port', none, max_queue(Opts), maps:get(max_frame, Opts)}),
+    S.
 
 %% Writes a frame to the OS process. The runtime closes the port as soon as the
 %% process exits, before its exit_status is handled here: a closed port is not an

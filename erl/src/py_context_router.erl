@@ -209,10 +209,11 @@ init_pool_registry() ->
 %% run time: `venv', `logging').
 -spec settings(pool_name() | undefined) -> map().
 settings(Pool) ->
-    persistent_term:get(?SETTINGS_KEY(Pool), #{}).
+    maps:merge(persistent_term:get(?SETTINGS_KEY('$all'), #{}),
+               persistent_term:get(?SETTINGS_KEY(Pool), #{})).
 
-%% @doc Records a setting for `Pool' (contexts started later apply it; running
-%% ones are told by the caller).
+%% @doc Records a setting for `Pool', or for every pool with `'$all''
+%% (contexts started later apply it; running ones are told by the caller).
 -spec set_setting(pool_name(), atom(), term()) -> ok.
 set_setting(Pool, Key, Value) ->
     gen_server:call(?MODULE, {set_setting, Pool, Key, Value}).
@@ -266,7 +267,8 @@ handle_call({stop_pool, Pool}, _From, S = #{pools := Pools}) ->
     _ = persistent_term:erase(?POOL_KEY(Pool)),
     {reply, ok, S#{pools := maps:remove(Pool, Pools)}};
 handle_call({set_setting, Pool, Key, Value}, _From, S) ->
-    persistent_term:put(?SETTINGS_KEY(Pool), maps:put(Key, Value, settings(Pool))),
+    Old = persistent_term:get(?SETTINGS_KEY(Pool), #{}),
+    persistent_term:put(?SETTINGS_KEY(Pool), maps:put(Key, Value, Old)),
     {reply, ok, S};
 handle_call(init_registry, _From, S) ->
     ensure_registry(),

@@ -7,16 +7,19 @@
 %% (py_callback) and keeps waiting.
 %%
 %% In-flight entries are `{Id, Reply, EnvPid, GroupLeader}': `Reply' is the
-%% caller's alias, or `{stream, Owner, Ref}' for a stream. Exactly one party takes
+%% caller's alias, or `{stream, Owner, Ref, Window}' for a stream. Exactly one party takes
 %% an entry (the answer, the death sweep, a cancel, or the writer whose write
 %% failed), which is what gives every request exactly one answer.
 -module(py_request).
 
 -export([run/4, submit/6, new_id/0, send_frame/2, table/1, deadline/1]).
 
+%% How long a timed-out caller waits for the context to confirm its cancel.
+-define(CANCEL_ACK_MS, 5000).
+
 -export_type([reply_to/0]).
 
--type reply_to() :: reference() | {stream, pid(), reference()}.
+-type reply_to() :: reference() | {stream, pid(), reference(), pos_integer()}.
 
 %% @doc A fresh request id (unique on this node; the port only needs uniqueness
 %% among the requests in flight on it).
@@ -127,29 +130,63 @@ send_frame(Ctx, Frame) ->
 wait(Ctx, Id, Mref, Deadline) ->
     receive
         {Mref, callback, CbId, Name, Args} ->
-            py_callback:handle(Ctx, CbId, Name, Args),
-            wait(Ctx, Id, Mref, Deadline);
+            Reply = py_callback:run(CbId, Name, Args),
+            case remaining(Deadline) of
+                0 ->
+                    %% The deadline passed while the callback ran: the cancel must
+                    %% reach the port before the reply, so both go through the
+                    %% context, in this order.
+                    Ctx ! {'$py_cancel', Id, Mref},
+                    Ctx ! {'$py_frame', Reply},
+                    cancelled(Mref);
+                _ ->
+                    send_frame(Ctx, Reply),
+                    wait(Ctx, Id, Mref, Deadline)
+            end;
         {Mref, Status, Body} ->
             erlang:demonitor(Mref, [flush]),
             result(Status, Body);
         {'DOWN', Mref, process, _, Reason} ->
             {error, {context_died, Reason}}
     after remaining(Deadline) ->
-        Ctx ! {'$py_cancel', Id},
-        erlang:demonitor(Mref, [flush]),
-        %% The alias is now inactive: nothing sent to it can arrive any more. An
-        %% answer that got in before is still taken.
-        receive
-            {Mref, Status, Body} when Status =/= callback -> result(Status, Body)
-        after 0 ->
-            flush_callbacks(Mref),
-            {error, timeout}
-        end
+        Ctx ! {'$py_cancel', Id, Mref},
+        cancelled(Mref)
     end.
 
-flush_callbacks(Mref) ->
+%% Waits until the context confirms the cancel: the request was dropped or asked
+%% to stop, and the context holds new requests until it has stopped, so the
+%% caller's next request never goes to an OS process about to be killed.
+cancelled(Mref) ->
     receive
-        {Mref, callback, _, _, _} -> flush_callbacks(Mref)
+        {Mref, cancel_ack} -> timed_out(Mref);
+        {Mref, callback, _, _, _} -> cancelled(Mref);   % stopped before it gets a reply
+        {Mref, Status, Body} -> forget(Mref), result(Status, Body);
+        {'DOWN', Mref, process, _, Reason} -> {error, {context_died, Reason}}
+    after ?CANCEL_ACK_MS ->
+        timed_out(Mref)
+    end.
+
+timed_out(Mref) ->
+    %% An answer that got in before the alias went inactive is still taken.
+    receive
+        {Mref, Status, Body} when Status =/= callback, Status =/= cancel_ack ->
+            forget(Mref),
+            result(Status, Body)
+    after 0 ->
+        forget(Mref),
+        {error, timeout}
+    end.
+
+%% Deactivates the alias (nothing sent to it can arrive any more) and drops what
+%% arrived before: callbacks nobody will run, the cancel's acknowledgement.
+forget(Mref) ->
+    erlang:demonitor(Mref, [flush]),
+    flush(Mref).
+
+flush(Mref) ->
+    receive
+        {Mref, callback, _, _, _} -> flush(Mref);
+        {Mref, cancel_ack} -> flush(Mref)
     after 0 ->
         ok
     end.

@@ -2,8 +2,10 @@
 %% request whose items come back as they are produced: the owner receives
 %% `{py_stream, Ref, {data, V}}' messages, then `{py_stream, Ref, done}' or
 %% `{py_stream, Ref, {error, E}}'. Flow control: the port sends at most a window
-%% of items ahead of the context's acknowledgements, which the context sends as
-%% it delivers; so a stream never makes the port buffer without bound.
+%% of items ahead of the context's acknowledgements, and the context acknowledges
+%% only while the owner's mailbox holds less than a window; so a slow consumer
+%% slows the generator down, and neither the port nor the mailbox grows without
+%% bound.
 -module(py_stream).
 
 -export([start/5, start_eval/4, cancel/1, collect/3, table/0]).
@@ -42,7 +44,7 @@ submit(Ctx, Source, Opts) ->
     Window = maps:get(window, Opts, ?WINDOW),
     Frame = py_protocol:stream(Id, self(), Source, Window),
     true = ets:insert(?TABLE, {Ref, Ctx, Id}),
-    case py_request:submit(Ctx, Id, {stream, self(), Ref}, self(), Frame, infinity) of
+    case py_request:submit(Ctx, Id, {stream, self(), Ref, Window}, self(), Frame, infinity) of
         ok ->
             {ok, Ref};
         {error, _} = Error ->
