@@ -177,8 +177,7 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
     PyObject *value;
     const char *pid;
     Py_ssize_t len;
-    if (!PyArg_ParseTuple(args, "LOO", &id, &owner, &value) ||
-        owner_bytes(owner, &pid, &len) < 0) {
+    if (!PyArg_ParseTuple(args, "LOO", &id, &owner, &value) || owner_bytes(owner, &pid, &len) < 0) {
         return NULL;
     }
     buf_t b;

@@ -180,10 +180,9 @@ static int wait_serving(waiter_t *w)
         job_t *job = inbox_pop();
         if (job == NULL) {
             reply_flush();
-            Py_BEGIN_ALLOW_THREADS
-            rd_wait();
-            Py_END_ALLOW_THREADS
-            if (PyErr_CheckSignals() < 0) {
+            Py_BEGIN_ALLOW_THREADS rd_wait();
+            Py_END_ALLOW_THREADS if (PyErr_CheckSignals() < 0)
+            {
                 return -1;
             }
             continue;
@@ -202,8 +201,7 @@ static int wait_serving(waiter_t *w)
 
 static void wait_sleeping(waiter_t *w)
 {
-    Py_BEGIN_ALLOW_THREADS
-    pthread_mutex_lock(&g_mu);
+    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_mu);
     while (w->reply == NULL) {
         pthread_cond_wait(&w->cond, &g_mu);
     }
@@ -215,8 +213,8 @@ PyObject *cb_call(PyObject *name, PyObject *args)
 {
     int on_python = ctl_is_python_thread();
     if (on_python && g_depth >= g_max_depth) {
-        PyErr_Format(PyExc_RecursionError,
-                     "erlang.call nested deeper than the limit of %d levels", g_max_depth);
+        PyErr_Format(PyExc_RecursionError, "erlang.call nested deeper than the limit of %d levels",
+                     g_max_depth);
         return NULL;
     }
     waiter_t w;

@@ -58,8 +58,7 @@ static int skip(const conv_in_t *in, int *index)
 
 static PyObject *too_deep(void)
 {
-    PyErr_Format(PyExc_ValueError, "term nests deeper than the limit of %d levels",
-                 g_max_depth);
+    PyErr_Format(PyExc_ValueError, "term nests deeper than the limit of %d levels", g_max_depth);
     return NULL;
 }
 
@@ -199,7 +198,8 @@ static int encode_int(buf_t *b, PyObject *o)
     }
 #if PY_VERSION_HEX >= 0x030D0000
     if (PyLong_AsNativeBytes(mag, p + hdr, (Py_ssize_t)n,
-                             Py_ASNATIVEBYTES_LITTLE_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER) < 0) {
+                             Py_ASNATIVEBYTES_LITTLE_ENDIAN | Py_ASNATIVEBYTES_UNSIGNED_BUFFER) <
+        0) {
         goto done;
     }
 #else
@@ -573,7 +573,7 @@ PyObject *conv_kwargs(const char *buf, size_t len, int *index)
         return NULL;
     }
     for (int i = 0; i < arity; i++) {
-        PyObject *k = name(in, index); // owned
+        PyObject *k = name(in, index);                        // owned
         PyObject *v = k != NULL ? to_py(in, index, 1) : NULL; // owned
         if (v == NULL || PyDict_SetItem(d, k, v) < 0) {
             Py_XDECREF(k);
@@ -876,8 +876,8 @@ static PyObject *take_exception(void)
 void conv_exception(buf_t *b)
 {
     PyObject *exc = take_exception(); // owned
-    PyObject *msg = NULL; // owned
-    PyObject *tb_text = NULL; // owned
+    PyObject *msg = NULL;             // owned
+    PyObject *tb_text = NULL;         // owned
     if (exc == NULL) {
         PyErr_SetString(PyExc_SystemError, "error without an exception");
         exc = take_exception();
@@ -917,7 +917,7 @@ void conv_exception(buf_t *b)
 
 void conv_badarg(buf_t *b)
 {
-    PyObject *exc = take_exception(); // owned
+    PyObject *exc = take_exception();                       // owned
     PyObject *msg = exc != NULL ? PyObject_Str(exc) : NULL; // owned
     PyErr_Clear();
     proto_tuple(b, 2);

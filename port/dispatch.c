@@ -209,7 +209,6 @@ void dispatch_oversize(const char *peek, size_t peek_len, size_t total)
     send_built(&b);
 }
 
-
 void dispatch_eof(int mid_frame)
 {
     if (mid_frame) {

@@ -230,7 +230,7 @@ static PyObject *ref_error(const char *msg)
 }
 
 /* Parses {py_ref, Ctx, Incarnation, Owner, RefId} at *index. On success sets
-   *refs (borrowed, the owner's table; NULL if the owner holds none) and *id. */
+ *refs (borrowed, the owner's table; NULL if the owner holds none) and *id. */
 static int parse_ref(const char *buf, size_t len, int *index, PyObject **refs, PyObject **id)
 {
     int arity;

@@ -165,11 +165,9 @@ static long skip(const unsigned char *b, size_t len, size_t pos, int depth)
     case 105: /* LARGE_TUPLE_EXT */
         return HAVE(5) ? skip_n(b, len, pos + 5, be(b + pos + 1, 4), depth - 1) : -1;
     case 108: /* LIST_EXT: elements, then the tail */
-        return HAVE(5) ? skip_n(b, len, pos + 5, (uint64_t)be(b + pos + 1, 4) + 1, depth - 1)
-                       : -1;
+        return HAVE(5) ? skip_n(b, len, pos + 5, (uint64_t)be(b + pos + 1, 4) + 1, depth - 1) : -1;
     case 116: /* MAP_EXT: keys and values */
-        return HAVE(5) ? skip_n(b, len, pos + 5, (uint64_t)be(b + pos + 1, 4) * 2, depth - 1)
-                       : -1;
+        return HAVE(5) ? skip_n(b, len, pos + 5, (uint64_t)be(b + pos + 1, 4) * 2, depth - 1) : -1;
     case 103: /* PID_EXT: node, id, serial, creation(1) */
         at = skip_atom(b, len, pos + 1);
         return at >= 0 && (size_t)at + 9 <= len ? at + 9 : -1;

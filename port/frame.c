@@ -36,8 +36,8 @@ void frame_put_len(char *p, uint32_t n)
 
 static void start_body(frame_reader_t *r, const frame_handlers_t *h, void *ctx)
 {
-    size_t len = ((size_t)r->hdr[0] << 24) | ((size_t)r->hdr[1] << 16) |
-                 ((size_t)r->hdr[2] << 8) | (size_t)r->hdr[3];
+    size_t len = ((size_t)r->hdr[0] << 24) | ((size_t)r->hdr[1] << 16) | ((size_t)r->hdr[2] << 8) |
+                 (size_t)r->hdr[3];
     r->hdr_got = 0;
     r->body_len = len;
     r->body_got = 0;
@@ -54,8 +54,7 @@ static void start_body(frame_reader_t *r, const frame_handlers_t *h, void *ctx)
     }
 }
 
-void frame_feed(frame_reader_t *r, const char *data, size_t n, const frame_handlers_t *h,
-                void *ctx)
+void frame_feed(frame_reader_t *r, const char *data, size_t n, const frame_handlers_t *h, void *ctx)
 {
     while (n > 0) {
         if (!r->skipping && r->body == NULL) {

@@ -24,10 +24,10 @@ typedef struct {
     size_t max;
     unsigned char hdr[PYPORT_FRAME_HEADER_BYTES];
     size_t hdr_got;
-    char *body;       /* owned while a normal frame is being filled */
-    size_t body_len;  /* length announced by the header */
+    char *body;      /* owned while a normal frame is being filled */
+    size_t body_len; /* length announced by the header */
     size_t body_got;
-    int skipping;     /* an oversized frame is being skipped */
+    int skipping; /* an oversized frame is being skipped */
     char peek[PYPORT_OVERSIZE_PEEK_BYTES];
     size_t peek_len;
 } frame_reader_t;

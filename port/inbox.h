@@ -12,11 +12,11 @@
 
 typedef struct job {
     struct job *next;
-    int op;          /* proto_op_t */
-    int64_t id;      /* request id; 0 for frames that take no reply */
-    char *frame;     /* owned ETF bytes, version byte first */
+    int op;      /* proto_op_t */
+    int64_t id;  /* request id; 0 for frames that take no reply */
+    char *frame; /* owned ETF bytes, version byte first */
     size_t len;
-    int index;       /* ei index of the first field after the op (and id) */
+    int index; /* ei index of the first field after the op (and id) */
 } job_t;
 
 /// Creates the eventfd; call once before any other inbox function.

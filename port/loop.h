@@ -10,10 +10,10 @@
 #include <stddef.h>
 
 typedef struct {
-    int in_fd;             /* protocol: frames from Erlang */
-    int out_fd;            /* protocol: frames to Erlang (non-blocking) */
-    int capture_fd[2];     /* read ends of the pipes behind fd 1 and fd 2, or -1 */
-    int exit_grace_ms;     /* after stdin closes, exit at most this much later */
+    int in_fd;         /* protocol: frames from Erlang */
+    int out_fd;        /* protocol: frames to Erlang (non-blocking) */
+    int capture_fd[2]; /* read ends of the pipes behind fd 1 and fd 2, or -1 */
+    int exit_grace_ms; /* after stdin closes, exit at most this much later */
 } loop_cfg_t;
 
 /// Starts the loop thread with all signals blocked in it. Returns 0 or -1.

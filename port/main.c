@@ -257,8 +257,8 @@ static int start_python(const options_t *o)
     cb_set_max_nesting(o->max_nesting);
     worker_cfg_t wcfg = {.max_frame = o->max_frame};
     PyObject *sys_path = PySys_GetObject("path"); // borrowed
-    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 ||
-        env_init() < 0 || worker_init(&wcfg) < 0 || async_init() < 0) {
+    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 || env_init() < 0 ||
+        worker_init(&wcfg) < 0 || async_init() < 0) {
         PyErr_Print();
         return -1;
     }
@@ -272,7 +272,7 @@ static int start_python(const options_t *o)
         Py_DECREF(p);
     }
     /* Tracebacks of crashes (segfaults) go to the BEAM's stderr. */
-    PyObject *fh = PyImport_ImportModule("faulthandler"); // owned
+    PyObject *fh = PyImport_ImportModule("faulthandler");                               // owned
     PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", log_fd()) : NULL; // owned
     Py_XDECREF(r);
     Py_XDECREF(fh);

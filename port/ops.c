@@ -43,7 +43,7 @@ static PyObject *get_dotted(PyObject *obj, PyObject *path)
     if (PyUnicode_FindChar(path, '.', 0, PyUnicode_GET_LENGTH(path), 1) < 0) {
         return PyObject_GetAttr(obj, path); /* the common case: no dots */
     }
-    PyObject *dot = PyUnicode_FromString(".");         // owned
+    PyObject *dot = PyUnicode_FromString(".");                             // owned
     PyObject *names = dot != NULL ? PyUnicode_Split(path, dot, -1) : NULL; // owned
     Py_XDECREF(dot);
     if (names == NULL) {
@@ -62,14 +62,14 @@ static PyObject *get_dotted(PyObject *obj, PyObject *path)
 static PyObject *find_callable(PyObject *env, PyObject *module, PyObject *function)
 {
     if (PyUnicode_CompareWithASCIIString(module, "__main__") == 0) {
-        PyObject *dot = PyUnicode_FromString(".");                        // owned
+        PyObject *dot = PyUnicode_FromString(".");                                 // owned
         PyObject *parts = dot != NULL ? PyUnicode_Partition(function, dot) : NULL; // owned
         Py_XDECREF(dot);
         if (parts == NULL) {
             return NULL;
         }
-        PyObject *first = PyTuple_GET_ITEM(parts, 0); // borrowed
-        PyObject *rest = PyTuple_GET_ITEM(parts, 2);  // borrowed
+        PyObject *first = PyTuple_GET_ITEM(parts, 0);        // borrowed
+        PyObject *rest = PyTuple_GET_ITEM(parts, 2);         // borrowed
         PyObject *obj = PyDict_GetItemWithError(env, first); // borrowed
         if (obj == NULL && !PyErr_Occurred()) {
             obj = PyDict_GetItemWithError(PyEval_GetBuiltins(), first);
@@ -133,8 +133,8 @@ static PyObject *compiled(op_args_t *a, int mode, reply_cause_t *cause)
         return NULL;
     }
     if (g_linecache != NULL) {
-        PyObject *src = PyUnicode_DecodeUTF8(p, n, "replace");                      // owned
-        PyObject *lines = src != NULL ? PyUnicode_Splitlines(src, 1) : NULL;        // owned
+        PyObject *src = PyUnicode_DecodeUTF8(p, n, "replace");               // owned
+        PyObject *lines = src != NULL ? PyUnicode_Splitlines(src, 1) : NULL; // owned
         PyObject *entry = lines != NULL
                               ? Py_BuildValue("(nOOs)", (Py_ssize_t)n, Py_None, lines, filename)
                               : NULL; // owned
@@ -269,11 +269,11 @@ static PyObject *ref_and_name(op_args_t *a, reply_cause_t *cause, PyObject **nam
 
 PyObject *op_method(op_args_t *a, reply_cause_t *cause)
 {
-    PyObject *name = NULL; // owned
+    PyObject *name = NULL;                         // owned
     PyObject *obj = ref_and_name(a, cause, &name); // owned
-    PyObject *args = NULL;   // owned
-    PyObject *kwargs = NULL; // owned
-    PyObject *result = NULL; // owned
+    PyObject *args = NULL;                         // owned
+    PyObject *kwargs = NULL;                       // owned
+    PyObject *result = NULL;                       // owned
     if (obj == NULL) {
         return NULL;
     }
@@ -295,7 +295,7 @@ PyObject *op_method(op_args_t *a, reply_cause_t *cause)
 
 PyObject *op_getattr(op_args_t *a, reply_cause_t *cause)
 {
-    PyObject *name = NULL; // owned
+    PyObject *name = NULL;                         // owned
     PyObject *obj = ref_and_name(a, cause, &name); // owned
     if (obj == NULL) {
         return NULL;
@@ -354,7 +354,7 @@ static int preload(PyObject *code_text)
         return -1;
     }
     env_set_template(NULL);
-    PyObject *ns = PyDict_New(); // owned
+    PyObject *ns = PyDict_New();                            // owned
     PyObject *builtins = PyImport_ImportModule("builtins"); // owned
     int rc = -1;
     if (ns != NULL && builtins != NULL && PyDict_SetItemString(ns, "__builtins__", builtins) == 0) {

@@ -14,8 +14,8 @@
 typedef struct {
     const char *frame; /* the request's ETF bytes */
     size_t len;
-    int index;         /* cursor: the next field to decode */
-    PyObject *env;     /* borrowed: the caller's namespace */
+    int index;     /* cursor: the next field to decode */
+    PyObject *env; /* borrowed: the caller's namespace */
 } op_args_t;
 
 /// Prepares the compile caches. Returns 0 or -1 with an error set.

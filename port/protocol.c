@@ -13,20 +13,21 @@
 #include "pyport/wire.h"
 
 static const proto_op_info_t g_ops[OP_COUNT] = {
-    [OP_CALL] = {"call", 7, 1, ON_PYTHON},           /* {call, Id, Pid, M, F, Args, Kw} */
-    [OP_EVAL] = {"eval", 5, 1, ON_PYTHON},           /* {eval, Id, Pid, Code, Locals} */
-    [OP_EXEC] = {"exec", 4, 1, ON_PYTHON},           /* {exec, Id, Pid, Code} */
-    [OP_DROP_ENV] = {"drop_env", 2, 0, ON_PYTHON},   /* {drop_env, Pid} */
-    [OP_CANCEL] = {"cancel", 2, 0, ON_LOOP},         /* {cancel, Id} */
-    [OP_INTERRUPT] = {"interrupt", 2, 0, ON_LOOP},   /* {interrupt, keyboard|memory} */
-    [OP_INFO] = {"info", 2, 1, ON_LOOP},             /* {info, Id} */
-    [OP_CALLBACK_REPLY] = {"callback_reply", 4, 0, ON_LOOP}, /* {callback_reply, CbId, ok|error, T} */
-    [OP_STREAM] = {"stream", 5, 1, ON_PYTHON},       /* {stream, Id, Pid, Source, Window} */
+    [OP_CALL] = {"call", 7, 1, ON_PYTHON},         /* {call, Id, Pid, M, F, Args, Kw} */
+    [OP_EVAL] = {"eval", 5, 1, ON_PYTHON},         /* {eval, Id, Pid, Code, Locals} */
+    [OP_EXEC] = {"exec", 4, 1, ON_PYTHON},         /* {exec, Id, Pid, Code} */
+    [OP_DROP_ENV] = {"drop_env", 2, 0, ON_PYTHON}, /* {drop_env, Pid} */
+    [OP_CANCEL] = {"cancel", 2, 0, ON_LOOP},       /* {cancel, Id} */
+    [OP_INTERRUPT] = {"interrupt", 2, 0, ON_LOOP}, /* {interrupt, keyboard|memory} */
+    [OP_INFO] = {"info", 2, 1, ON_LOOP},           /* {info, Id} */
+    [OP_CALLBACK_REPLY] = {"callback_reply", 4, 0,
+                           ON_LOOP},                   /* {callback_reply, CbId, ok|error, T} */
+    [OP_STREAM] = {"stream", 5, 1, ON_PYTHON},         /* {stream, Id, Pid, Source, Window} */
     [OP_STREAM_ACK] = {"stream_ack", 3, 0, ON_PYTHON}, /* {stream_ack, Id, N} */
-    [OP_METHOD] = {"method", 7, 1, ON_PYTHON},       /* {method, Id, Pid, Ref, Name, Args, Kw} */
-    [OP_GETATTR] = {"getattr", 5, 1, ON_PYTHON},     /* {getattr, Id, Pid, Ref, Name} */
-    [OP_RELEASE] = {"release", 2, 0, ON_PYTHON},     /* {release, Ref} */
-    [OP_SETUP] = {"setup", 3, 1, ON_PYTHON},         /* {setup, Id, Opts} */
+    [OP_METHOD] = {"method", 7, 1, ON_PYTHON},         /* {method, Id, Pid, Ref, Name, Args, Kw} */
+    [OP_GETATTR] = {"getattr", 5, 1, ON_PYTHON},       /* {getattr, Id, Pid, Ref, Name} */
+    [OP_RELEASE] = {"release", 2, 0, ON_PYTHON},       /* {release, Ref} */
+    [OP_SETUP] = {"setup", 3, 1, ON_PYTHON},           /* {setup, Id, Opts} */
 };
 
 const proto_op_info_t *proto_op_info(proto_op_t op)
@@ -75,7 +76,8 @@ int proto_peek_header(const char *frame, size_t len, job_t *job, const char **er
         arity = b[2];
         first = 3;
     } else if (b[1] == ERL_LARGE_TUPLE_EXT && len >= 6) {
-        arity = (int)(((uint32_t)b[2] << 24) | ((uint32_t)b[3] << 16) | ((uint32_t)b[4] << 8) | b[5]);
+        arity =
+            (int)(((uint32_t)b[2] << 24) | ((uint32_t)b[3] << 16) | ((uint32_t)b[4] << 8) | b[5]);
         first = 6;
     } else {
         *err = "frame is not a tuple";
@@ -141,12 +143,12 @@ int proto_pid_span(const char *frame, size_t frame_len, int *index, int *start, 
 /* Room for any fixed-size ei encoding (headers, numbers, small atoms). */
 #define PROTO_SMALL 16
 
-#define EI_APPEND(b, extra, call)                                                             \
-    do {                                                                                      \
-        buf_reserve((b), (extra));                                                            \
-        int i_ = (int)(b)->len;                                                               \
-        call;                                                                                 \
-        (b)->len = (size_t)i_;                                                                \
+#define EI_APPEND(b, extra, call)                                                                  \
+    do {                                                                                           \
+        buf_reserve((b), (extra));                                                                 \
+        int i_ = (int)(b)->len;                                                                    \
+        call;                                                                                      \
+        (b)->len = (size_t)i_;                                                                     \
     } while (0)
 
 void proto_begin(buf_t *b)
@@ -239,7 +241,10 @@ static size_t utf8_next(const unsigned char *s, size_t n, long *cp)
         *cp = s[0];
         return 1;
     }
-    size_t len = (s[0] & 0xe0) == 0xc0 ? 2 : (s[0] & 0xf0) == 0xe0 ? 3 : (s[0] & 0xf8) == 0xf0 ? 4 : 0;
+    size_t len = (s[0] & 0xe0) == 0xc0   ? 2
+                 : (s[0] & 0xf0) == 0xe0 ? 3
+                 : (s[0] & 0xf8) == 0xf0 ? 4
+                                         : 0;
     if (len == 0 || len > n) {
         return 0;
     }

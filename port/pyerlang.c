@@ -126,12 +126,10 @@ static PyObject *term_repr(PyObject *self)
     if (Py_TYPE(self) == &pyerl_PidType) {
         erlang_pid pid;
         if (ei_decode_pid(p, &index, &pid) == 0) {
-            return PyUnicode_FromFormat("erlang.Pid('%s', %u, %u)", pid.node, pid.num,
-                                        pid.serial);
+            return PyUnicode_FromFormat("erlang.Pid('%s', %u, %u)", pid.node, pid.num, pid.serial);
         }
     }
-    return PyUnicode_FromFormat("%s(%zd bytes)", Py_TYPE(self)->tp_name,
-                                PyBytes_GET_SIZE(t->etf));
+    return PyUnicode_FromFormat("%s(%zd bytes)", Py_TYPE(self)->tp_name, PyBytes_GET_SIZE(t->etf));
 }
 
 static PyObject *term_reduce(PyObject *self, PyObject *unused)
@@ -615,9 +613,9 @@ int pyerl_setup(void)
         return -1;
     }
     int rc = -1;
-    PyObject *handler = NULL; // owned
+    PyObject *handler = NULL;    // owned
     PyObject *signal_mod = NULL; // owned
-    PyObject *r = NULL; // owned
+    PyObject *r = NULL;          // owned
     g_outputs[0] = output_new("stdout");
     g_outputs[1] = output_new("stderr");
     if (g_outputs[0] == NULL || g_outputs[1] == NULL ||

@@ -152,7 +152,7 @@ static void run_setup(job_t *job)
     reply_begin(&r, job->id);
     reply_cause_t cause = REPLY_BADARG;
     op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
-    rd_busy(); /* preload code may run long: let the loop thread read meanwhile */
+    rd_busy();               /* preload code may run long: let the loop thread read meanwhile */
     PyObject *result = NULL; // owned
     if (ctl_begin(job->id, job->op) == 0) {
         result = op_setup(&a, &cause);
@@ -265,10 +265,8 @@ void worker_run(void)
         job_t *job = inbox_pop();
         if (job == NULL) {
             reply_flush();
-            Py_BEGIN_ALLOW_THREADS
-            rd_wait();
-            Py_END_ALLOW_THREADS
-            continue;
+            Py_BEGIN_ALLOW_THREADS rd_wait();
+            Py_END_ALLOW_THREADS continue;
         }
         worker_handle(job);
     }

@@ -29,12 +29,12 @@
 #define PYPORT_DEFAULT_MAX_NESTING 200
 
 /* Exit statuses of the port program (documented in docs/operations.md). */
-#define PYPORT_EXIT_OK 0          /* stdin closed, or asked to stop */
-#define PYPORT_EXIT_USAGE 64      /* bad command line */
-#define PYPORT_EXIT_PYTHON 65     /* Python failed to start */
-#define PYPORT_EXIT_FRAMING 66    /* the byte stream cannot be framed any more */
-#define PYPORT_EXIT_OOM 67        /* an allocation failed */
-#define PYPORT_EXIT_IO 68         /* read or write error on the protocol pipes */
+#define PYPORT_EXIT_OK 0       /* stdin closed, or asked to stop */
+#define PYPORT_EXIT_USAGE 64   /* bad command line */
+#define PYPORT_EXIT_PYTHON 65  /* Python failed to start */
+#define PYPORT_EXIT_FRAMING 66 /* the byte stream cannot be framed any more */
+#define PYPORT_EXIT_OOM 67     /* an allocation failed */
+#define PYPORT_EXIT_IO 68      /* read or write error on the protocol pipes */
 
 /* Signal the loop thread sends to the Python thread to deliver an exception. */
 #define PYPORT_SIGNAL_NAME "SIGUSR2"

@@ -30,8 +30,8 @@ static uint32_t be32(const uint8_t *p)
 
 static void broken(const char *what, const model_t *m)
 {
-    fprintf(stderr, "fuzz_frame invariant broken: %s (event %zu at offset %zu, max %zu)\n",
-            what, m->events, m->pos, m->max);
+    fprintf(stderr, "fuzz_frame invariant broken: %s (event %zu at offset %zu, max %zu)\n", what,
+            m->events, m->pos, m->max);
     abort();
 }
 

@@ -16,7 +16,7 @@ static int check_run;
 static const char *check_test = "?";
 
 __attribute__((format(printf, 3, 4), unused)) static void check_fail(const char *file, int line,
-                                                                      const char *fmt, ...)
+                                                                     const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -38,62 +38,62 @@ __attribute__((unused)) static void check_hex(const char *label, const void *p, 
     fprintf(stderr, n > 64 ? " ...\n" : "\n");
 }
 
-#define CHECK(cond)                                                                           \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            check_fail(__FILE__, __LINE__, "%s", #cond);                                      \
-        }                                                                                     \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            check_fail(__FILE__, __LINE__, "%s", #cond);                                           \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_INT_EQ(a, b)                                                                    \
-    do {                                                                                      \
-        long long a_ = (long long)(a);                                                        \
-        long long b_ = (long long)(b);                                                        \
-        if (a_ != b_) {                                                                       \
-            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);         \
-        }                                                                                     \
+#define CHECK_INT_EQ(a, b)                                                                         \
+    do {                                                                                           \
+        long long a_ = (long long)(a);                                                             \
+        long long b_ = (long long)(b);                                                             \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %lld != %lld", #a, #b, a_, b_);              \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_UINT_EQ(a, b)                                                                   \
-    do {                                                                                      \
-        unsigned long long a_ = (unsigned long long)(a);                                      \
-        unsigned long long b_ = (unsigned long long)(b);                                      \
-        if (a_ != b_) {                                                                       \
-            check_fail(__FILE__, __LINE__, "%s == %s: %llu != %llu", #a, #b, a_, b_);         \
-        }                                                                                     \
+#define CHECK_UINT_EQ(a, b)                                                                        \
+    do {                                                                                           \
+        unsigned long long a_ = (unsigned long long)(a);                                           \
+        unsigned long long b_ = (unsigned long long)(b);                                           \
+        if (a_ != b_) {                                                                            \
+            check_fail(__FILE__, __LINE__, "%s == %s: %llu != %llu", #a, #b, a_, b_);              \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_STR_EQ(a, b)                                                                    \
-    do {                                                                                      \
-        const char *a_ = (a);                                                                 \
-        const char *b_ = (b);                                                                 \
-        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                \
-            check_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,              \
-                       a_ ? a_ : "(null)", b_ ? b_ : "(null)");                               \
-        }                                                                                     \
+#define CHECK_STR_EQ(a, b)                                                                         \
+    do {                                                                                           \
+        const char *a_ = (a);                                                                      \
+        const char *b_ = (b);                                                                      \
+        if (a_ == NULL || b_ == NULL || strcmp(a_, b_) != 0) {                                     \
+            check_fail(__FILE__, __LINE__, "%s == %s: \"%s\" != \"%s\"", #a, #b,                   \
+                       a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                    \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_MEM_EQ(a, alen, b, blen)                                                        \
-    do {                                                                                      \
-        const void *a_ = (a);                                                                 \
-        const void *b_ = (b);                                                                 \
-        size_t alen_ = (size_t)(alen);                                                        \
-        size_t blen_ = (size_t)(blen);                                                        \
-        if (alen_ != blen_ || (alen_ > 0 && memcmp(a_, b_, alen_) != 0)) {                    \
-            check_fail(__FILE__, __LINE__, "bytes of %s == bytes of %s", #a, #b);             \
-            check_hex(#a, a_, alen_);                                                         \
-            check_hex(#b, b_, blen_);                                                         \
-        }                                                                                     \
+#define CHECK_MEM_EQ(a, alen, b, blen)                                                             \
+    do {                                                                                           \
+        const void *a_ = (a);                                                                      \
+        const void *b_ = (b);                                                                      \
+        size_t alen_ = (size_t)(alen);                                                             \
+        size_t blen_ = (size_t)(blen);                                                             \
+        if (alen_ != blen_ || (alen_ > 0 && memcmp(a_, b_, alen_) != 0)) {                         \
+            check_fail(__FILE__, __LINE__, "bytes of %s == bytes of %s", #a, #b);                  \
+            check_hex(#a, a_, alen_);                                                              \
+            check_hex(#b, b_, blen_);                                                              \
+        }                                                                                          \
     } while (0)
 
 /* Runs one test function, named after what it checks. */
-#define RUN_TEST(fn)                                                                          \
-    do {                                                                                      \
-        int before_ = check_failed;                                                           \
-        check_test = #fn;                                                                     \
-        check_run++;                                                                          \
-        fn();                                                                                 \
-        fprintf(stderr, "%s %s\n", check_failed == before_ ? "ok  " : "FAILED", #fn);         \
+#define RUN_TEST(fn)                                                                               \
+    do {                                                                                           \
+        int before_ = check_failed;                                                                \
+        check_test = #fn;                                                                          \
+        check_run++;                                                                               \
+        fn();                                                                                      \
+        fprintf(stderr, "%s %s\n", check_failed == before_ ? "ok  " : "FAILED", #fn);              \
     } while (0)
 
 /* Prints the summary; returns the process exit status (0 only if all passed). */

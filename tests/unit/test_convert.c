@@ -80,8 +80,7 @@ static const char *type_name(PyObject *obj)
 /* got == eval(expr), whatever the types. */
 #define CHECK_PY_VALUE_EQ(got, expr) check_py_eq(__FILE__, __LINE__, (got), (expr), 0)
 
-static void check_py_eq(const char *file, int line, PyObject *got, const char *expr,
-                        int same_type)
+static void check_py_eq(const char *file, int line, PyObject *got, const char *expr, int same_type)
 {
     PyObject *want = py(expr); // owned
     int eq = got != NULL && PyObject_RichCompareBool(got, want, Py_EQ) == 1;
@@ -120,8 +119,7 @@ static void check_py_error(const char *file, int line, PyObject *type, const cha
         return;
     }
     if (!PyErr_GivenExceptionMatches(exc, type)) {
-        check_fail(file, line, "expected a %s, got %s", ((PyTypeObject *)type)->tp_name,
-                   repr(exc));
+        check_fail(file, line, "expected a %s, got %s", ((PyTypeObject *)type)->tp_name, repr(exc));
     } else if (needle != NULL) {
         PyObject *s = PyObject_Str(exc); // owned
         const char *text = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
@@ -547,11 +545,8 @@ static void test_conv_nan_and_infinities_become_atoms(void)
         const char *expr;
         const char *atom;
     } cases[] = {
-        {"float('nan')", "nan"},
-        {"float('inf')", "infinity"},
-        {"float('-inf')", "neg_infinity"},
-        {"F('nan')", "nan"},
-        {"-F('inf')", "neg_infinity"},
+        {"float('nan')", "nan"}, {"float('inf')", "infinity"},  {"float('-inf')", "neg_infinity"},
+        {"F('nan')", "nan"},     {"-F('inf')", "neg_infinity"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ei_x_buff x;
@@ -572,14 +567,14 @@ static void test_conv_special_atoms(void)
         const char *atom;
         const char *expr;
     } cases[] = {
-        {"true", "True"}, {"false", "False"},   {"none", "None"},
+        {"true", "True"}, {"false", "False"},    {"none", "None"},
         {"nil", "None"},  {"undefined", "None"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         ei_x_buff x;
         x_version(&x);
         x_atom(&x, cases[i].atom);
-        PyObject *v = decode(&x); // owned
+        PyObject *v = decode(&x);           // owned
         PyObject *want = py(cases[i].expr); // owned
         CHECK(v == want);
         Py_XDECREF(v);
@@ -598,12 +593,21 @@ static void test_conv_special_atoms(void)
 
 static void test_conv_other_atoms_are_erlang_atom_str(void)
 {
-    const char *names[] = {"hello", "ok", "nan", "True", "a_very_long_atom_name_that_is_longer_"
-                                                         "than_the_cache_slot_of_48_bytes",
-                           "h\xc3\xa9llo", "\xe2\x82\xac"};
-    const char *exprs[] = {"'hello'", "'ok'", "'nan'", "'True'",
+    const char *names[] = {"hello",
+                           "ok",
+                           "nan",
+                           "True",
+                           "a_very_long_atom_name_that_is_longer_"
+                           "than_the_cache_slot_of_48_bytes",
+                           "h\xc3\xa9llo",
+                           "\xe2\x82\xac"};
+    const char *exprs[] = {"'hello'",
+                           "'ok'",
+                           "'nan'",
+                           "'True'",
                            "'a_very_long_atom_name_that_is_longer_than_the_cache_slot_of_48_bytes'",
-                           "'h\\u00e9llo'", "'\\u20ac'"};
+                           "'h\\u00e9llo'",
+                           "'\\u20ac'"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         ei_x_buff x;
         x_version(&x);
@@ -779,7 +783,7 @@ static void test_conv_bit_binary_is_opaque_term(void)
 {
     ei_x_buff x;
     from_hex(&x, "834d000000010320"); /* <<1:3>> */
-    PyObject *v = decode(&x); // owned
+    PyObject *v = decode(&x);         // owned
     CHECK_TYPE(v, "erlang.Term");
     CHECK_ROUND_TRIP(&x);
     Py_XDECREF(v);
@@ -848,7 +852,7 @@ static void test_conv_improper_list_is_opaque_term(void)
     ei_x_encode_list_header(&x, 2);
     ei_x_encode_long(&x, 1);
     ei_x_encode_long(&x, 2);
-    ei_x_encode_long(&x, 3); /* tail: [1, 2 | 3] */
+    ei_x_encode_long(&x, 3);  /* tail: [1, 2 | 3] */
     PyObject *v = decode(&x); // owned
     CHECK_TYPE(v, "erlang.Term");
     CHECK_ROUND_TRIP(&x);
@@ -1255,9 +1259,15 @@ static void test_conv_name_accepts_atoms_binaries_and_charlists(void)
 
 static void test_conv_name_rejects_bad_input(void)
 {
-    const char *what[] = {"invalid UTF-8 binary", "integer", "list of atoms",
-                          "code point too big", "negative code point", "improper list",
-                          "nested list", "tuple", "pid"};
+    const char *what[] = {"invalid UTF-8 binary",
+                          "integer",
+                          "list of atoms",
+                          "code point too big",
+                          "negative code point",
+                          "improper list",
+                          "nested list",
+                          "tuple",
+                          "pid"};
     for (int i = 0; i < 9; i++) {
         ei_x_buff x;
         x_version(&x);

@@ -19,10 +19,10 @@
 
 /* term_to_binary({exec, 7, <0.1.0>, binary:copy(<<"x = 1\n">>, 100)}, [compressed]) */
 static const unsigned char g_compressed_exec[] = {
-    131, 80,  0,   0,   2,   133, 120, 156, 203, 96,  73,  97,  96,  73,  173, 72,  77,
-    78,  100, 143, 72,  97,  224, 205, 203, 207, 203, 79,  73,  117, 200, 203, 207, 200,
-    47,  46,  97,  96,  96,  96,  100, 128, 130, 92,  6,   6,   166, 136, 10,  5,   91,
-    5,   67,  174, 81,  114, 148, 164, 46,  9,   0,   230, 172, 128, 145};
+    131, 80,  0,   0,  2,   133, 120, 156, 203, 96,  73,  97,  96,  73,  173, 72,  77,
+    78,  100, 143, 72, 97,  224, 205, 203, 207, 203, 79,  73,  117, 200, 203, 207, 200,
+    47,  46,  97,  96, 96,  96,  100, 128, 130, 92,  6,   6,   166, 136, 10,  5,   91,
+    5,   67,  174, 81, 114, 148, 164, 46,  9,   0,   230, 172, 128, 145};
 
 static void encode_pid(ei_x_buff *x)
 {
@@ -115,20 +115,13 @@ typedef struct {
 
 /* The op table of docs/protocol.md (and the reserved ops), with realistic fields. */
 static const op_case_t g_op_cases[] = {
-    {OP_CALL, "call", 7, 1, "paalm"},
-    {OP_EVAL, "eval", 5, 1, "pbm"},
-    {OP_EXEC, "exec", 4, 1, "pb"},
-    {OP_DROP_ENV, "drop_env", 2, 0, "p"},
-    {OP_CANCEL, "cancel", 2, 0, "i"},
-    {OP_INTERRUPT, "interrupt", 2, 0, "a"},
-    {OP_INFO, "info", 2, 1, ""},
-    {OP_CALLBACK_REPLY, "callback_reply", 4, 0, "iaa"},
-    {OP_STREAM, "stream", 5, 1, "pai"},
-    {OP_STREAM_ACK, "stream_ack", 3, 0, "ii"},
-    {OP_METHOD, "method", 7, 1, "paalm"},
-    {OP_GETATTR, "getattr", 5, 1, "paa"},
-    {OP_RELEASE, "release", 2, 0, "a"},
-    {OP_SETUP, "setup", 3, 1, "m"},
+    {OP_CALL, "call", 7, 1, "paalm"},     {OP_EVAL, "eval", 5, 1, "pbm"},
+    {OP_EXEC, "exec", 4, 1, "pb"},        {OP_DROP_ENV, "drop_env", 2, 0, "p"},
+    {OP_CANCEL, "cancel", 2, 0, "i"},     {OP_INTERRUPT, "interrupt", 2, 0, "a"},
+    {OP_INFO, "info", 2, 1, ""},          {OP_CALLBACK_REPLY, "callback_reply", 4, 0, "iaa"},
+    {OP_STREAM, "stream", 5, 1, "pai"},   {OP_STREAM_ACK, "stream_ack", 3, 0, "ii"},
+    {OP_METHOD, "method", 7, 1, "paalm"}, {OP_GETATTR, "getattr", 5, 1, "paa"},
+    {OP_RELEASE, "release", 2, 0, "a"},   {OP_SETUP, "setup", 3, 1, "m"},
 };
 
 #define N_OP_CASES (sizeof g_op_cases / sizeof g_op_cases[0])
@@ -498,9 +491,13 @@ static void test_proto_string_multibyte_utf8(void)
 static void test_proto_string_invalid_utf8_becomes_replacement(void)
 {
     const long stray[] = {'a', 0xfffd, 'b'};
-    check_string("a\xff" "b", 3, stray, 3);
+    check_string("a\xff"
+                 "b",
+                 3, stray, 3);
     const long cont[] = {'a', 0xfffd, 'b'};
-    check_string("a\x80" "b", 3, cont, 3);
+    check_string("a\x80"
+                 "b",
+                 3, cont, 3);
     /* A sequence cut short by the end of the text. */
     const long cut[] = {'a', 0xfffd, 0xfffd};
     check_string("a\xe2\x82", 3, cut, 3);
