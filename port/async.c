@@ -74,6 +74,12 @@ long async_pending(void)
 void async_run(void)
 {
     rd_event_loop(1); /* the loop thread reads while the event loop runs */
+    if (inbox_len() > 0) {
+        /* Jobs this thread read itself were queued without waking the eventfd
+           the event loop watches: make it readable, or they wait for the loop
+           to stop. */
+        inbox_kick();
+    }
     int rc = helper("run", "(iO)", inbox_fd(), g_drain);
     rd_event_loop(0);
     if (rc < 0) {

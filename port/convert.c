@@ -7,6 +7,7 @@
 
 #include <ei.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "etf.h"
@@ -159,6 +160,25 @@ static int encode_int(buf_t *b, PyObject *o)
     long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
     if (v == -1 && PyErr_Occurred()) {
         return -1;
+    }
+    if (!overflow && v >= INT32_MIN && v <= INT32_MAX) {
+        /* SMALL_INTEGER_EXT or INTEGER_EXT, written directly. */
+        buf_reserve(b, 5);
+        unsigned char *q = (unsigned char *)b->data + b->len;
+        if (v >= 0 && v <= 255) {
+            q[0] = ERL_SMALL_INTEGER_EXT;
+            q[1] = (unsigned char)v;
+            b->len += 2;
+        } else {
+            uint32_t u = (uint32_t)(int32_t)v;
+            q[0] = ERL_INTEGER_EXT;
+            q[1] = (unsigned char)(u >> 24);
+            q[2] = (unsigned char)(u >> 16);
+            q[3] = (unsigned char)(u >> 8);
+            q[4] = (unsigned char)u;
+            b->len += 5;
+        }
+        return 0;
     }
     if (!overflow) {
         proto_long(b, v);
@@ -404,6 +424,18 @@ static PyObject *decode_map(const conv_in_t *in, int *index, int depth)
 static PyObject *to_py(const conv_in_t *in, int *index, int depth)
 {
     const char *buf = in->buf;
+    /* Fast paths for the commonest terms: the frame was walked (etf.c), so the
+       bytes are there. */
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    if (p[0] == ERL_SMALL_INTEGER_EXT) {
+        *index += 2;
+        return PyLong_FromLong(p[1]);
+    }
+    if (p[0] == ERL_INTEGER_EXT) {
+        *index += 5;
+        return PyLong_FromLong((int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
+                                         ((uint32_t)p[3] << 8) | p[4]));
+    }
     if (depth > g_max_depth) {
         return too_deep();
     }
