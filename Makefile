@@ -40,6 +40,7 @@ demo: build
 bench: build
 	cmake --build $(BUILD) --target bench_echo -j $(JOBS)
 	escript bench/bench.escript $(BUILD)
+	escript bench/plot.escript $$(ls -t bench/results/*.term | head -1) docs/performance.svg
 
 # For rebar3 (rebar.config): the port program and its Python helpers in ./priv.
 rebar-priv:
