@@ -2,7 +2,7 @@
 %% options (of a context and of a pool), py:activate_venv/deactivate_venv/
 %% venv_info on running pools, on restarted contexts and on pools started later,
 %% and py:configure_logging (Python logging records in Erlang's logger). The
-%% venv is made with /usr/bin/python3 -m venv and packages installed offline.
+%% venv is made with the contexts' Python (-m venv) and packages installed offline.
 -module(py_envopts_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -36,7 +36,6 @@
 %% Deadline for "eventually" conditions (a restart, a log event).
 -define(EVENTUALLY_MS, 10000).
 -define(POLL_MS, 50).
--define(PYTHON, "/usr/bin/python3").
 %% Finds talkpkg on sys.path only (not in sys.modules), so it tells whether the
 %% venv is on the path now even after an earlier import.
 -define(FINDS_TALKPKG,
@@ -57,17 +56,18 @@ all() ->
 
 init_per_suite(Config) ->
     ct:timetrap(?SETUP_TIMEOUT),
-    case filelib:is_regular(?PYTHON) of
-        false ->
-            {skip, "no " ?PYTHON " to make a venv with"};
-        true ->
-            case make_venv(Config) of
-                {ok, Venv, EdSrc} ->
-                    {ok, _} = application:ensure_all_started(pyport),
-                    [{venv, Venv}, {edsrc, EdSrc} | Config];
-                {error, Why} ->
-                    {skip, lists:flatten(io_lib:format("cannot make a venv: ~p", [Why]))}
-            end
+    {ok, _} = application:ensure_all_started(pyport),
+    %% The venv must be made by the Python the contexts run (a venv is tied to
+    %% one Python version; pyport refuses others).
+    {ok, Exe} = py:eval(py:context(1), <<"__import__('sys').executable">>),
+    Python = binary_to_list(Exe),
+    case make_venv(Python, Config) of
+        {ok, Venv, EdSrc} ->
+            [{venv, Venv}, {edsrc, EdSrc} | Config];
+        {error, Why} ->
+            ok = application:stop(pyport),
+            {skip, lists:flatten(io_lib:format("cannot make a venv with ~s offline: ~p",
+                                               [Python, Why]))}
     end.
 
 end_per_suite(_Config) ->
@@ -416,7 +416,7 @@ logging_later_pool(_Config) ->
 
 %% Makes the suite's venv in priv_dir and installs talkpkg (regular) and edmod
 %% (editable) into it from copies of their sources.
-make_venv(Config) ->
+make_venv(Python, Config) ->
     Priv = ?config(priv_dir, Config),
     Data = ?config(data_dir, Config),
     Venv = filename:join(Priv, "venv"),
@@ -424,7 +424,7 @@ make_venv(Config) ->
     EdSrc = copy_tree(filename:join(Data, "edpkg_src"), filename:join(Priv, "edpkg_src")),
     Pip = filename:join([Venv, "bin", "pip"]),
     PipArgs = ["install", "--no-index", "--no-use-pep517", "--disable-pip-version-check"],
-    case run(?PYTHON, ["-m", "venv", Venv], Priv) of
+    case run(Python, ["-m", "venv", Venv], Priv) of
         {0, _} ->
             case run(Pip, PipArgs ++ [TalkSrc], Priv) of
                 {0, _} ->

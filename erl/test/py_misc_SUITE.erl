@@ -367,13 +367,13 @@ cast_error_logged(Config) ->
 %%% ===========================================================================
 
 version() ->
-    [{doc, "py:version() is {ok, <<\"3.11...\">>}, the version the context runs "
+    [{doc, "py:version() is {ok, <<\"3.N...\">>}, the version the context runs "
       "(platform.python_version() and py_context:info/1 agree)."}].
 version(_Config) ->
     Ctx = py:context(1),
     ok = py_context_router:bind_context(Ctx),
     {ok, V} = py:version(),
-    ?assertMatch(<<"3.11", _/binary>>, V),
+    ?assertMatch(<<"3.", _/binary>>, V),
     ?assertEqual({ok, V}, py:eval(Ctx, <<"__import__('platform').python_version()">>)),
     ?assertEqual(V, maps:get(python_version, py_context:info(Ctx))),
     ok.
