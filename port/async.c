@@ -247,10 +247,7 @@ static PyObject *mod_log(PyObject *self, PyObject *args)
     proto_long(&b, level);
     proto_binary(&b, name, (size_t)name_len);
     proto_binary(&b, msg, (size_t)msg_len);
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    size_t n;
-    char *frame = buf_steal(&b, &n);
-    outbox_push(frame, n);
+    proto_send(&b);
     Py_RETURN_NONE;
 }
 

@@ -140,10 +140,7 @@ static int send_request(int64_t id, PyObject *name, PyObject *args)
         buf_destroy(&b);
         return -1;
     }
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    size_t len;
-    char *frame = buf_steal(&b, &len);
-    outbox_push(frame, len);
+    proto_send(&b);
     return 0;
 }
 

@@ -36,14 +36,6 @@ void dispatch_init(size_t max_frame, int max_depth, const char *python_version)
     snprintf(g_python_version, sizeof g_python_version, "%s", python_version);
 }
 
-static void send_built(buf_t *b)
-{
-    proto_end(b, PYPORT_HARD_MAX_FRAME);
-    size_t len;
-    char *frame = buf_steal(b, &len);
-    outbox_push(frame, len);
-}
-
 /* ---- ops answered on this thread ---------------------------------------- */
 
 static void answer_cancelled(int64_t id)
@@ -52,7 +44,7 @@ static void answer_cancelled(int64_t id)
     buf_init(&b, 64);
     proto_begin_reply(&b, "error", id);
     proto_atom(&b, "cancelled");
-    send_built(&b);
+    proto_send(&b);
 }
 
 static long rss_bytes(void)
@@ -103,7 +95,7 @@ static void answer_info(int64_t id)
     proto_long(&b, rss_bytes());
     proto_atom(&b, "python_version");
     proto_binary(&b, g_python_version, strlen(g_python_version));
-    send_built(&b);
+    proto_send(&b);
 }
 
 static void handle_here(job_t *job)
@@ -153,7 +145,7 @@ static void handle_here(job_t *job)
 
 /* ---- frames in ---------------------------------------------------------- */
 
-static void reject_frame(const job_t *job, const char *why)
+void dispatch_reject(const job_t *job, const char *why)
 {
     if (job->id > 0) {
         char *frame;
@@ -172,7 +164,7 @@ void dispatch_frame(char *frame, size_t len)
     job->len = len;
     const char *err = NULL;
     if (proto_peek(frame, len, job, &err) < 0) {
-        reject_frame(job, err);
+        dispatch_reject(job, err);
         job_free(job);
         return;
     }
@@ -206,7 +198,7 @@ void dispatch_oversize(const char *peek, size_t peek_len, size_t total)
     proto_atom(&b, "too_large");
     proto_long(&b, (int64_t)total);
     proto_long(&b, (int64_t)g_max_frame);
-    send_built(&b);
+    proto_send(&b);
 }
 
 void dispatch_eof(int mid_frame)

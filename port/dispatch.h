@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "inbox.h"
+
 /// Sets the frame and nesting limits and the Python version reported by info.
 /// Call once.
 void dispatch_init(size_t max_frame, int max_depth, const char *python_version);
@@ -16,6 +18,10 @@ void dispatch_frame(char *frame, size_t len);
 
 /// A frame over the limit: its first peek_len bytes and its full length.
 void dispatch_oversize(const char *peek, size_t peek_len, size_t total);
+
+/// Answers a malformed request {error, Id} + {badarg, why}, or logs it when it
+/// has no id. Any thread.
+void dispatch_reject(const job_t *job, const char *why);
 
 /// stdin closed. mid_frame: in the middle of a frame (framing lost: exits).
 void dispatch_eof(int mid_frame);

@@ -53,14 +53,6 @@ static void check_uv(int rc, const char *what)
     }
 }
 
-static void send_built(buf_t *b)
-{
-    proto_end(b, PYPORT_HARD_MAX_FRAME);
-    size_t len;
-    char *frame = buf_steal(b, &len);
-    outbox_push(frame, len);
-}
-
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
 {
     (void)h;
@@ -132,7 +124,7 @@ static void capture_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     proto_long(&f, 0);
     proto_atom(&f, which ? "fd2" : "fd1");
     proto_binary(&f, b->base, (size_t)n);
-    send_built(&f);
+    proto_send(&f);
 }
 
 /* ---- writing when the pipe was full ---------------------------------------- */

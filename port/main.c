@@ -290,10 +290,7 @@ static void send_ready(const char *version)
     proto_long(&b, PYPORT_PROTOCOL_VERSION);
     proto_binary(&b, version, strlen(version));
     proto_long(&b, getpid());
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    size_t len;
-    char *frame = buf_steal(&b, &len);
-    outbox_push(frame, len);
+    proto_send(&b);
 }
 
 int main(int argc, char **argv)

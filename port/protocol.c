@@ -10,6 +10,7 @@
 
 #include "etf.h"
 #include "frame.h"
+#include "outbox.h"
 #include "pyport/wire.h"
 
 static const proto_op_info_t g_ops[OP_COUNT] = {
@@ -181,6 +182,14 @@ int proto_end(buf_t *b, size_t max)
     }
     frame_put_len(b->data, (uint32_t)n);
     return 0;
+}
+
+void proto_send(buf_t *b)
+{
+    proto_end(b, PYPORT_HARD_MAX_FRAME);
+    size_t len;
+    char *frame = buf_steal(b, &len);
+    outbox_push(frame, len);
 }
 
 void proto_atom(buf_t *b, const char *atom)

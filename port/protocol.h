@@ -74,6 +74,9 @@ void proto_body(buf_t *b);
 /// Patches the frame length. Returns 0, or -1 when the frame exceeds max bytes.
 int proto_end(buf_t *b, size_t max);
 
+/// Ends the frame in b and sends it to Erlang (outbox_push); b is left empty.
+void proto_send(buf_t *b);
+
 /* ei encoders that reserve room first (they never fail on our own buffers). */
 void proto_atom(buf_t *b, const char *atom);
 void proto_atom_len(buf_t *b, const char *utf8, size_t len);

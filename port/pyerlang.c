@@ -248,10 +248,7 @@ static void output_send(output_t *o)
         proto_long(&f, o->req);
         proto_atom(&f, o->stream);
         proto_binary(&f, o->buf.data + off, n);
-        proto_end(&f, PYPORT_HARD_MAX_FRAME);
-        size_t len;
-        char *frame = buf_steal(&f, &len);
-        outbox_push(frame, len);
+        proto_send(&f);
         off += n;
     }
     o->buf.len = 0;
@@ -459,10 +456,7 @@ static PyObject *mod_send(PyObject *self, PyObject *args)
         buf_destroy(&b);
         return NULL;
     }
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    size_t n;
-    char *frame = buf_steal(&b, &n);
-    outbox_push(frame, n);
+    proto_send(&b);
     Py_RETURN_NONE;
 }
 

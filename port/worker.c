@@ -12,6 +12,7 @@
 #include "async.h"
 #include "callback.h"
 #include "control.h"
+#include "dispatch.h"
 #include "envs.h"
 #include "log.h"
 #include "ops.h"
@@ -49,10 +50,7 @@ static void notify_env(const char *pid, size_t len)
     proto_tuple(&b, 2);
     proto_atom(&b, "env");
     proto_raw(&b, pid, len);
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    size_t n;
-    char *frame = buf_steal(&b, &n);
-    outbox_push(frame, n);
+    proto_send(&b);
 }
 
 static int is_awaitable(PyObject *o)
@@ -167,19 +165,6 @@ static void run_setup(job_t *job)
     reply_send(&r);
 }
 
-/* A frame that could not be parsed: answer it if it had an id, else log it. */
-static void reject(job_t *job, const char *why)
-{
-    if (job->id > 0) {
-        char *frame;
-        size_t len;
-        proto_badarg_frame(job->id, why, &frame, &len);
-        reply_send_frame(frame, len);
-    } else {
-        log_warn("dropped a malformed frame: %s", why);
-    }
-}
-
 static void with_pid(job_t *job, int release)
 {
     int index = job->index;
@@ -190,7 +175,7 @@ static void with_pid(job_t *job, int release)
     } else if (proto_pid_span(job->frame, job->len, &index, &start, &len) == 0) {
         env_drop(job->frame + start, (size_t)len);
     } else {
-        reject(job, "drop_env needs a pid");
+        dispatch_reject(job, "drop_env needs a pid");
     }
 }
 
@@ -249,7 +234,7 @@ void worker_handle(job_t *job)
         g_stop = 1;
         break;
     default:
-        reject(job, "op not supported");
+        dispatch_reject(job, "op not supported");
         break;
     }
     job_free(job);

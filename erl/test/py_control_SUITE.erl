@@ -2,6 +2,8 @@
 %% busy), kill/1, graceful restart/1, monitor/1, and contexts as ordinary workers
 %% in supervision trees (the app's pools and a user's own supervisor).
 -module(py_control_SUITE).
+
+-import(pyport_test, [start_ctx/1, stop_ctx/1, spawn_caller/1, os_pid_alive/1]).
 -behaviour(supervisor).
 
 -include_lib("common_test/include/ct.hrl").
@@ -26,8 +28,6 @@
 -define(CALL_TIMEOUT, 30000).
 %% Deadline for eventual conditions.
 -define(EVENTUALLY_MS, 20000).
-%% Poll interval for those conditions.
--define(POLL_MS, 20).
 %% Python sleep (s) of a call that keeps the context busy while the test looks.
 -define(LONG_SLEEP_S, 30).
 %% info/1 calls made in a row while Python is busy.
@@ -285,14 +285,6 @@ init(ChildSpec) ->
 %%% Helpers
 %%% ===========================================================================
 
-start_ctx(Opts) ->
-    {ok, Ctx} = py_context:start_link(Opts),
-    unlink(Ctx),
-    Ctx.
-
-stop_ctx(Ctx) ->
-    ok = py_context:stop(Ctx).
-
 long_sleep(Ctx) ->
     py_context:call(Ctx, time, sleep, [?LONG_SLEEP_S], #{}, ?CALL_TIMEOUT + ?LONG_SLEEP_S * 1000).
 
@@ -302,46 +294,8 @@ wait_busy(Ctx) ->
 is_ok({ok, _}) -> true;
 is_ok(_) -> false.
 
-spawn_caller(Fun) ->
-    Parent = self(),
-    spawn(fun() ->
-                  R = Fun(),
-                  Parent ! {answer, self(), R},
-                  receive
-                      {mailbox, From} ->
-                          {messages, Ms} = process_info(self(), messages),
-                          From ! {mailbox, self(), Ms}
-                  end
-          end).
+answer(Pid) -> pyport_test:answer(Pid, ?CALL_TIMEOUT + ?LONG_SLEEP_S * 1000 + ?EVENTUALLY_MS).
 
-answer(Pid) ->
-    receive {answer, Pid, R} -> R
-    after ?CALL_TIMEOUT + ?LONG_SLEEP_S * 1000 + ?EVENTUALLY_MS -> ct:fail({no_answer, Pid})
-    end.
+mailbox(Pid) -> pyport_test:mailbox(Pid, ?EVENTUALLY_MS).
 
-mailbox(Pid) ->
-    Pid ! {mailbox, self()},
-    receive {mailbox, Pid, Ms} -> Ms
-    after ?EVENTUALLY_MS -> ct:fail({mailbox_silent, Pid})
-    end.
-
-os_pid_alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            [_, AfterComm] = string:split(Stat, ") ", trailing),
-            not lists:prefix("Z", binary_to_list(AfterComm));
-        {error, _} ->
-            false
-    end.
-
-wait_until(Fun) -> wait_until(Fun, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-wait_until(Fun, Deadline) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({condition_not_met_within_ms, ?EVENTUALLY_MS});
-                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline)
-            end
-    end.
+wait_until(Fun) -> pyport_test:wait_until(Fun, ?EVENTUALLY_MS).

@@ -4,6 +4,8 @@
 %% the other contexts never notice, and a crash loop backs off and logs quietly.
 -module(py_fault_SUITE).
 
+-import(pyport_test, [start_ctx/1, stop_ctx/1, spawn_caller/1, wait_until/2]).
+
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
@@ -32,8 +34,6 @@
 -define(AT_ONCE_MS, 10000).
 %% Deadline for eventual conditions (restart done, counters moved, files seen).
 -define(EVENTUALLY_MS, 20000).
-%% Poll interval for those conditions.
--define(POLL_MS, 20).
 %% Bystander calls are spaced by this much.
 -define(BYSTANDER_PAUSE_MS, 5).
 %% Concurrent callers per crash.
@@ -314,7 +314,11 @@ concurrent_crash(How, Reason) ->
      || W <- Workers],
     Trigger = case How of
                   {code, Code} ->
-                      [spawn_caller(fun() -> py_context:exec(Ctx, Code, ?CALL_TIMEOUT) end)];
+                      %% The crash comes after a pause, so that the other callers'
+                      %% requests are queued behind it when it happens (the port
+                      %% outpaces 64 callers: otherwise none may be in flight).
+                      Crash = ["import time; time.sleep(0.2)\n", Code],
+                      [spawn_caller(fun() -> py_context:exec(Ctx, Crash, ?CALL_TIMEOUT) end)];
                   kill9 ->
                       os:cmd("kill -KILL " ++ integer_to_list(OldPid)),
                       []
@@ -407,14 +411,6 @@ call_right_after_sigkill(_Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-start_ctx(Opts) ->
-    {ok, Ctx} = py_context:start_link(Opts),
-    unlink(Ctx),
-    Ctx.
-
-stop_ctx(Ctx) ->
-    ok = py_context:stop(Ctx).
-
 %% A process that calls Other in a loop until stopped; reports calls and bad answers.
 start_bystander(Other) ->
     Parent = self(),
@@ -438,14 +434,6 @@ stop_bystander(Pid) ->
 
 %% Runs Fun in a new process, which sends {answer, Pid, Result, Time} and then
 %% stays alive to report what else reached its mailbox (see mailbox/1).
-spawn_caller(Fun) ->
-    Parent = self(),
-    spawn(fun() ->
-                  R = Fun(),
-                  Parent ! {answer, self(), R, now_ms()},
-                  report_mailbox()
-          end).
-
 report_mailbox() ->
     receive
         {mailbox, From} ->
@@ -453,32 +441,7 @@ report_mailbox() ->
             From ! {mailbox, self(), Ms}
     end.
 
-answer(Pid, Timeout) ->
-    receive {answer, Pid, R, T} -> {R, T}
-    after Timeout -> ct:fail({no_answer, Pid})
-    end.
-
 %% The messages that reached a caller after its answer (should be none).
-mailbox(Pid) ->
-    Pid ! {mailbox, self()},
-    receive {mailbox, Pid, Ms} -> Ms
-    after ?EVENTUALLY_MS -> ct:fail({mailbox_silent, Pid})
-    end.
-
-wait_until(Fun) -> wait_until(Fun, ?EVENTUALLY_MS).
-
-wait_until(Fun, Timeout) -> wait_until(Fun, now_ms() + Timeout, Timeout).
-
-wait_until(Fun, Deadline, Timeout) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case now_ms() > Deadline of
-                true -> ct:fail({condition_not_met_within_ms, Timeout});
-                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline, Timeout)
-            end
-    end.
-
 now_ms() -> erlang:monotonic_time(millisecond).
 
 py_str(S) -> "r'" ++ S ++ "'".
@@ -497,3 +460,9 @@ logged() ->
     receive {logged, M} -> [M | logged()]
     after 0 -> []
     end.
+
+answer(Pid, Timeout) -> pyport_test:answer_at(Pid, Timeout).
+
+mailbox(Pid) -> pyport_test:mailbox(Pid, ?EVENTUALLY_MS).
+
+wait_until(Fun) -> pyport_test:wait_until(Fun, ?EVENTUALLY_MS).

@@ -3,6 +3,8 @@
 %% (never a hang) and recycles the process, max_queue answers `overloaded'.
 -module(py_limits_SUITE).
 
+-import(pyport_test, [start_ctx/1, stop_ctx/1]).
+
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
@@ -15,8 +17,6 @@
 -define(CALL_TIMEOUT, 60000).
 %% Deadline for eventual conditions.
 -define(EVENTUALLY_MS, 20000).
-%% Poll interval for those conditions.
--define(POLL_MS, 50).
 %% max_calls case: the limit, the callers and the calls each makes.
 -define(MAX_CALLS, 50).
 -define(CALLERS, 10).
@@ -143,25 +143,7 @@ max_queue_overloaded(_Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-start_ctx(Opts) ->
-    {ok, Ctx} = py_context:start_link(Opts),
-    unlink(Ctx),
-    Ctx.
-
-stop_ctx(Ctx) ->
-    ok = py_context:stop(Ctx).
-
 is_ok({ok, _}) -> true;
 is_ok(_) -> false.
 
-wait_until(Fun) -> wait_until(Fun, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-wait_until(Fun, Deadline) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({condition_not_met_within_ms, ?EVENTUALLY_MS});
-                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline)
-            end
-    end.
+wait_until(Fun) -> pyport_test:wait_until(Fun, ?EVENTUALLY_MS).

@@ -3,6 +3,8 @@
 %% The BEAM case runs pyport in a peer node and kills that node's OS process.
 -module(py_orphan_SUITE).
 
+-import(pyport_test, [os_pid_alive/1, wait_until/2]).
+
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
@@ -14,8 +16,6 @@
 %% How long the Python processes may take to exit (the requirement is "within a
 %% second"; the deadline is generous for a loaded host).
 -define(GONE_DEADLINE_MS, 5000).
-%% Poll interval of /proc.
--define(POLL_MS, 20).
 %% Timeout of calls that must succeed, and of the RPCs to the peer.
 -define(CALL_TIMEOUT, 30000).
 %% Deadline for the stuck call to be running.
@@ -77,7 +77,7 @@ beam_kill9() ->
     after ?CALL_TIMEOUT -> ct:fail(peer_control_process_still_up)
     end,
     wait_until(fun() -> not os_pid_alive(list_to_integer(BeamPid)) end, ?GONE_DEADLINE_MS),
-    wait_until(fun() -> not lists:any(fun os_pid_alive/1, OsPids) end, ?GONE_DEADLINE_MS),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, OsPids) end, ?GONE_DEADLINE_MS),
     ok.
 
 port_close_ends_python() ->
@@ -106,23 +106,3 @@ port_close_ends_stuck_python(_Config) ->
 %%% ===========================================================================
 
 %% Whether the process runs; a zombie has exited (only the reaping is pending).
-os_pid_alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            [_, AfterComm] = string:split(Stat, ") ", trailing),
-            not lists:prefix("Z", binary_to_list(AfterComm));
-        {error, _} ->
-            false
-    end.
-
-wait_until(Fun, Timeout) -> wait_until(Fun, erlang:monotonic_time(millisecond) + Timeout, Timeout).
-
-wait_until(Fun, Deadline, Timeout) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({condition_not_met_within_ms, Timeout});
-                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline, Timeout)
-            end
-    end.

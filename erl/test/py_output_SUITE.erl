@@ -21,8 +21,6 @@
 -define(CALL_TIMEOUT, 30000).
 %% Deadline for output to arrive.
 -define(EVENTUALLY_MS, 10000).
-%% Poll interval.
--define(POLL_MS, 20).
 %% Bytes of binary junk written straight to fd 1 in the flood case.
 -define(FLOOD_BYTES, 256 * 256).
 
@@ -218,14 +216,4 @@ wait_logged(Marker, Name, Deadline, Seen) ->
 ctx_name(Ctx) ->
     binary_to_list(maps:get(name, py_context:info(Ctx))).
 
-wait_until(Fun) -> wait_until(Fun, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-wait_until(Fun, Deadline) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({condition_not_met_within_ms, ?EVENTUALLY_MS});
-                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline)
-            end
-    end.
+wait_until(Fun) -> pyport_test:wait_until(Fun, ?EVENTUALLY_MS).

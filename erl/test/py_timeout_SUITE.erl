@@ -4,6 +4,8 @@
 %% free again at once and no late reply ever reaches a mailbox.
 -module(py_timeout_SUITE).
 
+-import(pyport_test, [start_ctx/1, stop_ctx/1, spawn_caller/1, os_pid_alive/1]).
+
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
 
@@ -27,8 +29,6 @@
 -define(CALL_TIMEOUT, 30000).
 %% Deadline for eventual conditions (marker written, restart done).
 -define(EVENTUALLY_MS, 20000).
-%% Poll interval for those conditions.
--define(POLL_MS, 20).
 %% How long a call that holds the context busy sleeps (seconds, in Python).
 -define(BUSY_S, "1.5").
 %% Backoff of the restart during which requests queue in the context process.
@@ -215,59 +215,10 @@ no_late_replies(_Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-start_ctx(Opts) ->
-    {ok, Ctx} = py_context:start_link(Opts),
-    unlink(Ctx),
-    Ctx.
-
-stop_ctx(Ctx) ->
-    ok = py_context:stop(Ctx).
-
-%% Runs Fun in a new process, which sends its result and then stays alive to report
-%% what else reached its mailbox (see mailbox/1).
-spawn_caller(Fun) ->
-    Parent = self(),
-    spawn(fun() ->
-                  R = Fun(),
-                  Parent ! {answer, self(), R},
-                  receive
-                      {mailbox, From} ->
-                          {messages, Ms} = process_info(self(), messages),
-                          From ! {mailbox, self(), Ms}
-                  end
-          end).
-
-answer(Pid) ->
-    receive {answer, Pid, R} -> R
-    after ?CALL_TIMEOUT + ?EVENTUALLY_MS -> ct:fail({no_answer, Pid})
-    end.
-
-mailbox(Pid) ->
-    Pid ! {mailbox, self()},
-    receive {mailbox, Pid, Ms} -> Ms
-    after ?EVENTUALLY_MS -> ct:fail({mailbox_silent, Pid})
-    end.
-
-os_pid_alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            %% A zombie has exited; only its parent has not reaped it yet.
-            [_, AfterComm] = string:split(Stat, ") ", trailing),
-            not lists:prefix("Z", binary_to_list(AfterComm));
-        {error, _} ->
-            false
-    end.
-
-wait_until(Fun) -> wait_until(Fun, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-wait_until(Fun, Deadline) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({condition_not_met_within_ms, ?EVENTUALLY_MS});
-                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline)
-            end
-    end.
-
 py_str(S) -> "r'" ++ S ++ "'".
+
+answer(Pid) -> pyport_test:answer(Pid, ?CALL_TIMEOUT + ?EVENTUALLY_MS).
+
+mailbox(Pid) -> pyport_test:mailbox(Pid, ?EVENTUALLY_MS).
+
+wait_until(Fun) -> pyport_test:wait_until(Fun, ?EVENTUALLY_MS).

@@ -1,0 +1,83 @@
+%% @doc Helpers shared by the Common Test suites of pyport (not a suite itself):
+%% contexts the test owns, callers whose answer and later mailbox the test can
+%% inspect, OS-process checks, and polling with a deadline.
+-module(pyport_test).
+
+-export([start_ctx/1, stop_ctx/1, spawn_caller/1, answer/2, answer_at/2, mailbox/2,
+         os_pid_alive/1, wait_until/2]).
+
+%% Interval between two looks of wait_until/2.
+-define(POLL_MS, 20).
+
+%% @doc Starts a context not linked to the test process (faults must not kill it).
+-spec start_ctx(map()) -> pid().
+start_ctx(Opts) ->
+    {ok, Ctx} = py_context:start_link(Opts),
+    unlink(Ctx),
+    Ctx.
+
+%% @doc Stops a context started with start_ctx/1.
+-spec stop_ctx(pid()) -> ok.
+stop_ctx(Ctx) ->
+    ok = py_context:stop(Ctx).
+
+%% @doc Runs Fun in a new process, which sends its result (and when it had it),
+%% then stays alive to report what else reached its mailbox (mailbox/2).
+-spec spawn_caller(fun(() -> term())) -> pid().
+spawn_caller(Fun) ->
+    Parent = self(),
+    spawn(fun() ->
+                  R = Fun(),
+                  Parent ! {answer, self(), R, erlang:monotonic_time(millisecond)},
+                  receive
+                      {mailbox, From} ->
+                          {messages, Ms} = process_info(self(), messages),
+                          From ! {mailbox, self(), Ms}
+                  end
+          end).
+
+%% @doc The result of a spawn_caller/1 process; fails the case after Timeout ms.
+-spec answer(pid(), timeout()) -> term().
+answer(Pid, Timeout) ->
+    element(1, answer_at(Pid, Timeout)).
+
+%% @doc The result and the monotonic time (ms) the caller had it.
+-spec answer_at(pid(), timeout()) -> {term(), integer()}.
+answer_at(Pid, Timeout) ->
+    receive {answer, Pid, R, T} -> {R, T}
+    after Timeout -> ct:fail({no_answer, Pid})
+    end.
+
+%% @doc What reached the mailbox of a spawn_caller/1 process after its answer.
+-spec mailbox(pid(), timeout()) -> [term()].
+mailbox(Pid, Timeout) ->
+    Pid ! {mailbox, self()},
+    receive {mailbox, Pid, Ms} -> Ms
+    after Timeout -> ct:fail({mailbox_silent, Pid})
+    end.
+
+%% @doc Whether an OS process runs (a zombie has exited; only its reaping is pending).
+-spec os_pid_alive(integer()) -> boolean().
+os_pid_alive(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+        {ok, Stat} ->
+            [_, AfterComm] = string:split(Stat, ") ", trailing),
+            not lists:prefix("Z", binary_to_list(AfterComm));
+        {error, _} ->
+            false
+    end.
+
+%% @doc Polls Fun until it returns true; fails the case after Timeout ms.
+-spec wait_until(fun(() -> boolean()), non_neg_integer()) -> ok.
+wait_until(Fun, Timeout) ->
+    wait_until(Fun, erlang:monotonic_time(millisecond) + Timeout, Timeout).
+
+wait_until(Fun, Deadline, Timeout) ->
+    case Fun() of
+        true -> ok;
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({condition_not_met_within_ms, Timeout});
+                false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline, Timeout)
+            end
+    end.
