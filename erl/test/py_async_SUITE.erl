@@ -36,7 +36,6 @@
 %% How long a helper process or an "eventually" condition may take.
 -define(HELPER_TIMEOUT, 60000).
 -define(EVENTUALLY_MS, 10000).
--define(POLL_MS, 50).
 
 suite() ->
     [{timetrap, ?CASE_TIMEOUT}].
@@ -205,15 +204,4 @@ asyncio_run_when_idle(Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-eventually(Fun, Expected) ->
-    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-eventually(Fun, Expected, Deadline) ->
-    case Fun() of
-        Expected -> ok;
-        Other ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({not_eventually, Expected, Other});
-                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
-            end
-    end.
+eventually(Fun, Expected) -> pyport_test:eventually(Fun, Expected, ?EVENTUALLY_MS).

@@ -45,7 +45,6 @@
 -define(TIMEOUT_ROUNDS, 10).
 %% Deadline for "eventually" conditions.
 -define(EVENTUALLY_MS, 10000).
--define(POLL_MS, 50).
 %% The limit given to the context started by nesting_limit_configured.
 -define(SMALL_MAX_NESTING, 20).
 %% Python threads started at once by callbacks_from_many_threads.
@@ -518,15 +517,4 @@ timeout_round(Ctx) ->
     {ok, Seen} = py:eval(Ctx, <<"seen">>),
     {Result, Seen}.
 
-eventually(Fun, Expected) ->
-    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-eventually(Fun, Expected, Deadline) ->
-    case Fun() of
-        Expected -> ok;
-        Other ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({not_eventually, Expected, Other});
-                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
-            end
-    end.
+eventually(Fun, Expected) -> pyport_test:eventually(Fun, Expected, ?EVENTUALLY_MS).

@@ -31,7 +31,6 @@
 -define(CASE_TIMEOUT, {minutes, 3}).
 %% How long an example's result (a message, a cast's effect) may take.
 -define(EVENTUALLY_MS, 10000).
--define(POLL_MS, 50).
 
 suite() ->
     [{timetrap, ?CASE_TIMEOUT}].
@@ -324,15 +323,4 @@ types_errors(_Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-eventually(Fun, Expected) ->
-    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-eventually(Fun, Expected, Deadline) ->
-    case Fun() of
-        Expected -> ok;
-        Other ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({not_eventually, Expected, Other});
-                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
-            end
-    end.
+eventually(Fun, Expected) -> pyport_test:eventually(Fun, Expected, ?EVENTUALLY_MS).

@@ -37,7 +37,6 @@
 -define(CASE_TIMEOUT, {minutes, 3}).
 %% How long a message or a side effect may take to show up.
 -define(EVENTUALLY_MS, 10000).
--define(POLL_MS, 50).
 %% await_timeout: the call sleeps ?SLOW_S seconds, await gives up after
 %% ?AWAIT_MS; the mailbox must then stay empty for ?QUIET_MS (longer than the
 %% sleep, so a late result would have arrived).
@@ -461,19 +460,6 @@ receive_one(Timeout) ->
     after Timeout -> nothing
     end.
 
-eventually(Fun, Expected) ->
-    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-eventually(Fun, Expected, Deadline) ->
-    case Fun() of
-        Expected -> ok;
-        Other ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({not_eventually, Expected, Other});
-                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
-            end
-    end.
-
 %% Adds a logger handler that sends every event to the test process.
 capture_logs() ->
     logger:add_handler(?MODULE, ?MODULE, #{level => all, config => #{pid => self()}}).
@@ -499,3 +485,5 @@ wait_log(Pred) ->
 msg_text({string, S}) -> unicode:characters_to_list(S);
 msg_text({report, R}) -> lists:flatten(io_lib:format("~0p", [R]));
 msg_text({Format, Args}) -> lists:flatten(io_lib:format(Format, Args)).
+
+eventually(Fun, Expected) -> pyport_test:eventually(Fun, Expected, ?EVENTUALLY_MS).

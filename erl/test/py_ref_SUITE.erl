@@ -26,7 +26,6 @@
 %% Deadline for asynchronous effects (an environment dropped, an object freed,
 %% a context restarted).
 -define(EVENTUALLY_MS, 10000).
--define(POLL_MS, 50).
 %% How long a helper process may take to report back.
 -define(HELPER_TIMEOUT, 60000).
 
@@ -273,15 +272,4 @@ thread_send_object(Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-eventually(Fun, Expected) ->
-    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-eventually(Fun, Expected, Deadline) ->
-    case Fun() of
-        Expected -> ok;
-        Other ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({not_eventually, Expected, Other});
-                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
-            end
-    end.
+eventually(Fun, Expected) -> pyport_test:eventually(Fun, Expected, ?EVENTUALLY_MS).

@@ -40,7 +40,6 @@
 -define(SMALL_WINDOW, 4).
 -define(SLACK, 2).
 -define(EVENTUALLY_MS, 10000).
--define(POLL_MS, 50).
 
 suite() ->
     [{timetrap, ?CASE_TIMEOUT}].
@@ -359,15 +358,4 @@ stream_messages() ->
 stream_messages(Ref) ->
     [M || {py_stream, R, _} = M <- stream_messages(), R =:= Ref].
 
-eventually(Fun, Expected) ->
-    eventually(Fun, Expected, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-eventually(Fun, Expected, Deadline) ->
-    case Fun() of
-        Expected -> ok;
-        Other ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({not_eventually, Expected, Other});
-                false -> timer:sleep(?POLL_MS), eventually(Fun, Expected, Deadline)
-            end
-    end.
+eventually(Fun, Expected) -> pyport_test:eventually(Fun, Expected, ?EVENTUALLY_MS).

@@ -4,7 +4,7 @@
 -module(pyport_test).
 
 -export([start_ctx/1, stop_ctx/1, spawn_caller/1, answer/2, answer_at/2, mailbox/2,
-         os_pid_alive/1, wait_until/2]).
+         os_pid_alive/1, wait_until/2, eventually/3]).
 
 %% Interval between two looks of wait_until/2.
 -define(POLL_MS, 20).
@@ -79,5 +79,21 @@ wait_until(Fun, Deadline, Timeout) ->
             case erlang:monotonic_time(millisecond) > Deadline of
                 true -> ct:fail({condition_not_met_within_ms, Timeout});
                 false -> timer:sleep(?POLL_MS), wait_until(Fun, Deadline, Timeout)
+            end
+    end.
+
+%% @doc Polls Fun until it returns Expected; fails the case after Timeout ms with
+%% the last value seen.
+-spec eventually(fun(() -> term()), term(), non_neg_integer()) -> ok.
+eventually(Fun, Expected, Timeout) ->
+    eventually_until(Fun, Expected, erlang:monotonic_time(millisecond) + Timeout).
+
+eventually_until(Fun, Expected, Deadline) ->
+    case Fun() of
+        Expected -> ok;
+        Other ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> ct:fail({not_eventually, Expected, Other});
+                false -> timer:sleep(?POLL_MS), eventually_until(Fun, Expected, Deadline)
             end
     end.
