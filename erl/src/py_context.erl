@@ -35,12 +35,6 @@
 -define(START_TIMEOUT, 30000).
 %% How often RSS is compared with max_memory when a limit is set.
 -define(MEMORY_CHECK_MS, 250).
-%% A port that lived at least this long restarts at once; a shorter life is a
-%% crash loop and backs off.
--define(STABLE_MS, 1000).
-%% First and last backoff delay of a crash loop.
--define(BACKOFF_MIN_MS, 100).
--define(BACKOFF_MAX_MS, 10000).
 %% Grace between a timeout's exception and killing the OS process.
 -define(KILL_AFTER_MS, 2000).
 %% Requests in flight or queued per context before callers get `overloaded'.
@@ -100,7 +94,7 @@ default_opts() ->
       env => [],
       preload => undefined,
       venv => undefined,
-      restart => #{min => ?BACKOFF_MIN_MS, max => ?BACKOFF_MAX_MS, stable => ?STABLE_MS}}.
+      restart => py_os_process:default_restart()}.
 
 %% @doc Starts a context linked to the caller; returns once Python is ready and
 %% set up. Options: see docs/operations.md (`name' registers the pid locally).
@@ -677,44 +671,12 @@ cancel(Id, S = #s{tab = Tab, opts = Opts}) ->
 %%% ===========================================================================
 
 open(S = #s{opts = Opts, name = Name}) ->
-    Exe = port_executable(Opts),
-    Args = ["--name", binary_to_list(Name),
-            "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
-            "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
-            "--max-nesting", integer_to_list(maps:get(max_nesting, Opts))]
-        ++ lists:append([["--path", to_list(P)] || P <- maps:get(python_path, Opts)])
-        ++ case maps:find(python, Opts) of
-               {ok, Py} -> ["--python", to_list(Py)];
-               error -> []
-           end,
-    PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide, {args, Args},
-                {env, [{to_list(K), to_list(V)} || {K, V} <- env_list(Opts)]}]
-        ++ case maps:find(cd, Opts) of
-               {ok, Dir} -> [{cd, to_list(Dir)}];
-               error -> []
-           end,
-    try open_port({spawn_executable, Exe}, PortOpts) of
-        Port ->
+    case py_os_process:open(Name, Opts) of
+        {ok, Port} ->
             {ok, S#s{port = Port, os_pid = undefined, gen = S#s.gen + 1, status = starting,
-                     port_started = now_ms(), port_calls = 0, kill_reason = undefined}}
-    catch
-        error:Reason -> {error, {cannot_start_port, Exe, Reason}}
-    end.
-
-env_list(Opts) ->
-    case maps:get(env, Opts) of
-        M when is_map(M) -> maps:to_list(M);
-        L when is_list(L) -> L
-    end.
-
-port_executable(Opts) ->
-    case maps:find(executable, Opts) of
-        {ok, Exe} -> to_list(Exe);
-        error ->
-            case application:get_env(pyport, executable) of
-                {ok, Exe} -> to_list(Exe);
-                undefined -> filename:join(code:priv_dir(pyport), "pyport")
-            end
+                     port_started = now_ms(), port_calls = 0, kill_reason = undefined}};
+        Error ->
+            Error
     end.
 
 %% Blocks until the new OS process is ready and set up (init only): the frames
@@ -818,14 +780,7 @@ forget_port(S) ->
         recycle_when_idle = undefined}.
 
 schedule_restart(Reason, Uptime, S = #s{opts = Opts}) ->
-    #{min := Min, max := Max, stable := Stable} =
-        maps:merge(#{min => ?BACKOFF_MIN_MS, max => ?BACKOFF_MAX_MS, stable => ?STABLE_MS},
-                   maps:get(restart, Opts)),
-    Backoff = if
-                  Uptime >= Stable -> 0;
-                  S#s.backoff =:= 0 -> Min;
-                  true -> min(Max, S#s.backoff * 2)
-              end,
+    Backoff = py_os_process:backoff(Uptime, S#s.backoff, maps:get(restart, Opts)),
     %% Logged once per change of reason, not once per attempt of a crash loop.
     Logged = Reason,
     case Logged =:= S#s.logged of
@@ -844,7 +799,7 @@ schedule_restart(Reason, Uptime, S = #s{opts = Opts}) ->
     end.
 
 kill_port(Why, S = #s{os_pid = OsPid}) when is_integer(OsPid) ->
-    _ = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
+    ok = py_os_process:kill(OsPid),
     S#s{kill_reason = Why};
 kill_port(_, S) ->
     S.
@@ -885,7 +840,7 @@ schedule_memory_check(S) ->
     S.
 
 check_memory(S = #s{status = ready, opts = #{max_memory := Max}}) ->
-    case rss_bytes(S#s.os_pid) of
+    case py_os_process:rss_bytes(S#s.os_pid) of
         Rss when is_integer(Rss), Rss > 2 * Max ->
             kill_port({killed, {max_memory, Rss, Max}}, S);
         Rss when is_integer(Rss), Rss > Max ->
@@ -901,30 +856,6 @@ check_memory(S = #s{status = ready, opts = #{max_memory := Max}}) ->
     end;
 check_memory(S) ->
     S.
-
-rss_bytes(OsPid) when is_integer(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/statm") of
-        {ok, Bin} ->
-            [_, Rss | _] = binary:split(Bin, <<" ">>, [global]),
-            binary_to_integer(Rss) * page_size();
-        {error, _} ->
-            undefined
-    end;
-rss_bytes(_) ->
-    undefined.
-
-page_size() ->
-    case persistent_term:get({?MODULE, page_size}, undefined) of
-        undefined ->
-            Size = case string:to_integer(os:cmd("getconf PAGESIZE")) of
-                       {N, _} when is_integer(N), N > 0 -> N;
-                       _ -> 4096
-                   end,
-            persistent_term:put({?MODULE, page_size}, Size),
-            Size;
-        Size ->
-            Size
-    end.
 
 %%% ===========================================================================
 %%% Monitors, info, helpers
@@ -968,7 +899,7 @@ base_info(S = #s{tab = Tab}, FromPort) ->
       os_pid => S#s.os_pid,
       rss_bytes => case maps:find(rss_bytes, FromPort) of
                        {ok, R} -> R;
-                       error -> rss_bytes(S#s.os_pid)
+                       error -> py_os_process:rss_bytes(S#s.os_pid)
                    end,
       python_version => S#s.python_version,
       uptime_ms => case S#s.status of
@@ -1024,7 +955,7 @@ notify_router(_) ->
     ok.
 
 context_name(#{pool := Pool, index := Index}) ->
-    iolist_to_binary(io_lib:format("~ts:~b", [to_list(Pool), Index]));
+    iolist_to_binary(io_lib:format("~ts:~b", [Pool, Index]));
 context_name(#{label := Label}) ->
     iolist_to_binary(io_lib:format("~0p", [Label]));
 context_name(#{name := Name}) ->
@@ -1034,7 +965,3 @@ context_name(_) ->
 
 now_ms() -> erlang:monotonic_time(millisecond).
 
-to_list(A) when is_atom(A) -> atom_to_list(A);
-to_list(B) when is_binary(B) -> unicode:characters_to_list(B);
-to_list(I) when is_integer(I) -> integer_to_list(I);
-to_list(L) when is_list(L) -> L.

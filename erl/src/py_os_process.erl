@@ -1,0 +1,113 @@
+%% @doc The operating-system side of a context, as pure functions: how its pyport
+%% process is started (executable, command line, environment, directory), how
+%% long to wait before starting another after a death (the backoff policy), its
+%% resident memory, and killing it. Used by py_context; no state of its own
+%% beyond a cached page size.
+-module(py_os_process).
+
+-export([open/2, backoff/3, default_restart/0, rss_bytes/1, kill/1]).
+
+%% A port that lived at least this long restarts at once; a shorter life is a
+%% crash loop and backs off.
+-define(STABLE_MS, 1000).
+%% First and last backoff delay of a crash loop.
+-define(BACKOFF_MIN_MS, 100).
+-define(BACKOFF_MAX_MS, 10000).
+
+%% @doc Starts the pyport program for a context named `Name' with the options
+%% of py_context (max_frame, max_depth, max_nesting, python_path, python, env,
+%% cd, executable).
+-spec open(binary(), map()) -> {ok, port()} | {error, term()}.
+open(Name, Opts) ->
+    Exe = executable(Opts),
+    Args = ["--name", binary_to_list(Name),
+            "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
+            "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
+            "--max-nesting", integer_to_list(maps:get(max_nesting, Opts))]
+        ++ lists:append([["--path", to_list(P)] || P <- maps:get(python_path, Opts)])
+        ++ case maps:find(python, Opts) of
+               {ok, Py} -> ["--python", to_list(Py)];
+               error -> []
+           end,
+    PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide, {args, Args},
+                {env, [{to_list(K), to_list(V)} || {K, V} <- env_list(Opts)]}]
+        ++ case maps:find(cd, Opts) of
+               {ok, Dir} -> [{cd, to_list(Dir)}];
+               error -> []
+           end,
+    try
+        {ok, open_port({spawn_executable, Exe}, PortOpts)}
+    catch
+        error:Reason -> {error, {cannot_start_port, Exe, Reason}}
+    end.
+
+%% @doc The backoff settings a context starts from (its `restart' option).
+-spec default_restart() -> map().
+default_restart() ->
+    #{min => ?BACKOFF_MIN_MS, max => ?BACKOFF_MAX_MS, stable => ?STABLE_MS}.
+
+%% @doc Milliseconds to wait before the next start, after an OS process that
+%% lived `Uptime' ms (`infinity' for a deliberate kill) when the previous wait
+%% was `Previous': 0 for a process that had been stable, else from `min'
+%% doubling to `max' (`Restart': the context's `restart' option).
+-spec backoff(non_neg_integer() | infinity, non_neg_integer(), map()) -> non_neg_integer().
+backoff(Uptime, Previous, Restart) ->
+    #{min := Min, max := Max, stable := Stable} = maps:merge(default_restart(), Restart),
+    if
+        Uptime >= Stable -> 0;
+        Previous =:= 0 -> Min;
+        true -> min(Max, Previous * 2)
+    end.
+
+%% @doc Resident memory of an OS process in bytes, or `undefined'.
+-spec rss_bytes(integer() | undefined) -> non_neg_integer() | undefined.
+rss_bytes(OsPid) when is_integer(OsPid) ->
+    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/statm") of
+        {ok, Bin} ->
+            [_, Rss | _] = binary:split(Bin, <<" ">>, [global]),
+            binary_to_integer(Rss) * page_size();
+        {error, _} ->
+            undefined
+    end;
+rss_bytes(_) ->
+    undefined.
+
+%% @doc SIGKILL to an OS process.
+-spec kill(integer()) -> ok.
+kill(OsPid) ->
+    _ = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
+    ok.
+
+executable(Opts) ->
+    case maps:find(executable, Opts) of
+        {ok, Exe} -> to_list(Exe);
+        error ->
+            case application:get_env(pyport, executable) of
+                {ok, Exe} -> to_list(Exe);
+                undefined -> filename:join(code:priv_dir(pyport), "pyport")
+            end
+    end.
+
+env_list(Opts) ->
+    case maps:get(env, Opts) of
+        M when is_map(M) -> maps:to_list(M);
+        L when is_list(L) -> L
+    end.
+
+page_size() ->
+    case persistent_term:get({?MODULE, page_size}, undefined) of
+        undefined ->
+            Size = case string:to_integer(os:cmd("getconf PAGESIZE")) of
+                       {N, _} when is_integer(N), N > 0 -> N;
+                       _ -> 4096
+                   end,
+            persistent_term:put({?MODULE, page_size}, Size),
+            Size;
+        Size ->
+            Size
+    end.
+
+to_list(A) when is_atom(A) -> atom_to_list(A);
+to_list(B) when is_binary(B) -> unicode:characters_to_list(B);
+to_list(I) when is_integer(I) -> integer_to_list(I);
+to_list(L) when is_list(L) -> L.
