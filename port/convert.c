@@ -289,9 +289,11 @@ static PyObject *decode_list(const conv_in_t *in, int *index, int depth)
         }
         PyList_SET_ITEM(list, i, item); // steals
     }
-    if (arity == 0) {
+    if (arity == 0 && (unsigned char)buf[start] == ERL_NIL_EXT) {
         return list;
     }
+    /* A LIST_EXT always has a tail, even with no elements (OTP never writes
+       that form for [], but a frame may). */
     int type;
     int size;
     if (ei_get_type(buf, index, &type, &size) < 0) {

@@ -457,6 +457,24 @@ static void test_conv_non_canonical_bignum_decodes_to_its_value(void)
     ei_x_free(&x);
 }
 
+static void test_conv_empty_list_ext_consumes_its_tail(void)
+{
+    /* [] as LIST_EXT with no elements and a NIL tail, inside a list: OTP never
+       writes it, but the tail must be consumed or what follows is misread. */
+    ei_x_buff x;
+    from_hex(&x, "836c000000016c000000006a6a");
+    PyObject *v = decode(&x); // owned
+    CHECK_PY_EQ(v, "[[]]");
+    Py_XDECREF(v);
+    ei_x_free(&x);
+    /* With a tail that is not [], it is an improper list: an opaque Term. */
+    from_hex(&x, "836c000000006107");
+    v = decode(&x);
+    CHECK(v != NULL && PyObject_TypeCheck(v, &pyerl_TermType));
+    Py_XDECREF(v);
+    ei_x_free(&x);
+}
+
 static void test_conv_int_too_large_for_erlang_is_refused(void)
 {
     /* Erlang integers stop well short of 2**(8 MiB); the codec refuses cleanly. */
@@ -1451,6 +1469,7 @@ int main(void)
     RUN_TEST(test_conv_ints_at_every_size_boundary);
     RUN_TEST(test_conv_huge_bignums_both_signs);
     RUN_TEST(test_conv_non_canonical_bignum_decodes_to_its_value);
+    RUN_TEST(test_conv_empty_list_ext_consumes_its_tail);
     RUN_TEST(test_conv_int_too_large_for_erlang_is_refused);
     RUN_TEST(test_conv_int_subclasses_and_index_objects);
     RUN_TEST(test_conv_floats);
