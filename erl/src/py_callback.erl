@@ -7,7 +7,7 @@
 %% threads or from requests nobody waits for, in a fresh process.
 -module(py_callback).
 
--export([register/2, unregister/1, run/3, handle/4, spawn_handler/4, table/0]).
+-export([register/2, unregister/1, run/3, spawn_handler/4, table/0]).
 
 -define(TABLE, py_callbacks).
 
@@ -41,7 +41,7 @@ run(CbId, Name, Args) ->
         Class:Reason -> py_protocol:callback_reply(CbId, error, {Class, Reason})
     end.
 
-%% @doc Runs a callback and writes its reply to the context.
+%% Runs a callback and writes its reply to the context.
 -spec handle(pid(), integer(), binary(), binary()) -> ok.
 handle(Ctx, CbId, Name, Args) ->
     py_request:send_frame(Ctx, run(CbId, Name, Args)).

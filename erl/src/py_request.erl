@@ -12,7 +12,7 @@
 %% failed), which is what gives every request exactly one answer.
 -module(py_request).
 
--export([run/4, submit/6, new_id/0, send_frame/2, table/1, deadline/1]).
+-export([run/4, submit/6, new_id/0, send_frame/2]).
 
 %% How long a timed-out caller waits for the context to confirm its cancel.
 -define(CANCEL_ACK_MS, 5000).
@@ -26,11 +26,11 @@
 -spec new_id() -> pos_integer().
 new_id() -> erlang:unique_integer([positive]).
 
-%% @doc The in-flight table of a local context, or `undefined'.
+%% The in-flight table of a local context, or `undefined'.
 -spec table(pid()) -> ets:tid() | undefined.
 table(Ctx) -> persistent_term:get({py_context, Ctx}, undefined).
 
-%% @doc Absolute deadline (monotonic ms) of a timeout.
+%% Absolute deadline (monotonic ms) of a timeout.
 -spec deadline(timeout()) -> integer() | infinity.
 deadline(infinity) -> infinity;
 deadline(T) -> erlang:monotonic_time(millisecond) + T.
