@@ -37,6 +37,7 @@ static atomic_int g_event_loop;
 static atomic_int g_armed;
 static atomic_int g_waiting; /* the Python thread is in rd_wait */
 static atomic_int g_eof;
+static _Atomic int64_t g_busy_since; /* when the Python thread last started work */
 static char g_buf[RD_CHUNK]; /* the Python thread's read buffer */
 
 static void frame_cb(void *ctx, char *frame, size_t len)
@@ -155,6 +156,7 @@ int rd_wait(void)
 
 void rd_busy(void)
 {
+    atomic_store(&g_busy_since, ctl_now_ms());
     if (atomic_load(&g_owner) == RD_PYTHON && !atomic_exchange(&g_armed, 1)) {
         arm(RD_TAKEOVER_MS);
     }
@@ -199,14 +201,12 @@ int rd_on_timer(void)
         return 0;
     }
     atomic_store(&g_armed, 0);
-    if (atomic_load(&g_owner) != RD_PYTHON || atomic_load(&g_eof) || atomic_load(&g_waiting) ||
-        ctl_current() == 0) {
-        return 0; /* idle, or reading by itself: nothing to take over */
+    if (atomic_load(&g_owner) != RD_PYTHON || atomic_load(&g_eof) || atomic_load(&g_waiting)) {
+        return 0; /* reading by itself (idle, or waiting in a callback) */
     }
-    int op;
-    int64_t started;
-    ctl_current_info(&op, &started);
-    int64_t ran = ctl_now_ms() - started;
+    /* Busy since its last rd_busy: judged by the thread, not by the request
+       stack, which is pushed a little after rd_busy. */
+    int64_t ran = ctl_now_ms() - atomic_load(&g_busy_since);
     if (ran < RD_TAKEOVER_MS) {
         atomic_store(&g_armed, 1);
         arm(RD_TAKEOVER_MS - ran);

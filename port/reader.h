@@ -28,7 +28,8 @@ int rd_timer_fd(void);
 /// Call without the GIL. Returns 1 if jobs are waiting.
 int rd_wait(void);
 
-/// A request starts: arms the takeover timer.
+/// The Python thread starts work (a request): arms the takeover timer, which
+/// lets the loop thread read once the thread has been busy RD_TAKEOVER_MS.
 void rd_busy(void);
 
 /// The event loop is about to run (on = 1) or has returned (on = 0). While it
