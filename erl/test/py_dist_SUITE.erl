@@ -15,7 +15,7 @@
          remote_node_down/0, remote_node_down/1]).
 
 %% Run on the peer node (the suite's object code is loaded there).
--export([remote_call/5, remote_eval/2, remote_timeout_call/2, actor/2]).
+-export([remote_call/5, remote_eval/2, remote_timeout_call/2]).
 
 %% Generous bound for a whole case (a peer node boots, maybe starts pyport).
 -define(CASE_TIMEOUT, {minutes, 3}).
@@ -71,7 +71,7 @@ remote_caller_local_context(_Config) ->
         ?assertEqual({ok, 5}, erpc:call(Node, ?MODULE, remote_call,
                                         [Ctx, '__main__', len, [<<"hello">>], #{}],
                                         ?RPC_TIMEOUT)),
-        Actor = spawn_link(Node, ?MODULE, actor, [self(), Ctx]),
+        Actor = spawn_link(Node, pyport_test, actor, [self(), Ctx]),
         ?assertEqual(Node, node(Actor)),
         ok = ask(Actor, {exec, <<"x = 'set from the peer'">>}),
         ?assertEqual({ok, <<"set from the peer">>}, ask(Actor, {eval, <<"x">>})),
@@ -94,12 +94,12 @@ remote_env_dropped(_Config) ->
     {ok, Ctx} = py_context:start_link(#{}),
     Start = envs(Ctx),
     Result = with_peer(fun(_Peer, Node) ->
-        A = spawn_link(Node, ?MODULE, actor, [self(), Ctx]),
+        A = spawn_link(Node, pyport_test, actor, [self(), Ctx]),
         ok = ask(A, {exec, <<"z = 1">>}),
         ?assertEqual(Start + 1, envs(Ctx)),
         ok = stop_actor(A),
         ?assertEqual(ok, envs_become(Ctx, Start)),
-        B = spawn(Node, ?MODULE, actor, [self(), Ctx]),
+        B = spawn(Node, pyport_test, actor, [self(), Ctx]),
         ok = ask(B, {exec, <<"z = 2">>}),
         ?assertEqual(Start + 1, envs(Ctx)),
         ok
@@ -193,16 +193,6 @@ remote_timeout_call(Ctx, Timeout) ->
     timer:sleep(?QUIET_MS),
     {Result, process_info(self(), messages)}.
 
-%% @private A process that runs requests on Ctx for Parent, one at a time, so
-%% that it keeps one environment across steps.
-actor(Parent, Ctx) ->
-    receive
-        {Parent, Ref, {exec, Code}} -> Parent ! {Ref, py:exec(Ctx, Code)}, actor(Parent, Ctx);
-        {Parent, Ref, {eval, Code}} -> Parent ! {Ref, py:eval(Ctx, Code)}, actor(Parent, Ctx);
-        {Parent, Ref, {call, M, F, A}} -> Parent ! {Ref, py:call(Ctx, M, F, A)}, actor(Parent, Ctx);
-        {Parent, stop} -> ok
-    end.
-
 %%% ===========================================================================
 %%% Helpers
 %%% ===========================================================================
@@ -238,9 +228,11 @@ with_peer(Fun) ->
     end.
 
 load_suite(Node) ->
-    {Mod, Bin, File} = code:get_object_code(?MODULE),
-    {module, Mod} = erpc:call(Node, code, load_binary, [Mod, File, Bin], ?RPC_TIMEOUT),
-    ok.
+    lists:foreach(
+      fun(M) ->
+              {Mod, Bin, File} = code:get_object_code(M),
+              {module, Mod} = erpc:call(Node, code, load_binary, [Mod, File, Bin], ?RPC_TIMEOUT)
+      end, [?MODULE, pyport_test]).
 
 envs(Ctx) ->
     maps:get(envs, py_context:info(Ctx)).
@@ -271,22 +263,12 @@ until(Fun, Deadline) ->
             end
     end.
 
-ask(Actor, Request) ->
-    Ref = make_ref(),
-    Actor ! {self(), Ref, Request},
-    receive {Ref, Result} -> Result
-    after ?RPC_TIMEOUT -> error({actor_timeout, Request})
-    end.
-
-stop_actor(Actor) ->
-    Mref = erlang:monitor(process, Actor),
-    Actor ! {self(), stop},
-    receive {'DOWN', Mref, process, Actor, _} -> ok
-    after ?RPC_TIMEOUT -> error({actor_did_not_stop, Actor})
-    end.
-
 %% Waits ?QUIET_MS, then checks that nothing at all reached the mailbox.
 assert_quiet_mailbox() ->
     timer:sleep(?QUIET_MS),
     ?assertEqual({messages, []}, process_info(self(), messages)),
     ok.
+
+ask(Actor, Request) -> pyport_test:ask(Actor, Request, ?RPC_TIMEOUT).
+
+stop_actor(Actor) -> pyport_test:stop_actor(Actor, ?RPC_TIMEOUT).

@@ -236,30 +236,8 @@ until_deadline(Fun, Deadline) ->
             end
     end.
 
-%% A process that runs requests on Ctx for the test process, one at a time, so
-%% that it keeps one environment across steps.
-start_actor(Ctx) ->
-    Parent = self(),
-    spawn_link(fun() -> actor(Parent, Ctx) end).
+start_actor(Ctx) -> pyport_test:start_actor(Ctx).
 
-actor(Parent, Ctx) ->
-    receive
-        {Parent, Ref, {exec, Code}} -> Parent ! {Ref, py:exec(Ctx, Code)}, actor(Parent, Ctx);
-        {Parent, Ref, {eval, Code}} -> Parent ! {Ref, py:eval(Ctx, Code)}, actor(Parent, Ctx);
-        {Parent, Ref, {call, M, F, A}} -> Parent ! {Ref, py:call(Ctx, M, F, A)}, actor(Parent, Ctx);
-        {Parent, stop} -> ok
-    end.
+ask(Actor, Request) -> pyport_test:ask(Actor, Request, ?HELPER_TIMEOUT).
 
-ask(Actor, Request) ->
-    Ref = make_ref(),
-    Actor ! {self(), Ref, Request},
-    receive {Ref, Result} -> Result
-    after ?HELPER_TIMEOUT -> error({actor_timeout, Request})
-    end.
-
-stop_actor(Actor) ->
-    Mref = erlang:monitor(process, Actor),
-    Actor ! {self(), stop},
-    receive {'DOWN', Mref, process, Actor, _} -> ok
-    after ?HELPER_TIMEOUT -> error({actor_did_not_stop, Actor})
-    end.
+stop_actor(Actor) -> pyport_test:stop_actor(Actor, ?HELPER_TIMEOUT).

@@ -467,20 +467,4 @@ eventually(Fun, Deadline) ->
             end
     end.
 
-%% Runs Fun in a new process pinned to scheduler Sched and returns its result;
-%% a failure in Fun fails the caller with the same reason.
-on_scheduler(Sched, Fun) ->
-    {Pid, Mref} =
-        spawn_monitor(fun() ->
-                              process_flag(scheduler, Sched),
-                              erlang:yield(),
-                              Sched = erlang:system_info(scheduler_id),
-                              exit({done, Fun()})
-                      end),
-    receive
-        {'DOWN', Mref, process, Pid, {done, Result}} -> Result;
-        {'DOWN', Mref, process, Pid, Reason} -> error({helper_failed, Reason})
-    after ?HELPER_TIMEOUT ->
-        exit(Pid, kill),
-        error({helper_timeout, Sched})
-    end.
+on_scheduler(Sched, Fun) -> pyport_test:on_scheduler(Sched, Fun, ?HELPER_TIMEOUT).

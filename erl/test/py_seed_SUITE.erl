@@ -484,24 +484,6 @@ router_register_pool(_Config) ->
 %%% Helpers
 %%% ===========================================================================
 
-%% Runs Fun in a new process pinned to scheduler Sched and returns its result;
-%% a failure in Fun fails the caller with the same reason.
-on_scheduler(Sched, Fun) ->
-    {Pid, Mref} =
-        spawn_monitor(fun() ->
-                              process_flag(scheduler, Sched),
-                              erlang:yield(),
-                              Sched = erlang:system_info(scheduler_id),
-                              exit({done, Fun()})
-                      end),
-    receive
-        {'DOWN', Mref, process, Pid, {done, Result}} -> Result;
-        {'DOWN', Mref, process, Pid, Reason} -> error({helper_failed, Reason})
-    after ?HELPER_TIMEOUT ->
-        exit(Pid, kill),
-        error({helper_timeout, Sched})
-    end.
-
 %% Pickles a seedmodel.Model into DataDir/model.pkl with the system Python,
 %% through a temporary file so that concurrent runs never read half a file.
 pickle_model(DataDir) ->
@@ -525,3 +507,5 @@ collect_exit(Port, Out) ->
     after ?PICKLE_TIMEOUT ->
         error({pickle_timeout, iolist_to_binary(Out)})
     end.
+
+on_scheduler(Sched, Fun) -> pyport_test:on_scheduler(Sched, Fun, ?HELPER_TIMEOUT).

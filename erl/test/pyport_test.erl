@@ -4,7 +4,8 @@
 -module(pyport_test).
 
 -export([start_ctx/1, stop_ctx/1, spawn_caller/1, answer/2, answer_at/2, mailbox/2,
-         os_pid_alive/1, wait_until/2, eventually/3]).
+         os_pid_alive/1, wait_until/2, eventually/3,
+         start_actor/1, actor/2, ask/3, stop_actor/2, on_scheduler/3]).
 
 %% Interval between two looks of wait_until/2.
 -define(POLL_MS, 20).
@@ -96,4 +97,58 @@ eventually_until(Fun, Expected, Deadline) ->
                 true -> ct:fail({not_eventually, Expected, Other});
                 false -> timer:sleep(?POLL_MS), eventually_until(Fun, Expected, Deadline)
             end
+    end.
+
+%% @doc Starts (linked) an actor for Ctx: a process that runs the test's requests
+%% on Ctx one at a time, so that it keeps one environment across steps.
+-spec start_actor(pid()) -> pid().
+start_actor(Ctx) ->
+    Parent = self(),
+    spawn_link(fun() -> actor(Parent, Ctx) end).
+
+%% @doc The actor's loop (exported so that it can run on another node).
+-spec actor(pid(), pid()) -> ok.
+actor(Parent, Ctx) ->
+    receive
+        {Parent, Ref, {exec, Code}} -> Parent ! {Ref, py:exec(Ctx, Code)}, actor(Parent, Ctx);
+        {Parent, Ref, {eval, Code}} -> Parent ! {Ref, py:eval(Ctx, Code)}, actor(Parent, Ctx);
+        {Parent, Ref, {call, M, F, A}} -> Parent ! {Ref, py:call(Ctx, M, F, A)}, actor(Parent, Ctx);
+        {Parent, stop} -> ok
+    end.
+
+%% @doc Runs a request ({exec, Code}, {eval, Code}, {call, M, F, A}) in an actor.
+-spec ask(pid(), tuple(), timeout()) -> term().
+ask(Actor, Request, Timeout) ->
+    Ref = make_ref(),
+    Actor ! {self(), Ref, Request},
+    receive {Ref, Result} -> Result
+    after Timeout -> error({actor_timeout, Request})
+    end.
+
+%% @doc Stops an actor and waits until it is gone.
+-spec stop_actor(pid(), timeout()) -> ok.
+stop_actor(Actor, Timeout) ->
+    Mref = erlang:monitor(process, Actor),
+    Actor ! {self(), stop},
+    receive {'DOWN', Mref, process, Actor, _} -> ok
+    after Timeout -> error({actor_did_not_stop, Actor})
+    end.
+
+%% @doc Runs Fun in a new process pinned to scheduler Sched and returns its result;
+%% a failure in Fun fails the caller with the same reason.
+-spec on_scheduler(pos_integer(), fun(() -> term()), timeout()) -> term().
+on_scheduler(Sched, Fun, Timeout) ->
+    {Pid, Mref} =
+        spawn_monitor(fun() ->
+                              process_flag(scheduler, Sched),
+                              erlang:yield(),
+                              Sched = erlang:system_info(scheduler_id),
+                              exit({done, Fun()})
+                      end),
+    receive
+        {'DOWN', Mref, process, Pid, {done, Result}} -> Result;
+        {'DOWN', Mref, process, Pid, Reason} -> error({helper_failed, Reason})
+    after Timeout ->
+        exit(Pid, kill),
+        error({helper_timeout, Sched})
     end.
