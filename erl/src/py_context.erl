@@ -340,8 +340,6 @@ handle_info({'$py_req', Id, Reply, EnvPid, GL, Frame, Deadline}, S) ->
 handle_info({'$py_frame', Frame}, S = #s{status = Status}) ->
     (Status =:= ready orelse Status =:= draining) andalso port_send(S, Frame),
     {noreply, S};
-handle_info({'$py_cancel', Id}, S) ->
-    {noreply, cancel(Id, S)};
 handle_info({'$py_cancel', Id, Ack}, S) ->
     S1 = cancel(Id, S),
     Ack ! {Ack, cancel_ack},
