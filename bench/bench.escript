@@ -24,7 +24,8 @@ main([Build]) ->
     AppEbin = filename:join([Build, "pyport", "ebin"]),
     BenchEbin = filename:join([Build, "bench", "ebin"]),
     Echo = filename:absname(filename:join([Build, "bench", "echo"])),
-    [check_exists(F) || F <- [AppEbin, BenchEbin, Echo]],
+    Pyport = filename:absname(filename:join([Build, "pyport", "priv", "pyport"])),
+    [check_exists(F) || F <- [AppEbin, BenchEbin, Echo, Pyport]],
     true = code:add_patha(AppEbin),
     true = code:add_patha(BenchEbin),
     Started = calendar:system_time_to_rfc3339(erlang:system_time(second)),
@@ -41,13 +42,13 @@ main([Build]) ->
         "" -> ok;
         Note -> io:format("note: ~s~n", [Note])
     end,
-    Latency = latency(Echo),
+    Latency = latency(Echo, Pyport),
     Throughput = throughput(Echo, N),
     Payload = payload(Echo),
     Startup = startup(Echo),
     Rss = rss(Echo),
     {Rows, Targets} = figures(N, Latency, Throughput, Payload, Startup, Rss),
-    bench_report:print(Rows, Targets),
+    bench_report:print(Rows, Targets, Latency),
     Raw = #{date => lists:sublist(Started, 10), started => Started,
             loadavg_end => string:trim(os:cmd("cat /proc/loadavg")),
             git => Git, machine => Machine, default_pool_size => N,
@@ -82,15 +83,19 @@ settings() ->
 %%% Single-caller latency of py:call(math, sqrt, [16])
 %%% ===========================================================================
 
-latency(Echo) ->
+latency(Echo, Pyport) ->
     io:format("latency: ~b calls per variant after ~b warm-up calls...~n",
               [?LAT_ROUNDS * ?LAT_PER_ROUND, ?LAT_WARMUP]),
     {ok, Owner} = bench_floor:start_link(Echo),
+    {ok, PortOwner} = bench_floor:start_link(Pyport),
     Routed = {routed, Owner},
+    PortRouted = {routed, PortOwner},
     Samples = in_fresh_process(
                 fun() ->
-                        %% The measuring process opens (owns) the direct echo port.
+                        %% The measuring process opens (owns) the direct ports.
                         Direct = {direct, bench_floor:open(Echo)},
+                        PortDirect = {direct, bench_floor:open(Pyport)},
+                        Sqrt = fun(T) -> {ok, 4.0} = bench_floor:call(T, math, sqrt, [16], #{}) end,
                         bench_run:latency(
                           [{pyport, fun() -> {ok, 4.0} = py:call(math, sqrt, [16]) end},
                            {echo_direct,
@@ -98,10 +103,13 @@ latency(Echo) ->
                             end},
                            {echo_routed,
                             fun() -> {ok, #{}} = bench_floor:call(Routed, math, sqrt, [16], #{})
-                            end}],
+                            end},
+                           {program_direct, fun() -> Sqrt(PortDirect) end},
+                           {program_routed, fun() -> Sqrt(PortRouted) end}],
                           ?LAT_WARMUP, ?LAT_ROUNDS, ?LAT_PER_ROUND)
                 end),
     bench_floor:stop(Owner),
+    bench_floor:stop(PortOwner),
     maps:map(fun(_, S) -> bench_run:summary(S) end, Samples).
 
 %%% ===========================================================================

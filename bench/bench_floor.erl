@@ -4,6 +4,9 @@
 %% owns the port, callers write their frame straight to it after recording the
 %% request in a public ETS table, and the owner routes each reply by id to the
 %% caller's alias. Callers build frames and decode replies as py_context does.
+%% Both shapes also work with the pyport program itself in place of the echo
+%% (frames other than `{reply, Id}', such as `ready' and `env', are passed over),
+%% which splits pyport's latency into the port program, the reply hop and the API.
 -module(bench_floor).
 -behaviour(gen_server).
 
@@ -19,13 +22,14 @@
 %% Largest frame a caller may send (py_context's default max_frame).
 -define(MAX_FRAME, 256 * 1024 * 1024).
 
-%% @doc Opens the echo port with the port options py_context uses; the caller
-%% owns it (the `direct' shape).
+%% @doc Opens the echo port (or another port program) with the port options
+%% py_context uses; the caller owns it (the `direct' shape).
 -spec open(file:filename()) -> port().
 open(Exe) ->
     open_port({spawn_executable, Exe}, [{packet, 4}, binary, exit_status, use_stdio, hide]).
 
-%% @doc Starts an owner of one echo port (the `routed' shape).
+%% @doc Starts an owner of one echo port (or another port program; the `routed'
+%% shape).
 -spec start_link(file:filename()) -> {ok, pid()}.
 start_link(Exe) -> gen_server:start_link(?MODULE, Exe, []).
 
@@ -60,14 +64,7 @@ echo(Target, X) ->
 
 request({direct, Port}, Id, Frame) ->
     true = erlang:port_command(Port, Frame),
-    receive
-        {Port, {data, Reply}} ->
-            {{reply, Id}, Used} = binary_to_term(Reply, [used]),
-            Body = binary_part(Reply, Used, byte_size(Reply) - Used),
-            {ok, binary_to_term(Body)};
-        {Port, {exit_status, Status}} ->
-            {error, {echo_died, Status}}
-    end;
+    direct_reply(Port, Id);
 request({routed, Owner}, Id, Frame) ->
     Mref = erlang:monitor(process, Owner, [{alias, demonitor}]),
     Tab = persistent_term:get({?MODULE, Owner}),
@@ -86,6 +83,21 @@ request({routed, Owner}, Id, Frame) ->
                 {'DOWN', Mref, process, _, Reason} ->
                     {error, {owner_died, Reason}}
             end
+    end.
+
+%% Waits for the reply to `Id', passing over the port's notices.
+direct_reply(Port, Id) ->
+    receive
+        {Port, {data, Reply}} ->
+            case binary_to_term(Reply, [used]) of
+                {{reply, Id}, Used} ->
+                    Body = binary_part(Reply, Used, byte_size(Reply) - Used),
+                    {ok, binary_to_term(Body)};
+                _Notice ->
+                    direct_reply(Port, Id)
+            end;
+        {Port, {exit_status, Status}} ->
+            {error, {echo_died, Status}}
     end.
 
 %%% ===========================================================================
@@ -114,11 +126,15 @@ handle_cast(_Msg, S) ->
 
 %% @private
 handle_info({Port, {data, Frame}}, S = #s{port = Port, tab = Tab}) ->
-    {{reply, Id}, Used} = binary_to_term(Frame, [used]),
-    Body = binary_part(Frame, Used, byte_size(Frame) - Used),
-    case ets:take(Tab, Id) of
-        [{_, Mref, _, _}] -> Mref ! {Mref, reply, Body};
-        [] -> ok
+    case binary_to_term(Frame, [used]) of
+        {{reply, Id}, Used} ->
+            Body = binary_part(Frame, Used, byte_size(Frame) - Used),
+            case ets:take(Tab, Id) of
+                [{_, Mref, _, _}] -> Mref ! {Mref, reply, Body};
+                [] -> ok
+            end;
+        _Notice ->
+            ok
     end,
     {noreply, S};
 handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->

@@ -4,7 +4,7 @@
 %% numbers, and the same raw numbers as an Erlang term file beside it).
 -module(bench_report).
 
--export([machine/1, git/1, busy_note/1, print/2, write/3]).
+-export([machine/1, git/1, busy_note/1, print/3, write/3]).
 
 %% A row: #{figure, unit, pyport, direct, routed} (floors `undefined' when not
 %% measured), optionally `routed_ratio' when the ratio is not pyport / routed;
@@ -60,15 +60,19 @@ git(Dir) ->
       branch => string:trim(os:cmd(Git ++ "rev-parse --abbrev-ref HEAD")),
       dirty => string:trim(os:cmd(Git ++ "status --porcelain --untracked-files=no")) =/= ""}.
 
-%% @doc Prints the figures with their ratios, then PASS/MISS per target.
--spec print([map()], [map()]) -> ok.
-print(Rows, Targets) ->
+%% @doc Prints the figures with their ratios, the latency breakdown (from the
+%% latency summaries), then PASS/MISS per target.
+-spec print([map()], [map()], map()) -> ok.
+print(Rows, Targets, Latency) ->
     io:format("~n~-44s ~12s ~12s ~8s ~12s ~8s~n",
               ["figure", "pyport", "echo direct", "ratio", "echo routed", "ratio"]),
     io:format("~s~n", [lists:duplicate(101, $-)]),
     [io:format("~-44ts ~12s ~12s ~8s ~12s ~8s~n",
                [label(R), num(P), num(D), ratio(P, D), num(Rt), routed_ratio(R)])
      || R = #{pyport := P, direct := D, routed := Rt} <- Rows],
+    io:format("~nLatency breakdown, p50 (us):~n"),
+    [io:format("  ~-62ts ~8s ~8s~n", [Step, num(P50), added(Added)])
+     || {Step, P50, Added} <- breakdown(Latency)],
     io:format("~nDesign targets (informational; a MISS does not fail the build):~n"),
     [io:format("  ~-4s ~ts: ~ts (target ~ts)~n",
                [verdict(T), Name, Measured, Limit])
@@ -76,6 +80,25 @@ print(Rows, Targets) ->
     ok.
 
 label(#{figure := F, unit := U}) -> [F, " (", U, ")"].
+
+%% The single-caller p50 built up step by step, from the echo floor to py:call:
+%% [{Step, P50, AddedByTheStep | undefined}].
+breakdown(#{echo_direct := ED, program_direct := PD, program_routed := PR, pyport := API}) ->
+    Steps = [{"echo direct: a pipe, a port and the Erlang side", ED},
+             {"pyport program, direct: + the C port and Python", PD},
+             {"pyport program, routed: + the reply hop through the owner", PR},
+             {"py:call/3: + routing, environments, monitor, timeout", API}],
+    P50s = [maps:get(p50, S) || {_, S} <- Steps],
+    [{Step, P50, Added}
+     || {{Step, _}, P50, Added} <- lists:zip3(Steps, P50s,
+                                             [undefined | lists:zipwith(fun(B, A) -> B - A end,
+                                                                        tl(P50s), lists:droplast(P50s))])];
+breakdown(_) ->
+    [].
+
+added(undefined) -> "";
+added(V) when V >= 0 -> "+" ++ num(V);
+added(V) -> num(V).
 
 verdict(#{pass := true}) -> "PASS";
 verdict(#{pass := false}) -> "MISS".
@@ -151,6 +174,17 @@ markdown(Base, Raw, Git, M, Rows, Targets, RawText) ->
      [io_lib:format("| ~ts | ~s | ~s | ~s | ~s | ~s |~n",
                     [label(R), num(P), num(D), ratio(P, D), num(Rt), routed_ratio(R)])
       || R = #{pyport := P, direct := D, routed := Rt} <- Rows],
+     case breakdown(maps:get(latency, Raw)) of
+         [] -> "";
+         Steps ->
+             ["\n## Latency breakdown\n\n"
+              "`py:call(math, sqrt, [16])` p50 built up from the floor: the pyport program "
+              "driven without pyport's Erlang side, first owned by the measuring process, "
+              "then behind the routing gen_server of *echo routed*.\n\n"
+              "| step | p50 (us) | added (us) |\n|---|---:|---:|\n",
+              [io_lib:format("| ~ts | ~s | ~s |~n", [Step, num(P50), added(Added)])
+               || {Step, P50, Added} <- Steps]]
+     end,
      "\n## Design targets\n\n"
      "Informational: a MISS does not fail the build.\n\n"
      "| target | measured | limit | verdict |\n|---|---|---|---|\n",
