@@ -70,9 +70,13 @@ print(Rows, Targets, Latency) ->
     [io:format("~-44ts ~12s ~12s ~8s ~12s ~8s~n",
                [label(R), num(P), num(D), ratio(P, D), num(Rt), routed_ratio(R)])
      || R = #{pyport := P, direct := D, routed := Rt} <- Rows],
-    io:format("~nLatency breakdown, p50 (us):~n"),
-    [io:format("  ~-62ts ~8s ~8s~n", [Step, num(P50), added(Added)])
-     || {Step, P50, Added} <- breakdown(Latency)],
+    case breakdown(Latency) of
+        [] -> ok;
+        Steps ->
+            io:format("~nLatency breakdown, p50 (us):~n"),
+            [io:format("  ~-62ts ~8s ~8s~n", [Step, num(P50), added(Added)])
+             || {Step, P50, Added} <- Steps]
+    end,
     io:format("~nDesign targets (informational; a MISS does not fail the build):~n"),
     [io:format("  ~-4s ~ts: ~ts (target ~ts)~n",
                [verdict(T), Name, Measured, Limit])
@@ -88,13 +92,16 @@ breakdown(#{echo_direct := ED, program_direct := PD, program_routed := PR, pypor
              {"pyport program, direct: + the C port and Python", PD},
              {"pyport program, routed: + the reply hop through the owner", PR},
              {"py:call/3: + routing, environments, monitor, timeout", API}],
-    P50s = [maps:get(p50, S) || {_, S} <- Steps],
-    [{Step, P50, Added}
-     || {{Step, _}, P50, Added} <- lists:zip3(Steps, P50s,
-                                             [undefined | lists:zipwith(fun(B, A) -> B - A end,
-                                                                        tl(P50s), lists:droplast(P50s))])];
+    {Rows, _} = lists:mapfoldl(fun({Step, S}, Prev) ->
+                                       P50 = maps:get(p50, S),
+                                       {{Step, P50, step_cost(P50, Prev)}, P50}
+                               end, undefined, Steps),
+    Rows;
 breakdown(_) ->
     [].
+
+step_cost(_, undefined) -> undefined;
+step_cost(P50, Previous) -> P50 - Previous.
 
 added(undefined) -> "";
 added(V) when V >= 0 -> "+" ++ num(V);
