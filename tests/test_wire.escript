@@ -1,6 +1,6 @@
 #!/usr/bin/env escript
 %% Checks that every PYPORT_* number defined in include/pyport/wire.h is defined
-%% with the same value in erl/include/pyport_wire.hrl, and the other way round.
+%% with the same value in include/pyport_wire.hrl, and the other way round.
 %% Usage: test_wire.escript WIRE_H WIRE_HRL
 -mode(compile).
 

@@ -1,6 +1,6 @@
 /*
  * Wire constants of the pyport protocol, shared by port/, tests/ and bench/.
- * docs/protocol.md is the normative grammar; erl/include/pyport_wire.hrl holds the
+ * docs/protocol.md is the normative grammar; include/pyport_wire.hrl holds the
  * same numbers for Erlang and tests/test_wire.escript checks that both agree.
  * Constants only: no functions, no state, safe from any thread.
  */

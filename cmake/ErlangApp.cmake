@@ -1,8 +1,8 @@
-# Compiles erl/src into the OTP application directory ${PYPORT_APP_DIR}
+# Included by the top CMakeLists.txt. Compiles src/ into the OTP application directory ${PYPORT_APP_DIR}
 # (ebin/*.beam + ebin/pyport.app) and, for sanitizer runs, a copy of ebin in
 # ${PYPORT_ASAN_APP_DIR}. Warnings are errors.
-file(GLOB PYPORT_ERL_SOURCES CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.erl)
-file(GLOB PYPORT_ERL_HEADERS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/include/*.hrl)
+file(GLOB PYPORT_ERL_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/*.erl)
+file(GLOB PYPORT_ERL_HEADERS CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/include/*.hrl)
 
 set(PYPORT_EBIN ${PYPORT_APP_DIR}/ebin)
 set(PYPORT_BEAMS "")
@@ -14,7 +14,7 @@ foreach(src ${PYPORT_ERL_SOURCES})
     OUTPUT ${beam}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${PYPORT_EBIN}
     COMMAND ${ERLC_EXECUTABLE} +debug_info +warnings_as_errors +warn_export_vars
-            +warn_unused_import -I ${CMAKE_CURRENT_SOURCE_DIR}/include -o ${PYPORT_EBIN} ${src}
+            +warn_unused_import -I ${PROJECT_SOURCE_DIR}/include -o ${PYPORT_EBIN} ${src}
     DEPENDS ${src} ${PYPORT_ERL_HEADERS}
     COMMENT "erlc ${mod}.erl"
     VERBATIM)
@@ -27,10 +27,10 @@ list(JOIN PYPORT_MODULES "," PYPORT_MODULE_LIST)
 set(PYPORT_APP_FILE ${PYPORT_EBIN}/pyport.app)
 add_custom_command(
   OUTPUT ${PYPORT_APP_FILE}
-  COMMAND ${ESCRIPT_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/make_app.escript
-          ${CMAKE_CURRENT_SOURCE_DIR}/src/pyport.app.src ${PYPORT_APP_FILE} ${PYPORT_MODULE_LIST}
-  DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/pyport.app.src
-          ${CMAKE_CURRENT_SOURCE_DIR}/make_app.escript
+  COMMAND ${ESCRIPT_EXECUTABLE} ${PROJECT_SOURCE_DIR}/tools/make_app.escript
+          ${PROJECT_SOURCE_DIR}/src/pyport.app.src ${PYPORT_APP_FILE} ${PYPORT_MODULE_LIST}
+  DEPENDS ${PROJECT_SOURCE_DIR}/src/pyport.app.src
+          ${PROJECT_SOURCE_DIR}/tools/make_app.escript
   COMMENT "pyport.app"
   VERBATIM)
 

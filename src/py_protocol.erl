@@ -1,7 +1,7 @@
 %% @doc The pyport wire grammar on the Erlang side (docs/protocol.md): builds
 %% request frames, splits reply frames into header and body, normalises names and
 %% code, and names the ways a port can die. Pure functions, no processes; unit
-%% tested on their own (erl/test/py_protocol_tests.erl).
+%% tested on their own (test/py_protocol_tests.erl).
 -module(py_protocol).
 
 -include("../include/pyport_wire.hrl").
