@@ -1,9 +1,11 @@
 %% @doc Routes calls to contexts, and starts and stops pools of them.
 %%
 %% Read path (every call, no process hop): a pool's contexts are a tuple in
-%% persistent_term, chosen by `erlang:system_info(scheduler_id)' modulo the pool
-%% size; a context bound to the calling process (process dictionary) wins; module
-%% or module/function registrations in a public ETS table pick the pool. Write
+%% persistent_term; a process's first routed call in a pool takes the context of
+%% `erlang:system_info(scheduler_id)' modulo the pool size and binds the process
+%% to it (process dictionary) until unbind_context; bind_context sets the binding
+%% explicitly; module or module/function registrations in a public ETS table
+%% pick the pool. Write
 %% path: this gen_server starts and stops pools and owns the registry table.
 -module(py_context_router).
 -behaviour(gen_server).
@@ -54,24 +56,39 @@ start(Opts) ->
 -spec stop() -> ok.
 stop() -> stop_pool(default).
 
-%% @doc The context for the caller in the default pool: the bound one, else the
-%% one for the caller's scheduler.
+%% @doc The context for the caller in the default pool (see get_context/1).
 -spec get_context() -> pid().
 get_context() -> get_context(default).
 
 %% @doc With an integer N: the N-th (1-based) context of the default pool. With a
-%% pool name: the caller's context in that pool (bound, else by scheduler).
+%% pool name: the caller's context in that pool. The first time a process is
+%% routed in a pool it gets the context of its current scheduler and stays bound
+%% to it (as erlang_python 2.3 does), so its later calls meet the same
+%% process-bound environment wherever the process migrates; bind_context/2
+%% overrides the binding, unbind_context/1 drops it (the next call picks again).
+%% A binding to a context that is no longer alive picks again.
 -spec get_context(pos_integer() | pool_name()) -> pid().
 get_context(N) when is_integer(N) ->
     element(N, pool_tuple(default));
 get_context(Pool) when is_atom(Pool) ->
     case get(?BOUND_KEY(Pool)) of
         undefined ->
-            Ctxs = pool_tuple(Pool),
-            element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs);
+            pick(Pool);
+        Ctx when node(Ctx) =/= node() ->
+            Ctx;
         Ctx ->
-            Ctx
+            case erlang:is_process_alive(Ctx) of
+                true -> Ctx;
+                false -> pick(Pool)
+            end
     end.
+
+%% Picks the context of the caller's scheduler and binds the caller to it.
+pick(Pool) ->
+    Ctxs = pool_tuple(Pool),
+    Ctx = element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs),
+    put(?BOUND_KEY(Pool), Ctx),
+    Ctx.
 
 %% @doc Binds `Ctx' to the calling process for the default pool: its routed calls
 %% go to `Ctx' until unbind_context/0. The binding dies with the process.
@@ -84,7 +101,8 @@ bind_context(Pool, Ctx) when is_atom(Pool), is_pid(Ctx) ->
     put(?BOUND_KEY(Pool), Ctx),
     ok.
 
-%% @doc Removes the caller's binding in the default pool.
+%% @doc Removes the caller's binding in the default pool (explicit or implicit):
+%% its next routed call picks a context by scheduler again.
 -spec unbind_context() -> ok.
 unbind_context() -> unbind_context(default).
 

@@ -24,7 +24,12 @@
          routed_timeout/0, routed_timeout/1,
          explicit_timeout/0, explicit_timeout/1,
          queued_request_timeout/0, queued_request_timeout/1,
-         timeout_stops_python/0, timeout_stops_python/1]).
+         timeout_stops_python/0, timeout_stops_python/1,
+         sticky_across_schedulers/0, sticky_across_schedulers/1,
+         sticky_per_pool/0, sticky_per_pool/1,
+         unbind_repicks/0, unbind_repicks/1,
+         bind_overrides_implicit/0, bind_overrides_implicit/1,
+         dead_binding_repicks/0, dead_binding_repicks/1]).
 
 %% Generous bound for a whole case (pools start, Python sleeps, the sanitizer
 %% port is slower).
@@ -55,10 +60,12 @@ all() ->
      register_module, register_function, function_registration_wins, unregister,
      lookup_and_list, list_registrations_shape, named_pool_lifecycle, start_pool_3,
      get_context_by_index, routed_timeout, explicit_timeout, queued_request_timeout,
-     timeout_stops_python].
+     timeout_stops_python, sticky_across_schedulers, sticky_per_pool, unbind_repicks,
+     bind_overrides_implicit, dead_binding_repicks].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
+    {ok, [_, _, _, _]} = py_context_router:start_pool(io, 4),
     Config.
 
 end_per_suite(_Config) ->
@@ -123,6 +130,105 @@ scheduler_routing_pools(_Config) ->
         ok = py_context_router:stop_pool(routing_one),
         ok = py_context_router:stop_pool(routing_three)
     end.
+
+%%% ===========================================================================
+%%% Implicit binding (sticky routing)
+%%% ===========================================================================
+
+sticky_across_schedulers() ->
+    [{doc, "A process's first routed call binds it to its scheduler's context: after "
+      "py:exec defines names, the process migrates over every scheduler (and back) "
+      "and py:eval / py:call('__main__', ...) always meet that namespace, on the "
+      "same OS process, although the scheduler's own context differs."}].
+sticky_across_schedulers(_Config) ->
+    Scheds = at_least_two_schedulers(),
+    Contexts = py_context_router:contexts(default),
+    First = lists:nth(1, Contexts),
+    ?assertNotEqual(First, lists:nth(2, Contexts)),
+    on_scheduler(1, fun() ->
+        ok = py:exec(<<"x = 41\ndef answer(): return x + 1">>),
+        ?assertEqual(First, py:context()),
+        lists:foreach(
+          fun(N) ->
+                  migrate(N),
+                  ?assertEqual({N, First}, {N, py:context()}),
+                  ?assertEqual({N, {ok, 42}}, {N, py:eval(<<"x + 1">>)}),
+                  ?assertEqual({N, {ok, 42}}, {N, py:call('__main__', answer, [])}),
+                  ?assertEqual({N, {ok, os_pid(First)}}, {N, py:eval(?GETPID)})
+          end, Scheds ++ lists:reverse(Scheds))
+    end),
+    ok.
+
+sticky_per_pool() ->
+    [{doc, "Implicit bindings are per pool: a process bound in default on scheduler 1 "
+      "and first routed in io on scheduler 2 keeps each binding when it moves."}].
+sticky_per_pool(_Config) ->
+    _ = at_least_two_schedulers(),
+    [D1 | _] = py_context_router:contexts(default),
+    [_, I2 | _] = py_context_router:contexts(io),
+    on_scheduler(1, fun() ->
+        ?assertEqual({ok, os_pid(D1)}, py:eval(?GETPID)),
+        migrate(2),
+        ?assertEqual({ok, os_pid(I2)}, py:call(io, os, getpid, [])),
+        migrate(1),
+        ?assertEqual({ok, os_pid(I2)}, py:call(io, os, getpid, [])),
+        ?assertEqual(I2, py_context_router:get_context(io)),
+        migrate(2),
+        ?assertEqual({ok, os_pid(D1)}, py:eval(?GETPID))
+    end),
+    ok.
+
+unbind_repicks() ->
+    [{doc, "unbind_context/0 drops the implicit binding: the next routed call picks "
+      "the context of the scheduler the process is on now, where its names from "
+      "before are not defined."}].
+unbind_repicks(_Config) ->
+    _ = at_least_two_schedulers(),
+    [D1, D2 | _] = py_context_router:contexts(default),
+    on_scheduler(1, fun() ->
+        ok = py:exec(<<"y = 'on one'">>),
+        migrate(2),
+        ?assertEqual({ok, <<"on one">>}, py:eval(<<"y">>)),
+        ?assertEqual(D1, py:context()),
+        ok = py_context_router:unbind_context(),
+        ?assertMatch({error, {"NameError", _}}, py:eval(<<"y">>)),
+        ?assertEqual(D2, py:context()),
+        migrate(1),
+        ?assertEqual({ok, os_pid(D2)}, py:eval(?GETPID))
+    end),
+    ok.
+
+bind_overrides_implicit() ->
+    [{doc, "bind_context/1 replaces an implicit binding; after unbind_context/0 the "
+      "process is routed by its scheduler again and stays there."}].
+bind_overrides_implicit(_Config) ->
+    [D1, D2 | _] = py_context_router:contexts(default),
+    on_scheduler(1, fun() ->
+        ?assertEqual({ok, os_pid(D1)}, py:eval(?GETPID)),
+        ok = py_context_router:bind_context(D2),
+        ?assertEqual({ok, os_pid(D2)}, py:eval(?GETPID)),
+        ?assertEqual({ok, os_pid(D2)}, py:call(os, getpid, [])),
+        ok = py_context_router:unbind_context(),
+        ?assertEqual({ok, os_pid(D1)}, py:eval(?GETPID)),
+        ?assertEqual(D1, py:context())
+    end),
+    ok.
+
+dead_binding_repicks() ->
+    [{doc, "A process bound to a context that has stopped is routed again by "
+      "scheduler instead of calling a dead process."}].
+dead_binding_repicks(_Config) ->
+    [D1 | _] = py_context_router:contexts(default),
+    on_scheduler(1, fun() ->
+        {ok, Own} = py_context:start_link(#{}),
+        ok = py_context_router:bind_context(Own),
+        ?assertEqual({ok, os_pid(Own)}, py:eval(?GETPID)),
+        unlink(Own),
+        ok = py_context:stop(Own),
+        ?assertEqual({ok, os_pid(D1)}, py:eval(?GETPID)),
+        ?assertEqual(D1, py:context())
+    end),
+    ok.
 
 %%% ===========================================================================
 %%% Binding
@@ -429,6 +535,21 @@ timeout_stops_python(_Config) ->
 
 schedulers() ->
     lists:seq(1, erlang:system_info(schedulers_online)).
+
+%% Migration between schedulers needs two of them; the default pool has at
+%% least two contexts.
+at_least_two_schedulers() ->
+    case schedulers() of
+        [_] -> ct:fail("this case needs at least 2 schedulers online (erl +S 2)");
+        Scheds -> Scheds
+    end.
+
+%% Moves the calling process to scheduler N.
+migrate(N) ->
+    process_flag(scheduler, N),
+    erlang:yield(),
+    N = erlang:system_info(scheduler_id),
+    ok.
 
 os_pid(Ctx) ->
     maps:get(os_pid, py_context:info(Ctx)).
