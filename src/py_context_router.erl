@@ -149,7 +149,8 @@ pool_started(Pool) ->
 start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
 
 %% @doc Starts a named pool with context options (a map), or with an
-%% erlang_python mode atom (ignored: every context is its own OS process).
+%% erlang_python mode atom (ignored: every context is its own OS process). A
+%% pool that is already running is resized to `Size' (its options stay).
 -spec start_pool(pool_name(), pos_integer(), map() | atom()) -> {ok, [pid()]} | {error, term()}.
 start_pool(Pool, Size, Mode) when is_atom(Mode) ->
     start_pool(Pool, Size, #{});
@@ -265,7 +266,9 @@ init([]) ->
 %% @private
 handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
     case maps:find(Pool, Pools) of
-        {ok, _} ->
+        {ok, #{sup := Sup, opts := Opts}} ->
+            resize(Pool, Sup, Opts, Size),
+            publish(Pool, Sup, Opts),
             {reply, {ok, contexts(Pool)}, S};
         error ->
             Opts = maps:merge(application:get_env(pyport, context_opts, #{}), Opts0),
@@ -323,6 +326,30 @@ ensure_registry() ->
                   _ -> ok
               end
       end, Tables).
+
+%% A running pool asked for another size grows (new contexts get the pool's
+%% options) or shrinks (the highest indexes stop; processes bound to them are
+%% routed again on their next call).
+resize(Pool, Sup, Opts, Size) ->
+    Indexes = [I || {{py_context, I}, _, _, _} <- supervisor:which_children(Sup)],
+    Current = length(Indexes),
+    if
+        Size > Current ->
+            lists:foreach(
+              fun(I) ->
+                      Spec = py_context:child_spec(Opts#{id => {py_context, I}, pool => Pool,
+                                                         index => I}),
+                      {ok, _} = supervisor:start_child(Sup, Spec)
+              end, lists:seq(Current + 1, Size));
+        Size < Current ->
+            lists:foreach(
+              fun(I) ->
+                      ok = supervisor:terminate_child(Sup, {py_context, I}),
+                      ok = supervisor:delete_child(Sup, {py_context, I})
+              end, lists:seq(Size + 1, Current));
+        true ->
+            ok
+    end.
 
 %% Publishes the pool's contexts (in index order) for the read path.
 publish(Pool, Sup, Opts) ->

@@ -20,6 +20,7 @@
          list_registrations_shape/0, list_registrations_shape/1,
          named_pool_lifecycle/0, named_pool_lifecycle/1,
          start_pool_3/0, start_pool_3/1,
+         start_pool_resizes/0, start_pool_resizes/1,
          get_context_by_index/0, get_context_by_index/1,
          routed_timeout/0, routed_timeout/1,
          explicit_timeout/0, explicit_timeout/1,
@@ -59,13 +60,13 @@ all() ->
     [scheduler_routing_default, scheduler_routing_pools, bind_per_pool, bind_per_process,
      register_module, register_function, function_registration_wins, unregister,
      lookup_and_list, list_registrations_shape, named_pool_lifecycle, start_pool_3,
+     start_pool_resizes,
      get_context_by_index, routed_timeout, explicit_timeout, queued_request_timeout,
      timeout_stops_python, sticky_across_schedulers, sticky_per_pool, unbind_repicks,
      bind_overrides_implicit, dead_binding_repicks].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
-    {ok, [_, _, _, _]} = py_context_router:start_pool(io, 4),
     Config.
 
 end_per_suite(_Config) ->
@@ -438,6 +439,36 @@ start_pool_3(_Config) ->
     after
         ok = py_context_router:stop_pool(routing_mode),
         ok = py_context_router:stop_pool(routing_opts)
+    end.
+
+start_pool_resizes() ->
+    [{doc, "start_pool/2,3 of a running pool with another size resizes it (code written "
+      "for erlang_python 2.3 starts its io pool with start_pool(io, 10) and gets 10): "
+      "growing keeps the first contexts and adds new ones with the pool's options; "
+      "shrinking stops the highest indexes, and a process bound to one of them is "
+      "routed again."}].
+start_pool_resizes(_Config) ->
+    Pool = routing_resize,
+    {ok, [A, B]} = py_context_router:start_pool(Pool, 2, #{env => [{"PYPORT_RESIZE", "on"}]}),
+    try
+        {ok, [A, B, C, D]} = py_context_router:start_pool(Pool, 4, worker),
+        ?assertEqual(4, py_context_router:num_contexts(Pool)),
+        ?assertEqual({ok, <<"on">>}, py:call(D, os, getenv, [<<"PYPORT_RESIZE">>])),
+        ?assertEqual(4, length(lists:usort([os_pid(X) || X <- [A, B, C, D]]))),
+        DOsPid = os_pid(D),
+        Bound = on_scheduler(1, fun() ->
+            ok = py_context_router:bind_context(Pool, D),
+            {ok, Before} = py:call(Pool, os, getpid, []),
+            {ok, [A, B]} = py_context_router:start_pool(Pool, 2),
+            {ok, After} = py:call(Pool, os, getpid, []),
+            {Before, After, py_context_router:get_context(Pool)}
+        end),
+        ?assertEqual({DOsPid, os_pid(A), A}, Bound),
+        ?assertNot(is_process_alive(C)),
+        ?assertNot(is_process_alive(D)),
+        ?assertEqual([A, B], py_context_router:contexts(Pool))
+    after
+        ok = py_context_router:stop_pool(Pool)
     end.
 
 get_context_by_index() ->
