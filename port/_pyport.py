@@ -228,12 +228,12 @@ def deactivate_venv():
 
 
 def venv_info():
-    """A map with atom keys: active, and path and site_packages when active."""
-    a = erlang.atom
+    """As erlang_python 2.x: a map with binary keys, <<"active">>, and when
+    active <<"venv_path">>, <<"site_packages">> and <<"sys_path">>."""
     if _venv is None:
-        return {a("active"): False}
-    return {a("active"): True, a("path"): _venv["path"],
-            a("site_packages"): _venv["site_packages"]}
+        return {"active": False}
+    return {"active": True, "venv_path": _venv["path"],
+            "site_packages": _venv["site_packages"], "sys_path": list(sys.path)}
 
 
 # ---- logging -------------------------------------------------------------------
@@ -250,7 +250,10 @@ class ErlangHandler(logging.Handler):
 
 
 def configure_logging(level=logging.INFO, fmt=None):
-    """Route Python logging (the root logger and everything below it) to Erlang."""
+    """Route Python logging (the root logger and everything below it) to Erlang.
+    `level` may also be [level, fmt] (the form py:configure_logging/1 sends)."""
+    if isinstance(level, (list, tuple)):
+        level, fmt = level
     root = logging.getLogger()
     for h in list(root.handlers):
         if isinstance(h, ErlangHandler):
@@ -299,10 +302,6 @@ def collect(generation=2):
 def _install():
     """Adds to the erlang module the functions built on erlang.call."""
 
-    def whereis(name):
-        """The pid registered as `name` in Erlang, or None."""
-        return erlang.call("_pyport.whereis", name)
-
     def state_get(key, default=None):
         """The value stored under `key` in pyport's shared state (py:state_store/2)."""
         found, value = erlang.call("_pyport.state_fetch", key)
@@ -328,22 +327,13 @@ def _install():
         """Atomically subtract `n`; the new value."""
         return erlang.call("_pyport.state_decr", key, n)
 
-    def __getattr__(name):
-        """erlang.<name>(*args) and `from erlang import name` call the Erlang
-        function registered as `name`."""
-        if name.startswith("__"):
-            raise AttributeError(name)
-
-        def registered(*args):
-            return erlang.call(name, *args)
-
-        registered.__name__ = name
-        registered.__qualname__ = name
-        return registered
-
-    for f in (whereis, state_get, state_set, state_delete, state_keys, state_incr,
-              state_decr, __getattr__):
+    for f in (state_get, state_set, state_delete, state_keys, state_incr, state_decr):
         setattr(erlang, f.__name__, f)
+
+    # What erlang_python 2.x code expects of the module besides (send, whereis,
+    # __getattr__, schedule*, SharedDict, Span, ...): _erlang_compat.py.
+    import _erlang_compat
+    _erlang_compat.install(erlang)
 
 
 _install()

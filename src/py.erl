@@ -28,6 +28,23 @@
          register_pool/2, unregister_pool/1,
          last_error/0]).
 
+%% The rest of erlang_python 2.x's py API (see py_compat for what each means in
+%% pyport).
+-export([async_call/3, async_call/4, async_await/1, async_await/2, async_gather/1,
+         async_stream/3, async_stream/4,
+         subinterp_supported/0, subinterp_create/0, subinterp_destroy/1,
+         subinterp_call/4, subinterp_call/5, subinterp_eval/2, subinterp_eval/3,
+         subinterp_exec/2, subinterp_cast/4, subinterp_async_call/4,
+         subinterp_await/1, subinterp_await/2, subinterp_pool_start/0,
+         subinterp_pool_start/1, subinterp_pool_stop/0, subinterp_pool_ready/0,
+         subinterp_pool_stats/0,
+         ensure_venv/2, ensure_venv/3, get_local_env/1, execution_mode/0, num_executors/0,
+         reload/1, enable_tracing/0, disable_tracing/0, get_traces/0, clear_traces/0,
+         to_term/1, is_ref/1, dup_fd/1, tracemalloc_start/0, tracemalloc_start/1,
+         tracemalloc_stop/0,
+         shared_dict_new/0, shared_dict_get/2, shared_dict_get/3, shared_dict_set/3,
+         shared_dict_del/2, shared_dict_keys/1, shared_dict_destroy/1]).
+
 -include_lib("kernel/include/logger.hrl").
 
 -export_type([py_result/0]).
@@ -74,10 +91,23 @@ call(Module, Func, Args, Kwargs, Timeout) ->
 routed_call(Module, Func, Args, Kwargs, Timeout) ->
     pool_call(py_context_router:lookup_pool(Module, Func), Module, Func, Args, Kwargs, Timeout).
 
-pool_call(Pool, Module, Func, Args, Kwargs, Timeout) ->
+%% Routed calls hold a py_semaphore slot while they run (erlang_python 2.x's
+%% node-wide limit; `{error, {overloaded, Current, Max}}' when none frees up
+%% within the call's timeout).
+pool_call(Pool, Module, Func, Args, Kwargs, Timeout0) ->
     case routed(Pool) of
         {ok, Ctx} ->
-            py_context:call(Ctx, Module, Func, Args, Kwargs, timeout(Pool, Timeout));
+            Timeout = timeout(Pool, Timeout0),
+            case py_semaphore:acquire(Timeout) of
+                ok ->
+                    try
+                        py_context:call(Ctx, Module, Func, Args, Kwargs, Timeout)
+                    after
+                        py_semaphore:release()
+                    end;
+                {error, max_concurrent} ->
+                    {error, {overloaded, py_semaphore:current(), py_semaphore:max_concurrent()}}
+            end;
         Error ->
             Error
     end.
@@ -288,15 +318,21 @@ stream_eval(Code, Locals) ->
 stream_start(Module, Func, Args) -> stream_start(Module, Func, Args, #{}).
 
 %% @doc As stream_start/3. `Opts': `context' (explicit context), `kwargs',
-%% `window' (items the port may send ahead of delivery, default 16).
+%% `window' (items the port may send ahead of delivery, default 16), `owner'
+%% (the process that receives the messages; the generator still runs in the
+%% caller's environment).
 -spec stream_start(py_module(), py_func(), list(), map()) -> {ok, reference()} | {error, term()}.
 stream_start(Module, Func, Args, Opts) ->
+    Start = case maps:get(owner, Opts, self()) of
+                Self when Self =:= self() -> fun py_stream:start/5;
+                Owner -> fun(C, M, F, A, O) -> py_compat:stream_start(C, M, F, A, O, Owner) end
+            end,
     case maps:find(context, Opts) of
         {ok, Ctx} ->
-            py_stream:start(Ctx, Module, Func, Args, Opts);
+            Start(Ctx, Module, Func, Args, Opts);
         error ->
             case routed(py_context_router:lookup_pool(Module, Func)) of
-                {ok, Ctx} -> py_stream:start(Ctx, Module, Func, Args, Opts);
+                {ok, Ctx} -> Start(Ctx, Module, Func, Args, Opts);
                 Error -> Error
             end
     end.
@@ -441,10 +477,15 @@ venv_info(Pool) -> pool_call(Pool, '_pyport', venv_info, [], #{}, undefined).
 configure_logging() -> configure_logging(#{}).
 
 %% @doc Sends Python `logging' records to Erlang's logger, in every pool.
-%% `Opts': `level' (an Erlang logger level, default `info').
+%% `Opts': `level' (an Erlang logger level, default `info'), `format' (a
+%% Python logging format string).
 -spec configure_logging(map()) -> ok | {error, term()}.
 configure_logging(Opts) ->
-    Level = python_level(maps:get(level, Opts, info)),
+    Level = case maps:find(format, Opts) of
+                {ok, Format} -> [python_level(maps:get(level, Opts, info)),
+                                 unicode:characters_to_binary(Format)];
+                error -> python_level(maps:get(level, Opts, info))
+            end,
     Results = [apply_setting(Pool, logging, Level) || Pool <- py_context_router:pools()],
     ok = py_context_router:set_setting('$all', logging, Level),   % pools started later
     first_error(Results).
@@ -548,3 +589,243 @@ routed(Pool) ->
 
 timeout(Pool, undefined) -> py_context_router:call_timeout(Pool);
 timeout(_, Timeout) -> Timeout.
+
+%%% ===========================================================================
+%%% erlang_python 2.x: asyncio names
+%%% ===========================================================================
+
+%% @doc spawn_call/3 under erlang_python's asyncio name: an `async def' function
+%% is awaited on the context's event loop, so such calls interleave.
+-spec async_call(py_module(), py_func(), list()) -> reference().
+async_call(Module, Func, Args) -> spawn_call(Module, Func, Args).
+
+%% @doc async_call/3 with keyword arguments.
+-spec async_call(py_module(), py_func(), list(), map()) -> reference().
+async_call(Module, Func, Args, Kwargs) -> spawn_call(Module, Func, Args, Kwargs).
+
+%% @doc await/1 for async_call/3,4.
+-spec async_await(reference()) -> py_result().
+async_await(Ref) -> await(Ref).
+
+%% @doc await/2 for async_call/3,4.
+-spec async_await(reference(), timeout()) -> py_result().
+async_await(Ref, Timeout) -> await(Ref, Timeout).
+
+%% @doc Runs the calls at once on the caller's context (coroutines interleave);
+%% `{ok, Results}' in order, or the first error.
+-spec async_gather([{py_module(), py_func(), list()}]) -> py_result().
+async_gather(Calls) -> py_compat:async_gather(Calls).
+
+%% @doc All the items of an (async) generator, as stream/3.
+-spec async_stream(py_module(), py_func(), list()) -> py_result().
+async_stream(Module, Func, Args) -> stream(Module, Func, Args).
+
+%% @doc As async_stream/3 with keyword arguments.
+-spec async_stream(py_module(), py_func(), list(), map()) -> py_result().
+async_stream(Module, Func, Args, Kwargs) -> stream(Module, Func, Args, Kwargs).
+
+%%% ===========================================================================
+%%% erlang_python 2.x: subinterpreter handles (each a context of its own)
+%%% ===========================================================================
+
+%% @doc True: every context is an interpreter of its own with its own GIL,
+%% running in parallel with the others (see py_compat).
+-spec subinterp_supported() -> true.
+subinterp_supported() -> true.
+
+%% @doc `{ok, Handle}' for a new context of its own (under py_context_sup).
+-spec subinterp_create() -> {ok, reference()} | {error, term()}.
+subinterp_create() -> py_compat:subinterp_create().
+
+%% @doc Stops a handle's context.
+-spec subinterp_destroy(reference()) -> ok.
+subinterp_destroy(Handle) -> py_compat:subinterp_destroy(Handle).
+
+%% @doc call/4 on a handle's context.
+-spec subinterp_call(reference(), py_module(), py_func(), list()) -> py_result().
+subinterp_call(Handle, Module, Func, Args) -> subinterp_call(Handle, Module, Func, Args, #{}).
+
+%% @doc call/5 on a handle's context, with keyword arguments.
+-spec subinterp_call(reference(), py_module(), py_func(), list(), map()) -> py_result().
+subinterp_call(Handle, Module, Func, Args, Kwargs) ->
+    with_handle(Handle, fun(Ctx) -> py_context:call(Ctx, Module, Func, Args, Kwargs) end).
+
+%% @doc eval/2 on a handle's context.
+-spec subinterp_eval(reference(), iodata()) -> py_result().
+subinterp_eval(Handle, Code) -> subinterp_eval(Handle, Code, #{}).
+
+%% @doc eval/3 on a handle's context.
+-spec subinterp_eval(reference(), iodata(), map()) -> py_result().
+subinterp_eval(Handle, Code, Locals) ->
+    with_handle(Handle, fun(Ctx) -> py_context:eval(Ctx, Code, Locals) end).
+
+%% @doc exec/2 on a handle's context.
+-spec subinterp_exec(reference(), iodata()) -> ok | {error, term()}.
+subinterp_exec(Handle, Code) ->
+    with_handle(Handle, fun(Ctx) -> py_context:exec(Ctx, Code) end).
+
+%% @doc cast/4 on a handle's context.
+-spec subinterp_cast(reference(), py_module(), py_func(), list()) -> ok.
+subinterp_cast(Handle, Module, Func, Args) ->
+    _ = with_handle(Handle, fun(Ctx) -> cast(Ctx, Module, Func, Args) end),
+    ok.
+
+%% @doc Starts a call on a handle's context; subinterp_await/1,2 gives its result.
+-spec subinterp_async_call(reference(), py_module(), py_func(), list()) -> reference().
+subinterp_async_call(Handle, Module, Func, Args) ->
+    Caller = self(),
+    Ref = make_ref(),
+    _ = spawn(fun() ->
+                      Result = with_handle(Handle, fun(Ctx) ->
+                                   py_context:call_as(Ctx, Caller, Module, Func, Args, #{},
+                                                      infinity)
+                               end),
+                      Caller ! {py_subinterp_result, Ref, Result}
+              end),
+    Ref.
+
+%% @doc The result of subinterp_async_call/4 (waits up to 30 s).
+-spec subinterp_await(reference()) -> py_result().
+subinterp_await(Ref) -> subinterp_await(Ref, 30000).
+
+%% @doc The result of subinterp_async_call/4, waiting at most `Timeout' ms.
+-spec subinterp_await(reference(), timeout()) -> py_result().
+subinterp_await(Ref, Timeout) ->
+    receive {py_subinterp_result, Ref, Result} -> Result
+    after Timeout -> {error, timeout}
+    end.
+
+%% @doc Makes handles available (each handle starts its own context).
+-spec subinterp_pool_start() -> ok.
+subinterp_pool_start() -> py_compat:subinterp_pool_start().
+
+%% @doc As subinterp_pool_start/0 (the size does not apply: one context per handle).
+-spec subinterp_pool_start(non_neg_integer()) -> ok.
+subinterp_pool_start(_NumWorkers) -> py_compat:subinterp_pool_start().
+
+%% @doc Stops every handle's context.
+-spec subinterp_pool_stop() -> ok.
+subinterp_pool_stop() -> py_compat:subinterp_pool_stop().
+
+%% @doc Whether subinterp_pool_start/0,1 was called.
+-spec subinterp_pool_ready() -> boolean().
+subinterp_pool_ready() -> py_compat:subinterp_pool_ready().
+
+%% @doc `#{num_workers, active_handles, ready}'.
+-spec subinterp_pool_stats() -> map().
+subinterp_pool_stats() -> py_compat:subinterp_pool_stats().
+
+with_handle(Handle, Fun) ->
+    case py_compat:subinterp_ctx(Handle) of
+        {ok, Ctx} -> Fun(Ctx);
+        Error -> Error
+    end.
+
+%%% ===========================================================================
+%%% erlang_python 2.x: environment, facts, tracing, references
+%%% ===========================================================================
+
+%% @doc Creates the venv at `Path' if needed, installs `Requirements' into it and
+%% activates it in the default pool (see py_compat:ensure_venv/3).
+-spec ensure_venv(iodata(), iodata()) -> ok | {error, term()}.
+ensure_venv(Path, Requirements) -> ensure_venv(Path, Requirements, []).
+
+%% @doc As ensure_venv/2 with options: `force', `{installer, pip | uv}',
+%% `{python, Exe}', `{extras, [Name]}'.
+-spec ensure_venv(iodata(), iodata(), list()) -> ok | {error, term()}.
+ensure_venv(Path, Requirements, Opts) -> py_compat:ensure_venv(Path, Requirements, Opts).
+
+%% @doc A reference naming the caller's environment on `Ctx' (environments are
+%% per process in pyport; py_context:call/7 and friends take it).
+-spec get_local_env(pid()) -> reference().
+get_local_env(Ctx) -> py_compat:local_env(Ctx).
+
+%% @doc `subinterp': each context has its own interpreter and GIL (see py_compat).
+-spec execution_mode() -> free_threaded | subinterp | multi_executor.
+execution_mode() -> py_compat:execution_mode().
+
+%% @doc The number of contexts of the default pool.
+-spec num_executors() -> pos_integer().
+num_executors() -> py_compat:num_executors().
+
+%% @doc importlib.reload of `Module' in every running context that imported it.
+-spec reload(py_module()) -> ok | {error, [{context, term()}]}.
+reload(Module) -> py_compat:reload(Module).
+
+%% @doc Starts keeping the spans Python code creates (erlang.Span, @erlang.trace).
+-spec enable_tracing() -> ok.
+enable_tracing() -> py_trace:enable().
+
+%% @doc Stops keeping spans.
+-spec disable_tracing() -> ok.
+disable_tracing() -> py_trace:disable().
+
+%% @doc `{ok, Spans}' in completion order (see py_trace:spans/0 for their shape).
+-spec get_traces() -> {ok, [map()]}.
+get_traces() -> py_trace:spans().
+
+%% @doc Forgets the spans kept so far.
+-spec clear_traces() -> ok.
+clear_traces() -> py_trace:clear().
+
+%% @doc The referenced object converted to a term.
+-spec to_term(tuple()) -> py_result().
+to_term(Ref) -> py_compat:to_term(Ref).
+
+%% @doc Whether `Term' is a Python object reference.
+-spec is_ref(term()) -> boolean().
+is_ref(Term) -> py_compat:is_ref(Term).
+
+%% @doc Not available in pyport: `{error, {not_supported, Why}}'.
+-spec dup_fd(integer()) -> {ok, integer()} | {error, term()}.
+dup_fd(Fd) -> py_compat:dup_fd(Fd).
+
+%% @doc tracemalloc.start() in every running context (memory_stats/0 then has
+%% traced_memory_current and traced_memory_peak).
+-spec tracemalloc_start() -> ok | {error, term()}.
+tracemalloc_start() -> tracemalloc_start(1).
+
+%% @doc tracemalloc.start(NFrame) in every running context.
+-spec tracemalloc_start(pos_integer()) -> ok | {error, term()}.
+tracemalloc_start(NFrame) when is_integer(NFrame), NFrame > 0 ->
+    py_compat:tracemalloc_start(NFrame).
+
+%% @doc tracemalloc.stop() in every running context.
+-spec tracemalloc_stop() -> ok | {error, term()}.
+tracemalloc_stop() -> py_compat:tracemalloc_stop().
+
+%%% ===========================================================================
+%%% erlang_python 2.x: SharedDict (py_shared_dict)
+%%% ===========================================================================
+
+%% @doc `{ok, Handle}' of a new dictionary shared with every context (Python:
+%% `erlang.SharedDict(handle)').
+-spec shared_dict_new() -> {ok, reference()}.
+shared_dict_new() -> py_shared_dict:new().
+
+%% @doc The value under `Key', or `undefined'.
+-spec shared_dict_get(reference(), binary()) -> term().
+shared_dict_get(Handle, Key) -> shared_dict_get(Handle, Key, undefined).
+
+%% @doc The value under `Key', or `Default'.
+-spec shared_dict_get(reference(), binary(), term()) -> term().
+shared_dict_get(Handle, Key, Default) when is_binary(Key) ->
+    py_shared_dict:get(Handle, Key, Default).
+
+%% @doc Stores `Value' under `Key'.
+-spec shared_dict_set(reference(), binary(), term()) -> ok.
+shared_dict_set(Handle, Key, Value) when is_binary(Key) ->
+    py_shared_dict:set(Handle, Key, Value).
+
+%% @doc Removes `Key'.
+-spec shared_dict_del(reference(), binary()) -> ok.
+shared_dict_del(Handle, Key) when is_binary(Key) ->
+    py_shared_dict:del(Handle, Key).
+
+%% @doc The keys.
+-spec shared_dict_keys(reference()) -> [binary()].
+shared_dict_keys(Handle) -> py_shared_dict:keys(Handle).
+
+%% @doc Empties and invalidates the dictionary (later operations raise badarg).
+-spec shared_dict_destroy(reference()) -> ok.
+shared_dict_destroy(Handle) -> py_shared_dict:destroy(Handle).

@@ -7,7 +7,7 @@
 %% threads or from requests nobody waits for, in a fresh process.
 -module(py_callback).
 
--export([register/2, unregister/1, run/3, spawn_handler/4, table/0]).
+-export([register/2, unregister/1, run/3, spawn_handler/4, table/0, is_registered/1]).
 
 -define(TABLE, py_callbacks).
 
@@ -57,10 +57,48 @@ call(Name, Args) ->
     case ets:lookup(?TABLE, Name) of
         [{_, Fun}] when is_function(Fun, 1) -> Fun(Args);
         [{_, {M, F}}] -> M:F(Args);
-        [] -> erlang:error({undefined_function, Name})
+        [] -> system(Name, Args)
     end.
 
+%% @doc Whether `Name' can be called from Python: registered, or one of the
+%% callbacks erlang_python registers for itself (system/2).
+-spec is_registered(binary()) -> boolean().
+is_registered(Name) ->
+    ets:member(?TABLE, Name) orelse lists:member(Name, system_names()).
+
+%% The callbacks erlang_python 2.x registers at start, so that code calling
+%% them by name (erlang.call('state_get', k), erlang.call('_py_sleep', 0.1))
+%% works unchanged. A registration of the same name wins.
+system_names() ->
+    [<<"_py_sleep">>, <<"_whereis">>, <<"state_get">>, <<"state_set">>,
+     <<"state_delete">>, <<"state_keys">>, <<"state_clear">>, <<"state_incr">>,
+     <<"state_decr">>].
+
+system(<<"_py_sleep">>, [Seconds]) when is_number(Seconds), Seconds >= 0 ->
+    timer:sleep(round(Seconds * 1000)),
+    none;
+system(<<"_whereis">>, [Name]) -> builtin(<<"whereis">>, [Name]);
+system(<<"state_get">>, [Key]) ->
+    case py_state:fetch(Key) of
+        {ok, Value} -> Value;
+        {error, not_found} -> none
+    end;
+system(<<"state_set">>, [Key, Value]) -> py_state:store(Key, Value), none;
+system(<<"state_delete">>, [Key]) -> py_state:remove(Key), none;
+system(<<"state_keys">>, _) -> py_state:keys();
+system(<<"state_clear">>, _) -> py_state:clear(), none;
+system(<<"state_incr">>, [Key]) -> py_state:incr(Key);
+system(<<"state_incr">>, [Key, N]) -> py_state:incr(Key, N);
+system(<<"state_decr">>, [Key]) -> py_state:decr(Key);
+system(<<"state_decr">>, [Key, N]) -> py_state:decr(Key, N);
+system(Name, _Args) -> erlang:error({undefined_function, Name}).
+
 %% Services of the erlang module that need the Erlang side.
+builtin(<<"whereis">>, [Name]) when is_atom(Name) ->
+    case whereis(Name) of
+        undefined -> none;
+        Pid -> Pid
+    end;
 builtin(<<"whereis">>, [Name]) ->
     try binary_to_existing_atom(Name, utf8) of
         Atom -> case whereis(Atom) of
@@ -80,7 +118,29 @@ builtin(<<"state_remove">>, [Key]) -> py_state:remove(Key);
 builtin(<<"state_keys">>, []) -> py_state:keys();
 builtin(<<"state_incr">>, [Key, N]) -> py_state:incr(Key, N);
 builtin(<<"state_decr">>, [Key, N]) -> py_state:decr(Key, N);
+builtin(<<"send">>, [Dest, Msg]) -> send(Dest, Msg);
+builtin(<<"registered">>, [Name]) -> is_registered(key(Name));
+builtin(<<"schedule">>, [Name, Args]) -> {bytes, term_to_binary(call(key(Name), Args))};
+builtin(<<"etf">>, [Term]) -> {bytes, term_to_binary(Term)};
+builtin(<<"shared_dict">>, [Op | Args]) -> py_shared_dict:python(Op, Args);
 builtin(Other, Args) -> erlang:error({undefined_function, <<"_pyport.", Other/binary>>, Args}).
+
+%% erlang.send(Dest, Msg): true if delivered to a live process (as far as this
+%% node can tell: a local pid that is alive, a registered name, any remote pid),
+%% false for a local process that has exited or a name nobody registered.
+send(Pid, Msg) when is_pid(Pid), node(Pid) =:= node() ->
+    case erlang:is_process_alive(Pid) of
+        true -> Pid ! Msg, true;
+        false -> false
+    end;
+send(Pid, Msg) when is_pid(Pid) ->
+    Pid ! Msg,
+    true;
+send(Name, Msg) ->
+    case builtin(<<"whereis">>, [Name]) of
+        none -> false;
+        Pid -> send(Pid, Msg)
+    end.
 
 key(A) when is_atom(A) -> atom_to_binary(A, utf8);
 key(B) when is_binary(B) -> B;

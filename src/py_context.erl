@@ -23,6 +23,10 @@
 %% Used by other modules of the application
 -export([call_as/7, eval_as/5, exec_as/4, stream_cancel/2]).
 
+%% The rest of erlang_python 2.x's py_context API (answered by py_compat)
+-export([call/7, eval/5, call_method/4, to_term/1, get_interp_id/1, is_subinterp/1,
+         create_local_env/1, get_nif_ref/1]).
+
 %% gen_server
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
@@ -190,8 +194,11 @@ eval_as(Ctx, EnvPid, Code, Locals, Timeout) ->
 -spec exec(context(), iodata()) -> ok | {error, term()}.
 exec(Ctx, Code) -> exec(Ctx, Code, infinity).
 
-%% @doc As exec/2 with a timeout.
--spec exec(context(), iodata(), timeout()) -> ok | {error, term()}.
+%% @doc As exec/2 with a timeout, or (erlang_python 2.x) in the environment
+%% named by an environment reference (py:get_local_env/1).
+-spec exec(context(), iodata(), timeout() | reference()) -> ok | {error, term()}.
+exec(Ctx, Code, EnvRef) when is_reference(EnvRef) ->
+    exec_as(Ctx, py_compat:env_owner(EnvRef), Code, infinity);
 exec(Ctx, Code, Timeout) -> exec_as(Ctx, self(), Code, Timeout).
 
 %% @doc As exec/3 in the environment of `EnvPid'.
@@ -963,3 +970,48 @@ context_name(_) ->
 
 now_ms() -> erlang:monotonic_time(millisecond).
 
+
+%%% ===========================================================================
+%%% erlang_python 2.x compatibility (see py_compat)
+%%% ===========================================================================
+
+%% @doc call/6 in the environment named by `EnvRef' (create_local_env/1).
+-spec call(context(), term(), term(), list(), map(), timeout(), reference()) ->
+    {ok, term()} | {error, term()}.
+call(Ctx, M, F, Args, Kwargs, Timeout, EnvRef) when is_reference(EnvRef) ->
+    call_as(Ctx, py_compat:env_owner(EnvRef), M, F, Args, Kwargs, Timeout).
+
+%% @doc eval/4 in the environment named by `EnvRef'.
+-spec eval(context(), iodata(), map(), timeout(), reference()) ->
+    {ok, term()} | {error, term()}.
+eval(Ctx, Code, Locals, Timeout, EnvRef) when is_reference(EnvRef) ->
+    eval_as(Ctx, py_compat:env_owner(EnvRef), Code, Locals, Timeout).
+
+%% @doc py:call_method/3 (an object reference knows its context).
+-spec call_method(context(), tuple(), atom() | binary() | string(), list()) ->
+    {ok, term()} | {error, term()}.
+call_method(_Ctx, Ref, Method, Args) -> py:call_method(Ref, Method, Args).
+
+%% @doc The referenced object converted to a term (py:to_term/1).
+-spec to_term(tuple()) -> {ok, term()} | {error, term()}.
+to_term(Ref) -> py_compat:to_term(Ref).
+
+%% @doc `{ok, Id}': the OS pid of the context's current Python process (each
+%% context is an interpreter of its own; a restart makes a new one).
+-spec get_interp_id(context()) -> {ok, integer()} | {error, term()}.
+get_interp_id(Ctx) -> py_compat:interp_id(Ctx).
+
+%% @doc Always true: every context has an interpreter and a GIL of its own
+%% (its own OS process); nothing is shared with other contexts.
+-spec is_subinterp(context()) -> boolean().
+is_subinterp(Ctx) when is_pid(Ctx) -> true.
+
+%% @doc `{ok, EnvRef}' naming the caller's environment on `Ctx'.
+-spec create_local_env(context()) -> {ok, reference()}.
+create_local_env(Ctx) -> {ok, py_compat:local_env(Ctx)}.
+
+%% @doc There is no NIF resource behind a pyport context: raises
+%% `{not_supported, Reason}'.
+-spec get_nif_ref(context()) -> no_return().
+get_nif_ref(_Ctx) ->
+    erlang:error({not_supported, <<"a pyport context is a process, not a NIF resource">>}).

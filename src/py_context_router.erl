@@ -17,7 +17,8 @@
          start_pool/2, start_pool/3, stop_pool/1,
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0, init_pool_registry/0,
-         pools/0, call_timeout/1, context_up/3, settings/1, set_setting/3]).
+         pools/0, call_timeout/1, context_up/3, settings/1, set_setting/3,
+         all_contexts/0, interpreter_counts/0, contexts_without/1, watch_owner/1]).
 
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -27,6 +28,9 @@
 -type start_opts() :: #{contexts => pos_integer(), atom() => term()}.
 
 -define(REGISTRY, py_pool_registry).
+%% Every context whose interpreter has started ({Pid, Starts}), and the
+%% interpreter counters ({'$created', N}, {'$destroyed', N}).
+-define(SEEN, py_contexts_seen).
 -define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
 -define(SETTINGS_KEY(Pool), {?MODULE, settings, Pool}).
 -define(BOUND_KEY(Pool), {?MODULE, bound, Pool}).
@@ -225,17 +229,61 @@ init_pool_registry() ->
     end.
 
 %% @doc Settings that every context of `Pool' applies after each start (set at
-%% run time: `venv', `logging').
+%% run time: `venv', `logging', `preload'). A context calls this when its
+%% interpreter has started; the router counts that start and, the first time,
+%% watches the context, so that settings made later can reach every running
+%% context, pooled or not (all_contexts/0).
 -spec settings(pool_name() | undefined) -> map().
 settings(Pool) ->
+    case get('$initial_call') of
+        {py_context, init, 1} -> interpreter_started(self());
+        _ -> ok
+    end,
     maps:merge(persistent_term:get(?SETTINGS_KEY('$all'), #{}),
                persistent_term:get(?SETTINGS_KEY(Pool), #{})).
+
+%% @doc Every running context whose interpreter has started at least once, in
+%% pools or not.
+-spec all_contexts() -> [pid()].
+all_contexts() ->
+    try ets:select(?SEEN, [{{'$1', '_'}, [{is_pid, '$1'}], ['$1']}])
+    catch error:badarg -> []
+    end.
+
+%% @doc Interpreters (OS processes) started since the router started, and those
+%% known to have ended (replaced by a restart, or their context stopped).
+-spec interpreter_counts() -> #{created := non_neg_integer(), destroyed := non_neg_integer()}.
+interpreter_counts() ->
+    Get = fun(K) -> try ets:lookup_element(?SEEN, K, 2) catch error:badarg -> 0 end end,
+    #{created => Get('$created'), destroyed => Get('$destroyed')}.
+
+interpreter_started(Ctx) ->
+    try
+        ets:update_counter(?SEEN, '$created', 1, {'$created', 0}),
+        case ets:update_counter(?SEEN, Ctx, 1, {Ctx, 0}) of
+            1 -> gen_server:cast(?MODULE, {watch, Ctx});
+            _ -> ets:update_counter(?SEEN, '$destroyed', 1, {'$destroyed', 0})
+        end,
+        ok
+    catch
+        error:badarg -> ok   % no router (the application is stopping)
+    end.
 
 %% @doc Records a setting for `Pool', or for every pool with `'$all''
 %% (contexts started later apply it; running ones are told by the caller).
 -spec set_setting(pool_name(), atom(), term()) -> ok.
 set_setting(Pool, Key, Value) ->
     gen_server:call(?MODULE, {set_setting, Pool, Key, Value}).
+
+%% @doc The contexts of the pools whose options do not set `Key'.
+-spec contexts_without(atom()) -> [pid()].
+contexts_without(Key) ->
+    gen_server:call(?MODULE, {contexts_without, Key}).
+
+%% @private Drops `Pid''s entries in the tables of py_compat when it exits.
+-spec watch_owner(pid()) -> ok.
+watch_owner(Pid) ->
+    gen_server:cast(?MODULE, {watch, Pid}).
 
 %% @doc The started pools.
 -spec pools() -> [pool_name()].
@@ -295,9 +343,15 @@ handle_call(init_registry, _From, S) ->
     ensure_registry(),
     {reply, ok, S};
 handle_call(pools, _From, S = #{pools := Pools}) ->
-    {reply, maps:keys(Pools), S}.
+    {reply, maps:keys(Pools), S};
+handle_call({contexts_without, Key}, _From, S = #{pools := Pools}) ->
+    {reply, [Ctx || {Pool, #{opts := Opts}} <- maps:to_list(Pools), not maps:is_key(Key, Opts),
+                    Ctx <- contexts(Pool)], S}.
 
 %% @private
+handle_cast({watch, Ctx}, S) ->
+    _ = erlang:monitor(process, Ctx),
+    {noreply, S};
 handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
     case maps:find(Pool, Pools) of
         {ok, #{sup := Sup, opts := Opts}} -> publish(Pool, Sup, Opts);
@@ -306,6 +360,13 @@ handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
     {noreply, S}.
 
 %% @private
+handle_info({'DOWN', _, process, Pid, _}, S) ->
+    case ets:take(?SEEN, Pid) of
+        [_] -> ets:update_counter(?SEEN, '$destroyed', 1, {'$destroyed', 0});
+        [] -> ok
+    end,
+    true = ets:match_delete(py_env_refs, {'_', Pid}),
+    {noreply, S};
 handle_info(_Msg, S) ->
     {noreply, S}.
 
@@ -318,14 +379,23 @@ ensure_registry() ->
     Tables = [{?REGISTRY, [{read_concurrency, true}]},
               {py_callback:table(), [{read_concurrency, true}]},
               {py_state:table(), [{write_concurrency, true}, {read_concurrency, true}]},
-              {py_stream:table(), [{write_concurrency, true}]}],
+              {py_stream:table(), [{write_concurrency, true}]},
+              {?SEEN, [{write_concurrency, true}]}
+              | py_import:tables() ++ py_compat:tables()],
     lists:foreach(
       fun({Name, Opts}) ->
               case ets:info(Name, name) of
-                  undefined -> ets:new(Name, [named_table, public, set | Opts]);
+                  undefined -> ets:new(Name, [named_table, public | with_type(Opts)]);
                   _ -> ok
               end
-      end, Tables).
+      end, Tables),
+    ok = py_semaphore:init().
+
+with_type(Opts) ->
+    case [T || T <- Opts, lists:member(T, [set, bag, ordered_set, duplicate_bag])] of
+        [] -> [set | Opts];
+        _ -> Opts
+    end.
 
 %% A running pool asked for another size grows (new contexts get the pool's
 %% options) or shrinks (the highest indexes stop; processes bound to them are

@@ -1,10 +1,38 @@
 %% @doc The supervisor of one pool: its contexts are ordinary workers, one child
 %% per index, so observer shows each and a crash of one restarts only that one.
+%%
+%% Also, registered as `py_context_sup' (start_link/0, under pyport_sup), the
+%% supervisor of contexts started one by one with erlang_python 2.x's API:
+%% start_context/2, stop_context/1, which_contexts/0 (temporary children).
 -module(py_context_sup).
 -behaviour(supervisor).
 
--export([start_link/3, child_spec/3]).
+-export([start_link/3, child_spec/3, start_link/0, start_context/2, stop_context/1,
+         which_contexts/0]).
 -export([init/1]).
+
+%% @doc Starts the registered supervisor of single contexts.
+-spec start_link() -> {ok, pid()} | {error, term()}.
+start_link() ->
+    supervisor:start_link({local, ?MODULE}, ?MODULE, single).
+
+%% @doc Starts a context under it (`Id' labels it; `Mode' is accepted).
+-spec start_context(term(), atom()) -> {ok, pid()} | {error, term()}.
+start_context(Id, Mode) ->
+    supervisor:start_child(?MODULE, [Id, Mode]).
+
+%% @doc Stops a context started with start_context/2.
+-spec stop_context(pid()) -> ok | {error, term()}.
+stop_context(Ctx) when is_pid(Ctx) ->
+    case supervisor:terminate_child(?MODULE, Ctx) of
+        {error, not_found} -> ok;
+        Other -> Other
+    end.
+
+%% @doc The contexts started with start_context/2 that are running.
+-spec which_contexts() -> [pid()].
+which_contexts() ->
+    [Pid || {_, Pid, _, _} <- supervisor:which_children(?MODULE), is_pid(Pid)].
 
 %% @doc The child spec of a pool supervisor under py_pools_sup.
 -spec child_spec(atom(), pos_integer(), map()) -> supervisor:child_spec().
@@ -22,6 +50,10 @@ start_link(Pool, Size, Opts) ->
     supervisor:start_link(?MODULE, {Pool, Size, Opts}).
 
 %% @private
+init(single) ->
+    {ok, {#{strategy => simple_one_for_one, intensity => 10, period => 10},
+          [#{id => py_context, start => {py_context, start_link, []}, restart => temporary,
+             shutdown => 5000, type => worker, modules => [py_context]}]}};
 init({Pool, Size, Opts}) ->
     Children = [py_context:child_spec(Opts#{id => {py_context, I}, pool => Pool, index => I})
                 || I <- lists:seq(1, Size)],

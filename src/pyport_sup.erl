@@ -1,5 +1,7 @@
-%% @doc The application's top supervisor: the router, then the pools. A crash of
-%% the router restarts the pools too (rest_for_one), since it owns their registry.
+%% @doc The application's top supervisor: the router, then the pools, then the
+%% services of erlang_python 2.x's API (SharedDict, trace spans, single
+%% contexts). A crash of the router restarts everything after it (rest_for_one),
+%% since it owns their registries.
 -module(pyport_sup).
 -behaviour(supervisor).
 
@@ -18,6 +20,16 @@ init([]) ->
                   type => worker},
                 #{id => py_pools_sup,
                   start => {py_pools_sup, start_link, []},
+                  type => supervisor,
+                  shutdown => infinity},
+                #{id => py_shared_dict,
+                  start => {py_shared_dict, start_link, []},
+                  type => worker},
+                #{id => py_trace,
+                  start => {py_trace, start_link, []},
+                  type => worker},
+                #{id => py_context_sup,
+                  start => {py_context_sup, start_link, []},
                   type => supervisor,
                   shutdown => infinity}],
     {ok, {#{strategy => rest_for_one, intensity => 5, period => 10}, Children}}.
