@@ -84,7 +84,7 @@ end_per_testcase(_Case, Config) ->
     %% Whatever a case left active in the default pool (even if deactivation
     %% failed), the next case starts from fresh OS processes.
     [restart_and_wait(C) || C <- py_context_router:contexts(),
-                            py:call(C, '_pyport', venv_info, []) =/= {ok, #{active => false}}],
+                            py:call(C, '_pyport', venv_info, []) =/= {ok, #{<<"active">> => false}}],
     _ = py_context_router:stop_pool(?LATER_POOL),
     _ = py_context_router:stop_pool(?OPTS_POOL),
     _ = logger:remove_handler(?MODULE),
@@ -133,8 +133,8 @@ venv_option(Venv, Config) ->
         {ok, VirtualEnv} = py:eval(Ctx, <<"__import__('os').environ.get('VIRTUAL_ENV')">>),
         ?assertEqual(norm(Venv), norm(VirtualEnv)),
         {ok, Info} = py:call(Ctx, '_pyport', venv_info, []),
-        ?assertMatch(#{active := true}, Info),
-        ?assertEqual(norm(Venv), norm(maps:get(path, Info)))
+        ?assertMatch(#{<<"active">> := true}, Info),
+        ?assertEqual(norm(Venv), norm(maps:get(<<"venv_path">>, Info)))
     end),
     with_context(#{}, fun(Ctx) ->
         ?assertEqual({ok, false}, py:eval(Ctx, ?FINDS_TALKPKG))
@@ -248,16 +248,16 @@ activate_venv_pool(Config) ->
     Venv = ?config(venv, Config),
     Ctxs = py_context_router:contexts(),
     [?assertEqual({ok, false}, py:eval(C, ?FINDS_TALKPKG)) || C <- Ctxs],
-    ?assertMatch({ok, #{active := false}}, py:venv_info()),
+    ?assertMatch({ok, #{<<"active">> := false}}, py:venv_info()),
     ?assertEqual(ok, py:activate_venv(Venv)),
     {ok, Info} = py:venv_info(),
-    ?assertMatch(#{active := true, site_packages := _}, Info),
-    ?assertEqual(norm(Venv), norm(maps:get(path, Info))),
+    ?assertMatch(#{<<"active">> := true, <<"site_packages">> := _}, Info),
+    ?assertEqual(norm(Venv), norm(maps:get(<<"venv_path">>, Info))),
     [?assertEqual({ok, <<"from the venv">>}, py:eval(C, <<"__import__('talkpkg').MAGIC">>))
      || C <- Ctxs],
     [?assertMatch({ok, _}, py:eval(C, <<"__import__('edmod').WHERE">>)) || C <- Ctxs],
     ?assertEqual(ok, py:deactivate_venv()),
-    ?assertMatch({ok, #{active := false}}, py:venv_info()),
+    ?assertMatch({ok, #{<<"active">> := false}}, py:venv_info()),
     [?assertEqual({ok, false}, py:eval(C, ?FINDS_TALKPKG)) || C <- Ctxs],
     ok.
 
@@ -275,7 +275,7 @@ activate_venv_survives_restart(Config) ->
     ?assertEqual({ok, true}, py:eval(Ctx, ?FINDS_TALKPKG)),
     ?assertEqual({ok, <<"from the venv">>}, py:eval(Ctx, <<"__import__('talkpkg').MAGIC">>)),
     {ok, Info} = py:call(Ctx, '_pyport', venv_info, []),
-    ?assertMatch(#{active := true}, Info),
+    ?assertMatch(#{<<"active">> := true}, Info),
     %% Deactivated, a restart no longer brings it back.
     ?assertEqual(ok, py:deactivate_venv()),
     kill_and_wait(Ctx),
@@ -292,9 +292,9 @@ activate_venv_later_pool(Config) ->
     {ok, Ctxs} = py_context_router:start_pool(?LATER_POOL, 2),
     [?assertEqual({ok, <<"from the venv">>}, py:eval(C, <<"__import__('talkpkg').MAGIC">>))
      || C <- Ctxs],
-    ?assertMatch({ok, #{active := true}}, py:venv_info(?LATER_POOL)),
+    ?assertMatch({ok, #{<<"active">> := true}}, py:venv_info(?LATER_POOL)),
     %% The default pool is untouched.
-    ?assertMatch({ok, #{active := false}}, py:venv_info()),
+    ?assertMatch({ok, #{<<"active">> := false}}, py:venv_info()),
     ?assertEqual({ok, false}, py:eval(py:context(1), ?FINDS_TALKPKG)),
     ?assertEqual(ok, py:deactivate_venv(?LATER_POOL)),
     [?assertEqual({ok, false}, py:eval(C, ?FINDS_TALKPKG)) || C <- Ctxs],
