@@ -145,7 +145,9 @@ three_ways_to_call(Config) ->
 
 unregistered_raises() ->
     [{doc, "Calling a name nobody registered raises erlang.Error in Python, with args "
-      "('error', ('undefined_function', name)); uncaught, the caller gets an error."}].
+      "('error', ('undefined_function', name)); uncaught, the caller gets an error. "
+      "As in erlang_python, erlang.<name> of an unregistered name is an "
+      "AttributeError and `from erlang import name' an ImportError."}].
 unregistered_raises(Config) ->
     Ctx = ?config(ctx, Config),
     ok = py:exec(Ctx, <<"import erlang\n"
@@ -159,10 +161,13 @@ unregistered_raises(Config) ->
                         "    except erlang.Error as e:\n"
                         "        return (type(e).__name__, e.args[0] == 'error',\n"
                         "                e.args[1][0] == 'undefined_function', e.args[1][1])\n"
+                        "    except (AttributeError, ImportError) as e:\n"
+                        "        return (type(e).__name__, 'no_such_fn' in str(e))\n"
                         "    return 'no exception'\n">>),
-    [?assertEqual({ok, {<<"Error">>, true, true, <<"no_such_fn">>}},
-                  py:call(Ctx, '__main__', probe, [How]))
-     || How <- [<<"call">>, <<"attr">>, <<"import">>]],
+    ?assertEqual({ok, {<<"Error">>, true, true, <<"no_such_fn">>}},
+                 py:call(Ctx, '__main__', probe, [<<"call">>])),
+    ?assertEqual({ok, {<<"AttributeError">>, true}}, py:call(Ctx, '__main__', probe, [<<"attr">>])),
+    ?assertEqual({ok, {<<"ImportError">>, true}}, py:call(Ctx, '__main__', probe, [<<"import">>])),
     ?assertMatch({error, {_, _}}, py:eval(Ctx, <<"erlang.call('no_such_fn')">>)),
     ok.
 
