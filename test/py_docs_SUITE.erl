@@ -144,19 +144,21 @@ init(Children) ->
 %%% ===========================================================================
 
 callbacks_python_block() ->
-    [{doc, "docs/callbacks.md, the Python block, run as written (with pid an "
-      "erlang.Pid and double registered); then each expression's value."}].
+    [{doc, "docs/callbacks.md, the Python block, run as written (no import: erlang is "
+      "a builtin name; pid an erlang.Pid and double registered); then each "
+      "expression's value."}].
 callbacks_python_block(_Config) ->
     Ctx = py:context(1),
     ok = py:register_function(double, fun([X]) -> 2 * X end),
     {ok, _} = py:eval(Ctx, <<"globals().__setitem__('pid', p)">>, #{p => self()}),
-    ok = py:exec(Ctx, <<"import erlang\n"
-                        "erlang.call('double', 21)        # a function registered in Erlang, "
+    ok = py:exec(Ctx, <<"erlang.call('double', 21)        # a function registered in Erlang, "
                         "exactly once\n"
-                        "erlang.double(21)                # the same\n"
-                        "from erlang import double        # the same\n"
+                        "erlang.double(21)                # the same (hasattr(erlang, 'double') "
+                        "only while registered)\n"
+                        "from erlang import double        # the same (ImportError if nobody "
+                        "registered it)\n"
                         "erlang.send(pid, ('hello', 1))   # pid: an erlang.Pid, or a "
-                        "registered name (str)\n"
+                        "registered name (str, bytes, Atom)\n"
                         "erlang.self()                    # the Erlang process whose request "
                         "is running\n"
                         "erlang.whereis('logger')         # an erlang.Pid, or None\n"
