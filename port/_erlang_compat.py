@@ -158,7 +158,27 @@ class SharedDict:
 # ---- tracing -------------------------------------------------------------------
 
 _spans = threading.local()
-_TRACER = "py_trace"
+_tracing = None   # whether the Erlang side keeps spans; None: not asked yet
+
+
+def set_tracing(on):
+    """py:enable_tracing/0 and disable_tracing/0 tell every running context."""
+    global _tracing
+    _tracing = bool(on)
+    return _tracing
+
+
+def _tracing_on():
+    global _tracing
+    if _tracing is None:
+        _tracing = bool(_erlang.call("_pyport.tracing"))
+    return _tracing
+
+
+def _trace(*msg):
+    # Through the Erlang process the request runs for, and answered: the spans
+    # of a request reach py_trace before the request's answer reaches its caller.
+    _erlang.call("_pyport.trace", list(msg))
 
 
 def _now_us():
@@ -175,27 +195,29 @@ def _span_stack():
 class Span:
     """A trace span: `with erlang.Span('name', key=value) as span: span.event(...)`.
     Spans nest per thread; the Erlang side keeps them while py:enable_tracing()
-    is on (py:get_traces/0)."""
+    is on (py:get_traces/0); while it is off a span sends nothing."""
 
     def __init__(self, name, **attrs):
         self.name = str(name)
         self.attrs = attrs
         self.span_id = int.from_bytes(os.urandom(8), "big") or 1
         self.parent_id = None
+        self.sent = False
 
     def __enter__(self):
         stack = _span_stack()
         self.parent_id = stack[-1].span_id if stack else None
         stack.append(self)
-        _raw_send(_TRACER, (_erlang.atom("span_start"), self.span_id,
-                            self.parent_id if self.parent_id is not None
-                            else _erlang.atom("undefined"),
-                            self.name, dict(self.attrs), _now_us()))
+        if _tracing_on():
+            self.sent = True
+            _trace(_erlang.atom("span_start"), self.span_id,
+                   self.parent_id if self.parent_id is not None else _erlang.atom("undefined"),
+                   self.name, dict(self.attrs), _now_us())
         return self
 
     def event(self, name, **attrs):
-        _raw_send(_TRACER, (_erlang.atom("span_event"), self.span_id, str(name),
-                            dict(attrs), _now_us()))
+        if self.sent:
+            _trace(_erlang.atom("span_event"), self.span_id, str(name), dict(attrs), _now_us())
 
     def __exit__(self, exc_type, exc, tb):
         stack = _span_stack()
@@ -203,13 +225,14 @@ class Span:
             stack.pop()
         elif self in stack:
             stack.remove(self)
-        if exc_type is None:
-            status, end_attrs = "ok", {}
-        else:
-            status, end_attrs = "error", {"exception": str(exc),
-                                          "exception_type": exc_type.__name__}
-        _raw_send(_TRACER, (_erlang.atom("span_end"), self.span_id, _erlang.atom(status),
-                            end_attrs, _now_us()))
+        if self.sent:
+            if exc_type is None:
+                status, end_attrs = "ok", {}
+            else:
+                status, end_attrs = "error", {"exception": str(exc),
+                                              "exception_type": exc_type.__name__}
+            _trace(_erlang.atom("span_end"), self.span_id, _erlang.atom(status), end_attrs,
+                   _now_us())
         return False
 
 
@@ -230,21 +253,11 @@ def trace(name=None):
     return wrap
 
 
-def _raw_send(dest, term):
-    # The C sender: one frame, no answer, delivered in order with the request's
-    # other frames.
-    _c_send(dest, term)
-
-
-_c_send = None
-
-
 # ---- install -------------------------------------------------------------------
 
 def install(erlang):
-    global _erlang, _c_send
+    global _erlang
     _erlang = erlang
-    _c_send = erlang.send
 
     class ScheduleMarker(metaclass=_MarkerType):
         """What erlang.schedule / schedule_py return: an erlang.Term that converts

@@ -347,14 +347,15 @@ stream_cancel(Ref) -> py_stream:cancel(Ref).
 
 %% @doc Calls method `Method' of the referenced object with `Args'.
 -spec call_method(tuple(), atom() | binary() | string(), list()) -> py_result().
-call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx), is_list(Args) ->
-    case py_protocol:name(Method) of
-        {error, badarg} -> {error, {badarg, "method name must be an atom, binary or string"}};
-        Name ->
+call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx) ->
+    case py_args:check([py_args:name("method", Method), py_args:args(Args)]) of
+        {ok, [Name, A]} ->
             Self = self(),
             py_request:run(Ctx, Self,
-                           fun(Id) -> py_protocol:method(Id, Self, Ref, Name, Args, #{}) end,
-                           infinity)
+                           fun(Id, Parent) -> py_protocol:method(Id, Self, Parent, Ref, Name, A, #{}) end,
+                           infinity);
+        Error ->
+            Error
     end;
 call_method(_, _, _) ->
     {error, {badarg, "not an object reference"}}.
@@ -362,11 +363,13 @@ call_method(_, _, _) ->
 %% @doc Attribute `Name' of the referenced object.
 -spec getattr(tuple(), atom() | binary() | string()) -> py_result().
 getattr({py_ref, Ctx, _, _, _} = Ref, Name0) when is_pid(Ctx) ->
-    case py_protocol:name(Name0) of
-        {error, badarg} -> {error, {badarg, "attribute name must be an atom, binary or string"}};
+    case py_args:name("attribute", Name0) of
+        {error, _} = Error ->
+            Error;
         Name ->
             Self = self(),
-            py_request:run(Ctx, Self, fun(Id) -> py_protocol:getattr(Id, Self, Ref, Name) end,
+            py_request:run(Ctx, Self,
+                           fun(Id, Parent) -> py_protocol:getattr(Id, Self, Parent, Ref, Name) end,
                            infinity)
     end;
 getattr(_, _) ->
@@ -487,7 +490,7 @@ configure_logging(Opts) ->
                 error -> python_level(maps:get(level, Opts, info))
             end,
     Results = [apply_setting(Pool, logging, Level) || Pool <- py_context_router:pools()],
-    ok = py_context_router:set_setting('$all', logging, Level),   % pools started later
+    ok = py_settings:set('$all', logging, Level),   % pools started later
     first_error(Results).
 
 python_level(emergency) -> 50;
@@ -505,7 +508,7 @@ python_level(N) when is_integer(N) -> N.
 apply_setting(Pool, Key, Value) ->
     Results = [py_context:setup(Ctx, #{Key => Value}) || Ctx <- py_context_router:contexts(Pool)],
     case first_error(Results) of
-        ok -> py_context_router:set_setting(Pool, Key, Value);
+        ok -> py_settings:set(Pool, Key, Value);
         Error -> Error
     end.
 
@@ -614,7 +617,13 @@ async_await(Ref, Timeout) -> await(Ref, Timeout).
 %% @doc Runs the calls at once on the caller's context (coroutines interleave);
 %% `{ok, Results}' in order, or the first error.
 -spec async_gather([{py_module(), py_func(), list()}]) -> py_result().
-async_gather(Calls) -> py_compat:async_gather(Calls).
+async_gather(Calls) ->
+    Refs = [spawn_call(M, F, A) || {M, F, A} <- Calls],
+    Results = [await(Ref) || Ref <- Refs],
+    case [E || {error, _} = E <- Results] of
+        [] -> {ok, [V || {ok, V} <- Results]};
+        [E | _] -> E
+    end.
 
 %% @doc All the items of an (async) generator, as stream/3.
 -spec async_stream(py_module(), py_func(), list()) -> py_result().
@@ -733,12 +742,15 @@ ensure_venv(Path, Requirements) -> ensure_venv(Path, Requirements, []).
 %% @doc As ensure_venv/2 with options: `force', `{installer, pip | uv}',
 %% `{python, Exe}', `{extras, [Name]}'.
 -spec ensure_venv(iodata(), iodata(), list()) -> ok | {error, term()}.
-ensure_venv(Path, Requirements, Opts) -> py_compat:ensure_venv(Path, Requirements, Opts).
+ensure_venv(Path, Requirements, Opts) ->
+    py_compat:ensure_venv(Path, Requirements, Opts,
+                          #{activate => fun activate_venv/1,
+                            python => fun() -> eval(<<"__import__('sys').executable">>) end}).
 
 %% @doc A reference naming the caller's environment on `Ctx' (environments are
 %% per process in pyport; py_context:call/7 and friends take it).
 -spec get_local_env(pid()) -> reference().
-get_local_env(Ctx) -> py_compat:local_env(Ctx).
+get_local_env(Ctx) -> py_env_refs:local_env(Ctx).
 
 %% @doc `subinterp': each context has its own interpreter and GIL (see py_compat).
 -spec execution_mode() -> free_threaded | subinterp | multi_executor.
@@ -754,11 +766,15 @@ reload(Module) -> py_compat:reload(Module).
 
 %% @doc Starts keeping the spans Python code creates (erlang.Span, @erlang.trace).
 -spec enable_tracing() -> ok.
-enable_tracing() -> py_trace:enable().
+enable_tracing() ->
+    ok = py_trace:enable(),
+    py_compat:set_tracing(true).
 
-%% @doc Stops keeping spans.
+%% @doc Stops keeping spans (contexts stop sending them).
 -spec disable_tracing() -> ok.
-disable_tracing() -> py_trace:disable().
+disable_tracing() ->
+    ok = py_trace:disable(),
+    py_compat:set_tracing(false).
 
 %% @doc `{ok, Spans}' in completion order (see py_trace:spans/0 for their shape).
 -spec get_traces() -> {ok, [map()]}.
@@ -770,7 +786,7 @@ clear_traces() -> py_trace:clear().
 
 %% @doc The referenced object converted to a term.
 -spec to_term(tuple()) -> py_result().
-to_term(Ref) -> py_compat:to_term(Ref).
+to_term(Ref) -> py_context:to_term(Ref).
 
 %% @doc Whether `Term' is a Python object reference.
 -spec is_ref(term()) -> boolean().

@@ -11,14 +11,13 @@
 %% process (it changes when the process is restarted, as the interpreter does).
 -module(py_compat).
 
--export([tables/0, execution_mode/0, num_executors/0, reload/1,
-         tracemalloc_start/1, tracemalloc_stop/0, is_ref/1, to_term/1, dup_fd/1,
-         local_env/1, env_owner/1, interp_id/1, debug_counters/0,
+-export([new_tables/0, execution_mode/0, num_executors/0, reload/1,
+         tracemalloc_start/1, tracemalloc_stop/0, set_tracing/1, is_ref/1, dup_fd/1,
+         debug_counters/0,
          subinterp_create/0, subinterp_destroy/1, subinterp_ctx/1, subinterp_pool_start/0,
          subinterp_pool_stop/0, subinterp_pool_ready/0, subinterp_pool_stats/0,
-         async_gather/1, ensure_venv/3, stream_start/6]).
+         ensure_venv/4, stream_start/6]).
 
--define(ENV_REFS, py_env_refs).
 -define(SUBINTERPS, py_subinterps).
 -define(SUBINTERP_POOL, {?MODULE, subinterp_pool}).
 %% Stream items the port may send ahead of acknowledgements (as py_stream).
@@ -30,11 +29,12 @@
 %% requirements) may take.
 -define(VENV_STEP_TIMEOUT, 900000).
 
-%% @doc Tables owned by py_context_router.
--spec tables() -> [{atom(), list()}].
-tables() ->
-    [{?ENV_REFS, [set, {read_concurrency, true}]},
-     {?SUBINTERPS, [set, {read_concurrency, true}]}].
+%% @doc Creates the table of subinterpreter handles (once, by the application's
+%% top supervisor).
+-spec new_tables() -> ok.
+new_tables() ->
+    _ = ets:new(?SUBINTERPS, [named_table, public, set, {read_concurrency, true}]),
+    ok.
 
 %% @doc `subinterp': each context has its own interpreter and GIL and runs in
 %% parallel with the others.
@@ -69,10 +69,16 @@ tracemalloc_start(NFrame) ->
 tracemalloc_stop() ->
     first_error(broadcast(fun(Ctx) -> py_context:call(Ctx, tracemalloc, stop, []) end)).
 
+%% @doc Tells every running context whether spans are kept (each caches it).
+-spec set_tracing(boolean()) -> ok.
+set_tracing(On) ->
+    _ = broadcast(fun(Ctx) -> py_context:call(Ctx, '_erlang_compat', set_tracing, [On]) end),
+    ok.
+
 broadcast(Fun) ->
     Parent = self(),
     Tag = make_ref(),
-    Ctxs = py_context_router:all_contexts(),
+    Ctxs = py_interpreters:running(),
     Pids = [spawn(fun() -> Parent ! {Tag, self(), catch Fun(Ctx)} end) || Ctx <- Ctxs],
     [receive {Tag, Pid, R} -> R after ?BROADCAST_TIMEOUT -> {error, timeout} end
      || Pid <- Pids].
@@ -88,57 +94,12 @@ first_error(Results) ->
 is_ref({py_ref, Ctx, _, _, _}) when is_pid(Ctx) -> true;
 is_ref(_) -> false.
 
-%% @doc The referenced object converted to a term (an object with no term form
-%% comes back as a reference again).
--spec to_term(term()) -> {ok, term()} | {error, term()}.
-to_term({py_ref, Ctx, _, _, _} = Ref) when is_pid(Ctx) ->
-    py_context:eval(Ctx, <<"o">>, #{o => Ref});
-to_term(_) ->
-    {error, {badarg, "not an object reference"}}.
-
 %% @doc Not available: a descriptor of the node means nothing to the Python
 %% processes (pass a path, a port number or a socket address instead).
 -spec dup_fd(integer()) -> {error, term()}.
 dup_fd(Fd) when is_integer(Fd) ->
     {error, {not_supported, <<"a pyport context is another OS process: file descriptors "
                               "of the node cannot be handed to it">>}}.
-
-%% @doc The caller's environment on `Ctx' as a reference (py:get_local_env/1).
-%% pyport keys environments by process, so the reference only names the
-%% process: a call given it runs in that process's environment.
--spec local_env(pid()) -> reference().
-local_env(Ctx) when is_pid(Ctx) ->
-    case get({py_local_env, Ctx}) of
-        undefined ->
-            Ref = make_ref(),
-            py_context_router:init_pool_registry(),
-            true = ets:insert(?ENV_REFS, {Ref, self()}),
-            py_context_router:watch_owner(self()),
-            put({py_local_env, Ctx}, Ref),
-            Ref;
-        Ref ->
-            Ref
-    end.
-
-%% @doc The process whose environment `EnvRef' names (the caller if unknown).
--spec env_owner(term()) -> pid().
-env_owner(EnvRef) ->
-    try ets:lookup(?ENV_REFS, EnvRef) of
-        [{_, Pid}] -> Pid;
-        [] -> self()
-    catch
-        error:badarg -> self()
-    end.
-
-%% @doc `{ok, OsPid}' of the context's current Python process.
--spec interp_id(pid()) -> {ok, integer()} | {error, term()}.
-interp_id(Ctx) ->
-    try py_context:info(Ctx) of
-        #{os_pid := OsPid} when is_integer(OsPid) -> {ok, OsPid};
-        #{status := Status} -> {error, {not_running, Status}}
-    catch
-        exit:Reason -> {error, Reason}
-    end.
 
 %% @doc What erlang_python's debug counters count, measured in pyport:
 %% `ctx_created'/`ctx_destroyed' interpreters (OS processes) started and ended,
@@ -149,11 +110,11 @@ interp_id(Ctx) ->
 %% are 0.
 -spec debug_counters() -> map().
 debug_counters() ->
-    Ctxs = py_context_router:all_contexts(),
+    Ctxs = py_interpreters:running(),
     Infos = [I || Ctx <- Ctxs, is_map(I = (catch py_context:info(Ctx)))],
     Calls = lists:sum([maps:get(calls, I, 0) || I <- Infos]),
     Queued = lists:sum([maps:get(queue_len, I, 0) || I <- Infos]),
-    #{created := Created, destroyed := Destroyed} = py_context_router:interpreter_counts(),
+    #{created := Created, destroyed := Destroyed} = py_interpreters:counts(),
     #{ctx_created => Created, ctx_destroyed => Destroyed,
       enqueue_count => Calls + Queued, complete_count => Calls,
       rejected_count => py_semaphore:rejected(), contexts => length(Ctxs),
@@ -189,7 +150,6 @@ subinterp_pool_stats() ->
 %% @doc A new context behind a handle.
 -spec subinterp_create() -> {ok, reference()} | {error, term()}.
 subinterp_create() ->
-    py_context_router:init_pool_registry(),
     Ref = make_ref(),
     case py_context_sup:start_context({subinterp, Ref}, owngil) of
         {ok, Ctx} ->
@@ -220,41 +180,30 @@ subinterp_ctx(Ref) ->
 handles() ->
     try ets:tab2list(?SUBINTERPS) catch error:badarg -> [] end.
 
-%%% ===========================================================================
-%%% async
-%%% ===========================================================================
-
-%% @doc Runs the calls at once on the caller's context (coroutines interleave)
-%% and returns `{ok, Results}' in order, or the first error.
--spec async_gather([{term(), term(), list()}]) -> {ok, list()} | {error, term()}.
-async_gather(Calls) ->
-    Refs = [py:spawn_call(M, F, A) || {M, F, A} <- Calls],
-    Results = [py:await(Ref) || Ref <- Refs],
-    case [E || {error, _} = E <- Results] of
-        [] -> {ok, [V || {ok, V} <- Results]};
-        [E | _] -> E
-    end.
-
 %% @doc py:stream_start/4 with an `owner' other than the caller: the generator
 %% runs in the caller's environment, the messages (and the flow control, which
 %% watches the owner's mailbox) go to `Owner'. Cancel with py:stream_cancel/1.
 -spec stream_start(pid(), term(), term(), list(), map(), pid()) ->
     {ok, reference()} | {error, term()}.
-stream_start(Ctx, M, F, Args, Opts, Owner) when is_pid(Owner) ->
-    case {py_protocol:name(M), py_protocol:name(F)} of
-        {{error, badarg}, _} -> {error, {badarg, "module name must be an atom, binary or string"}};
-        {_, {error, badarg}} -> {error, {badarg, "function name must be an atom, binary or string"}};
-        _ when not is_list(Args) -> {error, {badarg, "arguments must be a list"}};
-        {Mod, Fun} ->
+stream_start(Ctx0, M, F, Args, Opts, Owner) when is_pid(Owner) ->
+    Checked = py_args:check([py_args:context(Ctx0), py_args:name("module", M),
+                             py_args:name("function", F), py_args:args(Args),
+                             py_args:kwargs("keyword arguments", maps:get(kwargs, Opts, #{}))]),
+    case {Checked, maps:get(window, Opts, ?STREAM_WINDOW)} of
+        {{error, _} = Error, _} ->
+            Error;
+        {_, Window} when not is_integer(Window); Window < 1 ->
+            {error, {badarg, "window must be a positive integer"}};
+        {{ok, [Ctx, Mod, Fun, A, Kw]}, Window} ->
             Ref = make_ref(),
-            Id = py_request:new_id(),
-            Window = maps:get(window, Opts, ?STREAM_WINDOW),
-            Frame = py_protocol:stream(Id, self(), {call, Mod, Fun, Args, maps:get(kwargs, Opts, #{})},
-                                       Window),
-            true = ets:insert(py_stream:table(), {Ref, Ctx, Id}),
-            case py_request:submit(Ctx, Id, {stream, Owner, Ref, Window}, self(), Frame, infinity) of
+            Id = py_protocol:new_id(),
+            Parent = py_request:parent(Ctx),
+            Frame = py_protocol:stream(Id, self(), Parent, {call, Mod, Fun, A, Kw}, Window),
+            ok = py_streams:insert(Ref, Ctx, Id),
+            case py_request:submit(Ctx, Id, {stream, Owner, Ref, Window}, self(), Frame,
+                                   infinity, Parent) of
                 ok -> {ok, Ref};
-                {error, _} = Error -> ets:delete(py_stream:table(), Ref), Error
+                {error, _} = Error -> ok = py_streams:delete(Ref), Error
             end
     end.
 
@@ -270,24 +219,28 @@ stream_start(Ctx, M, F, Args, Opts, Owner) when is_pid(Owner) ->
 %% `{error, {exit_code, Code, Output}}'. pip reads its usual configuration and
 %% environment (an offline install uses PIP_NO_INDEX / PIP_FIND_LINKS or a
 %% requirements file naming local wheels or directories).
--spec ensure_venv(iodata(), iodata(), list()) -> ok | {error, term()}.
-ensure_venv(Path0, Requirements0, Opts) ->
+%% `Activate' activates the venv; `Python' answers the contexts' Python.
+-spec ensure_venv(iodata(), iodata(), list(),
+                  #{activate := fun((binary()) -> ok | {error, term()}),
+                    python := fun(() -> {ok, binary()} | {error, term()})}) ->
+    ok | {error, term()}.
+ensure_venv(Path0, Requirements0, Opts, #{activate := Activate, python := ContextPython}) ->
     Path = unicode:characters_to_list(Path0),
     Requirements = unicode:characters_to_list(Requirements0),
     Installer = installer(Opts),
-    Steps = [fun() -> create_venv(Path, Installer, Opts) end,
+    Steps = [fun() -> create_venv(Path, Installer, Opts, ContextPython) end,
              fun() -> install(Path, Requirements, Installer, Opts) end,
-             fun() -> py:activate_venv(unicode:characters_to_binary(Path)) end],
+             fun() -> Activate(unicode:characters_to_binary(Path)) end],
     lists:foldl(fun(Step, ok) -> Step(); (_, Error) -> Error end, ok, Steps).
 
-create_venv(Path, Installer, Opts) ->
+create_venv(Path, Installer, Opts, ContextPython) ->
     Exists = filelib:is_regular(filename:join(Path, "pyvenv.cfg")),
     Force = proplists:get_bool(force, Opts),
     case Exists andalso not Force of
         true ->
             ok;
         false ->
-            case python(Opts) of
+            case python(Opts, ContextPython) of
                 {ok, Python} ->
                     Clear = case Exists of true -> ["--clear"]; false -> [] end,
                     case Installer of
@@ -330,10 +283,10 @@ installer(Opts) ->
     end.
 
 %% The Python the venv is made from: the option, else the contexts' own.
-python(Opts) ->
+python(Opts, ContextPython) ->
     case proplists:get_value(python, Opts) of
         undefined ->
-            case py:eval(<<"__import__('sys').executable">>) of
+            case ContextPython() of
                 {ok, Exe} when is_binary(Exe), Exe =/= <<>> -> {ok, unicode:characters_to_list(Exe)};
                 {ok, _} -> {error, {no_python_executable, <<"sys.executable is empty">>}};
                 Error -> Error

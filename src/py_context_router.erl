@@ -17,8 +17,7 @@
          start_pool/2, start_pool/3, stop_pool/1,
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0, init_pool_registry/0,
-         pools/0, call_timeout/1, context_up/3, settings/1, set_setting/3,
-         all_contexts/0, interpreter_counts/0, contexts_without/1, watch_owner/1]).
+         pools/0, call_timeout/1, new_table/0, start_context/3, contexts_without/1]).
 
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -28,11 +27,7 @@
 -type start_opts() :: #{contexts => pos_integer(), atom() => term()}.
 
 -define(REGISTRY, py_pool_registry).
-%% Every context whose interpreter has started ({Pid, Starts}), and the
-%% interpreter counters ({'$created', N}, {'$destroyed', N}).
--define(SEEN, py_contexts_seen).
 -define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
--define(SETTINGS_KEY(Pool), {?MODULE, settings, Pool}).
 -define(BOUND_KEY(Pool), {?MODULE, bound, Pool}).
 %% Starting a pool waits for every context's Python to be ready.
 -define(START_POOL_TIMEOUT, 120000).
@@ -158,8 +153,13 @@ start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
 -spec start_pool(pool_name(), pos_integer(), map() | atom()) -> {ok, [pid()]} | {error, term()}.
 start_pool(Pool, Size, Mode) when is_atom(Mode) ->
     start_pool(Pool, Size, #{});
-start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0, is_map(Opts) ->
-    gen_server:call(?MODULE, {start_pool, Pool, Size, Opts}, ?START_POOL_TIMEOUT).
+start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0 ->
+    case py_options:validate_pool(Opts) of
+        {ok, _, Valid} -> gen_server:call(?MODULE, {start_pool, Pool, Size, Valid}, ?START_POOL_TIMEOUT);
+        Error -> Error
+    end;
+start_pool(_, _, _) ->
+    {error, {badarg, "start_pool(Name, Size, Opts): an atom, a positive integer and a map"}}.
 
 %% @doc Stops a named pool and its OS processes.
 -spec stop_pool(pool_name()) -> ok.
@@ -169,28 +169,24 @@ stop_pool(Pool) ->
 %% @doc Routes every call to `Module' (any function) to `Pool'.
 -spec register_pool(pool_name(), atom() | binary()) -> ok.
 register_pool(Pool, Module) ->
-    init_pool_registry(),
     true = ets:insert(?REGISTRY, {{key(Module), '_'}, Pool, {Module, '_'}}),
     ok.
 
 %% @doc Routes calls to `Module.Func' to `Pool' (wins over a module registration).
 -spec register_pool(pool_name(), atom() | binary(), atom() | binary()) -> ok.
 register_pool(Pool, Module, Func) ->
-    init_pool_registry(),
     true = ets:insert(?REGISTRY, {{key(Module), key(Func)}, Pool, {Module, Func}}),
     ok.
 
 %% @doc Removes a module registration.
 -spec unregister_pool(atom() | binary()) -> ok.
 unregister_pool(Module) ->
-    init_pool_registry(),
     true = ets:delete(?REGISTRY, {key(Module), '_'}),
     ok.
 
 %% @doc Removes a module/function registration.
 -spec unregister_pool(atom() | binary(), atom() | binary()) -> ok.
 unregister_pool(Module, Func) ->
-    init_pool_registry(),
     true = ets:delete(?REGISTRY, {key(Module), key(Func)}),
     ok.
 
@@ -216,74 +212,27 @@ lookup_pool(Module, Func) ->
 %% they were registered.
 -spec list_pool_registrations() -> [{{atom() | binary(), atom() | binary()}, pool_name()}].
 list_pool_registrations() ->
-    init_pool_registry(),
     [{Names, Pool} || {_, Pool, Names} <- ets:tab2list(?REGISTRY)].
 
-%% @doc Makes sure the registry tables exist (they are created with the router;
-%% calling this again does nothing).
+%% @doc erlang_python compatibility: the registry exists as long as the
+%% application runs, so there is nothing to do.
 -spec init_pool_registry() -> ok.
-init_pool_registry() ->
-    case ets:info(?REGISTRY, name) of
-        undefined -> gen_server:call(?MODULE, init_registry);
-        _ -> ok
-    end.
+init_pool_registry() -> ok.
 
-%% @doc Settings that every context of `Pool' applies after each start (set at
-%% run time: `venv', `logging', `preload'). A context calls this when its
-%% interpreter has started; the router counts that start and, the first time,
-%% watches the context, so that settings made later can reach every running
-%% context, pooled or not (all_contexts/0).
--spec settings(pool_name() | undefined) -> map().
-settings(Pool) ->
-    case get('$initial_call') of
-        {py_context, init, 1} -> interpreter_started(self());
-        _ -> ok
-    end,
-    maps:merge(persistent_term:get(?SETTINGS_KEY('$all'), #{}),
-               persistent_term:get(?SETTINGS_KEY(Pool), #{})).
+%% @doc Creates the pool registry (once, by the application's top supervisor).
+-spec new_table() -> ok.
+new_table() ->
+    _ = ets:new(?REGISTRY, [named_table, public, set, {read_concurrency, true}]),
+    ok.
 
-%% @doc Every running context whose interpreter has started at least once, in
-%% pools or not.
--spec all_contexts() -> [pid()].
-all_contexts() ->
-    try ets:select(?SEEN, [{{'$1', '_'}, [{is_pid, '$1'}], ['$1']}])
-    catch error:badarg -> []
-    end.
-
-%% @doc Interpreters (OS processes) started since the router started, and those
-%% known to have ended (replaced by a restart, or their context stopped).
--spec interpreter_counts() -> #{created := non_neg_integer(), destroyed := non_neg_integer()}.
-interpreter_counts() ->
-    Get = fun(K) -> try ets:lookup_element(?SEEN, K, 2) catch error:badarg -> 0 end end,
-    #{created => Get('$created'), destroyed => Get('$destroyed')}.
-
-interpreter_started(Ctx) ->
-    try
-        ets:update_counter(?SEEN, '$created', 1, {'$created', 0}),
-        case ets:update_counter(?SEEN, Ctx, 1, {Ctx, 0}) of
-            1 -> gen_server:cast(?MODULE, {watch, Ctx});
-            _ -> ets:update_counter(?SEEN, '$destroyed', 1, {'$destroyed', 0})
-        end,
-        ok
-    catch
-        error:badarg -> ok   % no router (the application is stopping)
-    end.
-
-%% @doc Records a setting for `Pool', or for every pool with `'$all''
-%% (contexts started later apply it; running ones are told by the caller).
--spec set_setting(pool_name(), atom(), term()) -> ok.
-set_setting(Pool, Key, Value) ->
-    gen_server:call(?MODULE, {set_setting, Pool, Key, Value}).
-
-%% @doc The contexts of the pools whose options do not set `Key'.
+%% @doc The contexts of the pools whose options (and the application's
+%% `context_opts') do not set `Key'.
 -spec contexts_without(atom()) -> [pid()].
 contexts_without(Key) ->
-    gen_server:call(?MODULE, {contexts_without, Key}).
-
-%% @private Drops `Pid''s entries in the tables of py_compat when it exits.
--spec watch_owner(pid()) -> ok.
-watch_owner(Pid) ->
-    gen_server:cast(?MODULE, {watch, Pid}).
+    case maps:is_key(Key, application:get_env(pyport, context_opts, #{})) of
+        true -> [];
+        false -> gen_server:call(?MODULE, {contexts_without, Key})
+    end.
 
 %% @doc The started pools.
 -spec pools() -> [pool_name()].
@@ -297,10 +246,17 @@ call_timeout(Pool) ->
         {_, Timeout} -> Timeout
     end.
 
-%% @private A context of a pool (re)started with a new pid.
--spec context_up(pool_name(), pos_integer(), pid()) -> ok.
-context_up(Pool, Index, Pid) ->
-    gen_server:cast(?MODULE, {context_up, Pool, Index, Pid}).
+%% @private Starts context `Index' of `Pool' (the pool's supervisor calls this);
+%% the router publishes its pid once it is up, and again after each restart.
+-spec start_context(pool_name(), pos_integer(), map()) -> {ok, pid()} | {error, term()}.
+start_context(Pool, Index, Opts) ->
+    case py_context:start_link(Opts#{pool => Pool, index => Index}) of
+        {ok, Pid} ->
+            gen_server:cast(?MODULE, {context_up, Pool, Index, Pid}),
+            {ok, Pid};
+        Error ->
+            Error
+    end.
 
 %%% ===========================================================================
 %%% gen_server
@@ -308,7 +264,6 @@ context_up(Pool, Index, Pid) ->
 
 %% @private
 init([]) ->
-    ensure_registry(),
     {ok, #{pools => #{}}}.
 
 %% @private
@@ -319,7 +274,7 @@ handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
             publish(Pool, Sup, Opts),
             {reply, {ok, contexts(Pool)}, S};
         error ->
-            Opts = maps:merge(application:get_env(pyport, context_opts, #{}), Opts0),
+            Opts = Opts0,
             case supervisor:start_child(py_pools_sup, py_context_sup:child_spec(Pool, Size, Opts)) of
                 {ok, Sup} ->
                     publish(Pool, Sup, Opts),
@@ -335,22 +290,16 @@ handle_call({stop_pool, Pool}, _From, S = #{pools := Pools}) ->
     _ = supervisor:delete_child(py_pools_sup, {pool, Pool}),
     _ = persistent_term:erase(?POOL_KEY(Pool)),
     {reply, ok, S#{pools := maps:remove(Pool, Pools)}};
-handle_call({set_setting, Pool, Key, Value}, _From, S) ->
-    Old = persistent_term:get(?SETTINGS_KEY(Pool), #{}),
-    persistent_term:put(?SETTINGS_KEY(Pool), maps:put(Key, Value, Old)),
-    {reply, ok, S};
-handle_call(init_registry, _From, S) ->
-    ensure_registry(),
-    {reply, ok, S};
 handle_call(pools, _From, S = #{pools := Pools}) ->
     {reply, maps:keys(Pools), S};
 handle_call({contexts_without, Key}, _From, S = #{pools := Pools}) ->
     {reply, [Ctx || {Pool, #{opts := Opts}} <- maps:to_list(Pools), not maps:is_key(Key, Opts),
                     Ctx <- contexts(Pool)], S}.
 
-%% @private
-handle_cast({watch, Ctx}, S) ->
-    _ = erlang:monitor(process, Ctx),
+%% @private A context whose interpreter started (py_interpreters) or the owner
+%% of environment references (py_env_refs): forget it when it exits.
+handle_cast({watch, Pid}, S) ->
+    _ = erlang:monitor(process, Pid),
     {noreply, S};
 handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
     case maps:find(Pool, Pools) of
@@ -361,11 +310,8 @@ handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
 
 %% @private
 handle_info({'DOWN', _, process, Pid, _}, S) ->
-    case ets:take(?SEEN, Pid) of
-        [_] -> ets:update_counter(?SEEN, '$destroyed', 1, {'$destroyed', 0});
-        [] -> ok
-    end,
-    true = ets:match_delete(py_env_refs, {'_', Pid}),
+    ok = py_interpreters:ended(Pid),
+    ok = py_env_refs:forget(Pid),
     {noreply, S};
 handle_info(_Msg, S) ->
     {noreply, S}.
@@ -374,41 +320,19 @@ handle_info(_Msg, S) ->
 %%% Internals
 %%% ===========================================================================
 
-%% The public tables of the application live as long as the router.
-ensure_registry() ->
-    Tables = [{?REGISTRY, [{read_concurrency, true}]},
-              {py_callback:table(), [{read_concurrency, true}]},
-              {py_state:table(), [{write_concurrency, true}, {read_concurrency, true}]},
-              {py_stream:table(), [{write_concurrency, true}]},
-              {?SEEN, [{write_concurrency, true}]}
-              | py_import:tables() ++ py_compat:tables()],
-    lists:foreach(
-      fun({Name, Opts}) ->
-              case ets:info(Name, name) of
-                  undefined -> ets:new(Name, [named_table, public | with_type(Opts)]);
-                  _ -> ok
-              end
-      end, Tables),
-    ok = py_semaphore:init().
-
-with_type(Opts) ->
-    case [T || T <- Opts, lists:member(T, [set, bag, ordered_set, duplicate_bag])] of
-        [] -> [set | Opts];
-        _ -> Opts
-    end.
-
 %% A running pool asked for another size grows (new contexts get the pool's
 %% options) or shrinks (the highest indexes stop; processes bound to them are
 %% routed again on their next call).
 resize(Pool, Sup, Opts, Size) ->
-    Indexes = [I || {{py_context, I}, _, _, _} <- supervisor:which_children(Sup)],
-    Current = length(Indexes),
+    Current = length([I || {{py_context, I}, _, _, _} <- supervisor:which_children(Sup)]),
     if
         Size > Current ->
             lists:foreach(
               fun(I) ->
-                      Spec = py_context:child_spec(Opts#{id => {py_context, I}, pool => Pool,
-                                                         index => I}),
+                      Spec = #{id => {py_context, I},
+                               start => {?MODULE, start_context, [Pool, I, Opts]},
+                               restart => permanent, shutdown => 5000, type => worker,
+                               modules => [py_context, py_context_server]},
                       {ok, _} = supervisor:start_child(Sup, Spec)
               end, lists:seq(Current + 1, Size));
         Size < Current ->
@@ -426,7 +350,7 @@ publish(Pool, Sup, Opts) ->
     Children = [{I, Pid} || {{py_context, I}, Pid, _, _} <- supervisor:which_children(Sup),
                             is_pid(Pid)],
     Ctxs = list_to_tuple([Pid || {_, Pid} <- lists:keysort(1, Children)]),
-    Timeout = maps:get(call_timeout, Opts, maps:get(call_timeout, py_context:default_opts())),
+    Timeout = maps:get(call_timeout, Opts, py_options:default(call_timeout)),
     case persistent_term:get(?POOL_KEY(Pool), undefined) of
         {Ctxs, Timeout} -> ok;
         _ -> persistent_term:put(?POOL_KEY(Pool), {Ctxs, Timeout})

@@ -7,8 +7,8 @@
 %% calls a context interleaves) or set_max_concurrent/1.
 -module(py_semaphore).
 
--export([init/0, acquire/1, release/0, max_concurrent/0, current/0, set_max_concurrent/1,
-         rejected/0]).
+-export([init/0, new/0, acquire/1, release/0, max_concurrent/0, current/0,
+         set_max_concurrent/1, rejected/0]).
 
 -define(KEY, {?MODULE, cells}).
 -define(RUNNING, 1).
@@ -20,19 +20,21 @@
 %% acquire/1 with a timeout that is neither an integer nor infinity.
 -define(DEFAULT_TIMEOUT, 30000).
 
-%% @doc Creates the counters (py_context_router does it at start; calling it
-%% again does nothing).
+%% @doc Creates the counters if they do not exist (the application does it at
+%% start; calling it again does nothing).
 -spec init() -> ok.
 init() ->
     case persistent_term:get(?KEY, undefined) of
-        undefined ->
-            Cells = atomics:new(3, [{signed, true}]),
-            atomics:put(Cells, ?MAX, default_max()),
-            persistent_term:put(?KEY, Cells);
-        _ ->
-            ok
-    end,
-    ok.
+        undefined -> new();
+        _ -> ok
+    end.
+
+%% @private Fresh counters (the application's top supervisor, at each start).
+-spec new() -> ok.
+new() ->
+    Cells = atomics:new(3, [{signed, true}]),
+    atomics:put(Cells, ?MAX, default_max()),
+    persistent_term:put(?KEY, Cells).
 
 %% @doc Takes a slot, waiting up to `Timeout' ms for one.
 -spec acquire(timeout()) -> ok | {error, max_concurrent}.

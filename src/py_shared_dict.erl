@@ -2,7 +2,7 @@
 %% with erlang_python 2.x's API (py:shared_dict_*/N, Python `erlang.SharedDict').
 %% The data is in one public ordered_set ETS table, read and written directly by
 %% the callers (each operation is atomic; values are copied in and out); this
-%% gen_server owns the table and decides lifetimes.
+%% gen_server decides lifetimes.
 %%
 %% Lifetime: a dictionary lives until shared_dict_destroy/1 or until every Erlang
 %% process that created it or used it through py:shared_dict_* has exited (the
@@ -12,10 +12,18 @@
 -module(py_shared_dict).
 -behaviour(gen_server).
 
--export([start_link/0, new/0, get/3, set/3, del/2, keys/1, destroy/1, python/2]).
+-export([new_table/0, start_link/0, new/0, get/3, set/3, del/2, keys/1, destroy/1, python/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(TABLE, py_shared_dicts).
+
+%% @doc Creates the table (once, by the application's top supervisor, so that the
+%% data outlives a crash of this server).
+-spec new_table() -> ok.
+new_table() ->
+    _ = ets:new(?TABLE, [named_table, public, ordered_set, {read_concurrency, true},
+                         {write_concurrency, true}]),
+    ok.
 
 %% @private Started by pyport_sup.
 -spec start_link() -> {ok, pid()}.
@@ -124,8 +132,6 @@ hold(Handle) ->
 
 %% @private
 init([]) ->
-    _ = ets:new(?TABLE, [named_table, public, ordered_set, {read_concurrency, true},
-                         {write_concurrency, true}]),
     {ok, #{holders => #{}, held => #{}}}.
 
 %% @private

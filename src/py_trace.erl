@@ -1,17 +1,20 @@
 %% @doc Trace spans from Python (`erlang.Span', `@erlang.trace()'), with
 %% erlang_python 2.x's API (py:enable_tracing/0, disable_tracing/0,
-%% get_traces/0, clear_traces/0). Each context sends span_start, span_event and
-%% span_end messages to this registered process as frames, without waiting; it
-%% keeps them while tracing is enabled and drops them otherwise. At most
-%% `trace_max_spans' (application environment, default 10000) completed spans
-%% are kept (the oldest go first), and as many open ones.
+%% get_traces/0, clear_traces/0). While tracing is enabled, each context sends
+%% span_start, span_event and span_end to this registered process through the
+%% Erlang process its request runs for (a callback), so that the spans of a
+%% request are here before its answer; while it is disabled contexts send
+%% nothing (each caches the flag; py:enable_tracing/0 tells the running ones).
+%% At most `trace_max_spans' (application environment, default 10000) completed
+%% spans are kept (the oldest go first), and as many open ones.
 -module(py_trace).
 -behaviour(gen_server).
 
--export([start_link/0, enable/0, disable/0, spans/0, clear/0]).
+-export([start_link/0, enable/0, disable/0, enabled/0, record/1, spans/0, clear/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
 -define(DEFAULT_MAX_SPANS, 10000).
+-define(ENABLED_KEY, {?MODULE, enabled}).
 
 %% @private Started by pyport_sup.
 -spec start_link() -> {ok, pid()}.
@@ -26,6 +29,18 @@ enable() -> gen_server:call(?MODULE, {enabled, true}).
 -spec disable() -> ok.
 disable() -> gen_server:call(?MODULE, {enabled, false}).
 
+%% @doc Whether spans are kept (what contexts ask before sending any).
+-spec enabled() -> boolean().
+enabled() -> persistent_term:get(?ENABLED_KEY, false).
+
+%% @doc A span message from a context (`span_start', `span_event', `span_end').
+-spec record(tuple()) -> ok.
+record(Msg) when is_tuple(Msg) ->
+    case whereis(?MODULE) of
+        undefined -> ok;
+        Pid -> Pid ! Msg, ok
+    end.
+
 %% @doc The completed spans, in completion order: maps with `name', `span_id',
 %% `parent_id' (or `undefined'), `start_time', `end_time' (monotonic µs),
 %% `duration_us', `status' (`ok' | `error'), `attributes', `end_attrs', and
@@ -39,6 +54,7 @@ clear() -> gen_server:call(?MODULE, clear).
 
 %% @private
 init([]) ->
+    persistent_term:put(?ENABLED_KEY, false),
     Max = case application:get_env(pyport, trace_max_spans, ?DEFAULT_MAX_SPANS) of
               N when is_integer(N), N > 0 -> N;
               _ -> ?DEFAULT_MAX_SPANS
@@ -47,6 +63,7 @@ init([]) ->
 
 %% @private
 handle_call({enabled, On}, _From, S) ->
+    persistent_term:put(?ENABLED_KEY, On),
     {reply, ok, S#{enabled := On}};
 handle_call(spans, _From, S = #{done := Done}) ->
     {reply, {ok, queue:to_list(Done)}, S};

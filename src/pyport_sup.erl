@@ -15,6 +15,19 @@ start_link() ->
 
 %% @private
 init([]) ->
+    %% The public tables of the application live as long as it runs: created
+    %% here, by the process that outlives every other of the application. Each
+    %% belongs to the module that knows its rows.
+    ok = py_callback:new_table(),
+    ok = py_state:new_table(),
+    ok = py_streams:new_table(),
+    ok = py_context_router:new_table(),
+    ok = py_interpreters:new_table(),
+    ok = py_registry:new_tables(),
+    ok = py_env_refs:new_table(),
+    ok = py_compat:new_tables(),
+    ok = py_shared_dict:new_table(),
+    ok = py_semaphore:new(),
     Children = [#{id => py_context_router,
                   start => {py_context_router, start_link, []},
                   type => worker},
