@@ -27,7 +27,8 @@
          hijacked_protocol_fd_is_unresponsive/0, hijacked_protocol_fd_is_unresponsive/1,
          forged_frame_length_is_unresponsive/0, forged_frame_length_is_unresponsive/1,
          stopped_process_is_unresponsive/0, stopped_process_is_unresponsive/1,
-         user_exit_status_is_not_pyports/0, user_exit_status_is_not_pyports/1]).
+         user_exit_status_is_not_pyports/0, user_exit_status_is_not_pyports/1,
+         churn_with_callbacks_loses_nothing/0, churn_with_callbacks_loses_nothing/1]).
 
 %% Preloaded into the contexts of the callback cases: every caller's
 %% environment starts with it.
@@ -44,6 +45,11 @@
 -define(MC_CALLERS, 8).
 -define(MC_CALLS, 20).
 -define(MC_MAX_CALLS, 20).
+%% The churn case: callers, rounds (alternately a graceful restart and a kill)
+%% and the pause between two rounds.
+-define(CHURN_CALLERS, 64).
+-define(CHURN_ROUNDS, 20).
+-define(CHURN_PAUSE_MS, 150).
 %% Owners and streams of the stream cases.
 -define(OWNERS, 50).
 %% Stalled streams, and how long their cost is watched.
@@ -63,7 +69,8 @@ all() ->
      owner_death_ends_its_streams, context_stop_ends_streams, context_kill_ends_streams,
      stalled_streams_cost_nothing,
      hijacked_protocol_fd_is_unresponsive, forged_frame_length_is_unresponsive,
-     stopped_process_is_unresponsive, user_exit_status_is_not_pyports].
+     stopped_process_is_unresponsive, user_exit_status_is_not_pyports,
+     churn_with_callbacks_loses_nothing].
 
 init_per_suite(Config) ->
     application:load(pyport),
@@ -341,3 +348,61 @@ user_exit_status_is_not_pyports(_Config) ->
                   py:exec(Ctx, iolist_to_binary(io_lib:format("import os\nos._exit(~b)", [N]))))
      || N <- [66, 67, 68]],
     stop_ctx(Ctx).
+
+%%% ===========================================================================
+%%% Churn
+%%% ===========================================================================
+
+churn_with_callbacks_loses_nothing() ->
+    [{doc, "64 callers call a function that calls back into Erlang (erlang.state_incr of "
+      "a token) while the context is restarted gracefully and killed, 20 rounds: no call "
+      "times out, none is answered twice (no stray message), none runs twice, every ok "
+      "ran exactly once, and the only errors are the kills' context_died."}].
+churn_with_callbacks_loses_nothing(_Config) ->
+    Ctx = start_ctx(#{preload => <<"import erlang\ndef f(tok):\n"
+                                   "    erlang.state_incr(tok)\n    return tok\n">>}),
+    py:state_clear(),
+    Me = self(),
+    Callers = [spawn_link(fun() -> churn_caller(Ctx, Me, I, 0, []) end)
+               || I <- lists:seq(1, ?CHURN_CALLERS)],
+    lists:foreach(fun(Round) ->
+                          timer:sleep(?CHURN_PAUSE_MS),
+                          case Round rem 2 of
+                              0 -> ok = py_context:restart(Ctx);
+                              1 -> ok = py_context:kill(Ctx)
+                          end
+                  end, lists:seq(1, ?CHURN_ROUNDS)),
+    timer:sleep(?CHURN_PAUSE_MS * 2),
+    [P ! stop || P <- Callers],
+    All = lists:append([receive {churned, P, L} -> L
+                        after ?CALL_TIMEOUT -> ct:fail({caller_hung, P})
+                        end || P <- Callers]),
+    Counts = lists:foldl(fun({_, R, _}, A) -> maps:update_with(R, fun(X) -> X + 1 end, 1, A) end,
+                         #{}, All),
+    Runs = maps:from_list([{K, V} || K <- py:state_keys(), {ok, V} <- [py:state_fetch(K)]]),
+    Strays = [S || {_, _, S} <- All, S =/= []],
+    Twice = [T || {T, _, _} <- All, maps:get(T, Runs, 0) > 1],
+    OkNotOnce = [T || {T, ok, _} <- All, maps:get(T, Runs, 0) =/= 1],
+    ct:log("calls: ~b; results: ~p; strays ~b; twice ~b; ok not once ~b",
+           [length(All), Counts, length(Strays), length(Twice), length(OkNotOnce)]),
+    ?assert(maps:get(ok, Counts, 0) > 0),
+    ?assertEqual([], [R || R <- maps:keys(Counts), R =/= ok,
+                           R =/= {error, {context_died, {killed, requested}}}]),
+    ?assertEqual([], Strays),
+    ?assertEqual([], Twice),
+    ?assertEqual([], OkNotOnce),
+    ?assertEqual({ok, 1}, py:call(Ctx, '__main__', f, [1], #{timeout => ?CALL_TIMEOUT})),
+    ?assertMatch(#{status := ready, queue_len := 0}, py_context:info(Ctx)),
+    stop_ctx(Ctx).
+
+churn_caller(Ctx, Parent, I, N, Acc) ->
+    receive
+        stop -> Parent ! {churned, self(), lists:reverse(Acc)}
+    after 0 ->
+        Tok = I * 1000000 + N,
+        R = py:call(Ctx, '__main__', f, [Tok], #{timeout => ?CALL_TIMEOUT div 3}),
+        {messages, Stray0} = process_info(self(), messages),
+        Stray = [M || M <- Stray0, M =/= stop],
+        R1 = case R of {ok, Tok} -> ok; {ok, Other} -> {wrong, Other}; E -> E end,
+        churn_caller(Ctx, Parent, I, N + 1, [{Tok, R1, Stray} | Acc])
+    end.
