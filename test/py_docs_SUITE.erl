@@ -46,7 +46,7 @@ init_per_suite(Config) ->
     %% my_module (docs/callbacks.md) is an Erlang module: compile and load it.
     {ok, my_module, Bin} = compile:file(filename:join(Data, "my_module.erl"), [binary]),
     {module, my_module} = code:load_binary(my_module, "my_module.erl", Bin),
-    ok = application:load(pyport),
+    ok = pyport_test:load_app(),
     ok = application:set_env(pyport, context_opts, #{python_path => [Data]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.
