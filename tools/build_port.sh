@@ -3,6 +3,8 @@
 # mix.exs's compile step): CMake alone finds the compiler, Python, libuv and
 # erl_interface; the program and its Python half land in PRIV_DIR. No package manager.
 # Usage: tools/build_port.sh PRIV_DIR BUILD_DIR   (relative paths: from the current dir)
+# Environment: PYPORT_PYTHON (the Python to embed), PYPORT_CMAKE_ARGS (more arguments
+# for CMake's configure step, split at spaces, e.g. -DLibUV_ROOT=/opt/libuv).
 set -eu
 
 missing() {
@@ -32,6 +34,7 @@ if [ -z "${CMAKE_GENERATOR:-}" ] && ! [ -f "$build/CMakeCache.txt" ]; then
 fi
 
 jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+# shellcheck disable=SC2086 # PYPORT_CMAKE_ARGS is a list of arguments
 cmake -S "$src" -B "$build" -DPYPORT_PORT_ONLY=ON -DPYPORT_WERROR=OFF \
-      -DPYPORT_PRIV_DIR="$priv" -DCMAKE_BUILD_TYPE=RelWithDebInfo
+      -DPYPORT_PRIV_DIR="$priv" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${PYPORT_CMAKE_ARGS:-}
 cmake --build "$build" -j "$jobs"

@@ -40,6 +40,8 @@ step 120 "mix run: :py.eval(\"1+1\")" mix run -e 'IO.puts("result: #{inspect(:py
 expect_in_log "result: {:ok, 2}"
 step 300 "mix test: the examples of docs/elixir.md" mix test --seed 0
 expect_in_log ", 0 failures"
+blocks=$(grep -c '^```elixir$' "$SRC/docs/elixir.md")
+expect_in_log "$((blocks + 1)) tests, 0 failures"
 step 300 "mix release" mix release --overwrite
 rel=_build/shared/rel/pkgdemo
 test -x "$rel"/lib/pyport-*/priv/pyport
