@@ -21,7 +21,12 @@ defmodule Pyport.MixProject do
       erlc_paths: ["src"],
       erlc_include_path: "include",
       erlc_options: [:debug_info],
-      deps: []
+      deps: [],
+      package: [
+        licenses: Enum.map(@app[:licenses], &to_string/1),
+        links: Map.new(@app[:links], fn {k, v} -> {to_string(k), to_string(v)} end),
+        files: Enum.map(@app[:files], &to_string/1)
+      ]
     ]
   end
 

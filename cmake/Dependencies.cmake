@@ -46,7 +46,7 @@ if(NOT Python3_FOUND)
     set(_py_what "${Python3_EXECUTABLE} (Python ${Python3_VERSION}) has no embedding files")
   endif()
   list(APPEND PYPORT_MISSING
-    "CPython 3.11+ with its development files, Python.h and a shared libpython: ${_py_what} \
+    "CPython 3.11+ with its development files (Python.h, libpython): ${_py_what} \
 (Debian/Ubuntu: python3-dev, Fedora/RHEL: python3-devel, Alpine: python3-dev, \
 choose the interpreter with PYPORT_PYTHON=/path/to/python3)")
 endif()
@@ -55,7 +55,7 @@ find_package(LibUV QUIET)
 if(NOT LibUV_FOUND)
   list(APPEND PYPORT_MISSING
     "libuv 1.x, uv.h and the library (Debian/Ubuntu: libuv1-dev, Fedora/RHEL: libuv-devel, \
-Alpine: libuv-dev, or point LibUV_ROOT at its prefix)")
+Alpine: libuv-dev, or set LibUV_ROOT to its prefix)")
 endif()
 
 find_package(ErlInterface QUIET)
