@@ -33,6 +33,24 @@ export GIT_AUTHOR_NAME=pkg GIT_AUTHOR_EMAIL=pkg@localhost
 export GIT_COMMITTER_NAME=pkg GIT_COMMITTER_EMAIL=pkg@localhost
 unset ERL_LIBS ERL_FLAGS ERL_AFLAGS ERL_ZFLAGS MIX_REBAR3 REBAR_CONFIG 2>/dev/null || true
 
+# A system package manager is never part of a dependency build: these stand-ins,
+# first on PATH, record any call and fail (checked by no_package_manager_calls).
+mkdir -p "$WORK/shims"
+for pm in dpkg dpkg-query apt-get apt; do
+    printf '#!/bin/sh\necho "%s $*" >>"%s"\nexit 1\n' "$pm" "$WORK/package-manager-calls" \
+        >"$WORK/shims/$pm"
+    chmod +x "$WORK/shims/$pm"
+done
+export PATH=$WORK/shims:$PATH
+no_package_manager_calls() {
+    if [ -e "$WORK/package-manager-calls" ]; then
+        echo "FAIL the build called a package manager:" >&2
+        cat "$WORK/package-manager-calls" >&2
+        exit 1
+    fi
+    echo "ok   no call to dpkg or apt"
+}
+
 # step SECONDS DESCRIPTION COMMAND...: runs COMMAND with stdin closed and a time
 # limit, its output in $WORK/logs; on failure prints the output's tail and exits.
 STEP=0

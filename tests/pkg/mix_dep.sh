@@ -49,4 +49,5 @@ echo "ok   the release holds lib/pyport-*/priv/pyport"
 step 60 "release: bin/pkgdemo eval, :py.eval(\"1+1\")" "$rel/bin/pkgdemo" eval \
     '{:ok, _} = Application.ensure_all_started(:pyport); IO.puts("result: #{inspect(:py.eval("1+1"))}")'
 expect_in_log "result: {:ok, 2}"
+no_package_manager_calls
 echo "pkg.mix: passed"

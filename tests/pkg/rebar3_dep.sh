@@ -70,4 +70,5 @@ step 60 "release: bin/pkgdemo eval 'pkgdemo:check().'" "$rel/bin/pkgdemo" eval \
     'case pkgdemo:check() of {ok, 2} -> result_ok_2; Other -> Other end.'
 expect_in_log "result_ok_2"
 step 60 "release: bin/pkgdemo stop" "$rel/bin/pkgdemo" stop
+no_package_manager_calls
 echo "pkg.rebar3: passed"
