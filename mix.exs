@@ -31,11 +31,16 @@ defmodule Pyport.MixProject do
   end
 
   def application do
+    optional = Keyword.get(@app, :optional_applications, [])
+
     [
       mod: @app[:mod],
       registered: @app[:registered],
       env: @app[:env],
-      extra_applications: @app[:applications] -- [:kernel, :stdlib]
+      extra_applications:
+        for a <- @app[:applications] -- [:kernel, :stdlib] do
+          if a in optional, do: {a, :optional}, else: a
+        end
     ]
   end
 end
