@@ -2,6 +2,9 @@
 %% references section of docs/types.md, run as written. Placeholder modules
 %% (mymodule, logger_mod, model, my_module) live in the data directory, which
 %% is on the default pool's python_path; the examples' own lines are unchanged.
+%% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
+%% tests/pkg/rebar3_dep.sh and mix_dep.sh, which put them in throw-away projects,
+%% and every block of docs/elixir.md by the Mix project of mix_dep.sh.
 -module(py_docs_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
