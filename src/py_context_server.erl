@@ -16,7 +16,7 @@
 -include_lib("kernel/include/logger.hrl").
 
 %% Client functions (py_context, py_request, py_stream, py_output call them)
--export([start_link/1, enqueue/8, cancel/3, forward_frame/2, output_done/3,
+-export([start_link/1, enqueue/8, cancel/3, forward_frame/2, output_done/3, watch/2,
          stream_cancel/2, info/1, interrupt/1, kill/1, restart/1, subscribe/1,
          unsubscribe/2, setup/2, stop/1]).
 
@@ -31,6 +31,8 @@
 -define(INFO_TIMEOUT, 5000).
 %% Heartbeats go out this many times per heartbeat timeout.
 -define(HEARTBEATS_PER_TIMEOUT, 4).
+%% The first protocol version whose ports take output and send credit.
+-define(FLOW_PROTOCOL, 2).
 %% Output credit goes back to the port once this fraction of the window is due.
 -define(CREDIT_BATCH_DIVISOR, 4).
 
@@ -46,6 +48,7 @@
     gen = 0 :: non_neg_integer(),          % generation: +1 per OS process
     status = starting :: starting | ready | draining | down,
     announced :: non_neg_integer() | undefined, % exit status it said it is about to use
+    flow = false :: boolean(),             % it takes output/send credit (protocol 2 and up)
     created :: integer(),                  % monotonic ms of the handle's start
     port_started :: integer(),             % monotonic ms of this OS process's start
     python_version = <<>> :: binary(),
@@ -120,6 +123,14 @@ forward_frame(Ctx, Frame) ->
 -spec output_done(pid(), pos_integer(), non_neg_integer()) -> ok.
 output_done(Ctx, Id, Bytes) ->
     Ctx ! {'$py_output_done', Id, Bytes},
+    ok.
+
+%% @doc Tells the context that `Pid' makes requests in its own environment: when
+%% it dies, its requests (running or queued) are cancelled and its environment
+%% dropped. (The context also learns this when the environment is created.)
+-spec watch(pid(), pid()) -> ok.
+watch(Ctx, Pid) ->
+    Ctx ! {'$py_watch', Pid},
     ok.
 
 %% @doc Stops stream `Id': after this returns, the context sends nothing more for it.
@@ -251,6 +262,8 @@ handle_info({'EXIT', Port, Reason}, S = #s{port = Port}) ->
     {noreply, port_died({port_closed, Reason}, S)};
 handle_info({'$py_req', Id, Reply, EnvPid, GL, Frame, Deadline, Parent}, S) ->
     {noreply, accept(Id, Reply, EnvPid, GL, Frame, Deadline, Parent, S)};
+handle_info({'$py_watch', Pid}, S) ->
+    {noreply, env_created(Pid, S)};
 handle_info({'$py_frame', Frame}, S) ->
     port_send(S, Frame),
     {noreply, S};
@@ -433,6 +446,8 @@ output(Id, Stream, Bytes, Size, S = #s{h = H, out = Out}) ->
 %% Returns output credit to the port, a batch at a time.
 credit(0, S) ->
     S;
+credit(_, S = #s{flow = false}) ->
+    S;
 credit(Bytes, S = #s{credit_due = Due, opts = #{output_window := Window}}) ->
     case Due + Bytes of
         Total when Total * ?CREDIT_BATCH_DIVISOR >= Window ->
@@ -506,7 +521,8 @@ after_reply(S) ->
 %%% Requests that pass through the context
 %%% ===========================================================================
 
-accept(Id, Reply, EnvPid, GL, Frame, Deadline, Parent, S) ->
+accept(Id, Reply, EnvPid, GL, Frame, Deadline, Parent, S0) ->
+    S = env_created(EnvPid, S0),
     case admit(byte_size(Frame), S) of
         {error, Reason} ->
             py_reply:answer(Reply, failed, Reason),
@@ -637,20 +653,24 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
                            (_, V) -> V
                         end, maps:merge(py_settings:get(maps:get(pool, Opts, undefined)), Own)),
     Budget = py_inflight:budget(H),
-    Flow = #{context => self(),
-             output_window => maps:get(output_window, Opts),
-             send_window => maps:get(send_window, Opts),
-             max_atoms => case py_term:limit(Budget) of
-                              infinity -> none;
-                              Max -> max(0, Max - py_term:used(Budget))
-                          end},
+    FlowOn = Version >= ?FLOW_PROTOCOL,
+    Flow = case FlowOn of
+               true -> #{output_window => maps:get(output_window, Opts),
+                         send_window => maps:get(send_window, Opts)};
+               false -> #{}
+           end,
+    Limits = #{context => self(),
+               max_atoms => case py_term:limit(Budget) of
+                                infinity -> none;
+                                Max -> max(0, Max - py_term:used(Budget))
+                            end},
     Preload = case maps:get(preload, Opts) of
                   undefined -> #{};
                   Code -> #{preload => Code}
               end,
-    py_output:new_port(S#s.delivery, S#s.gen),
-    send_setup(maps:merge(maps:merge(Settings, Flow), Preload), start_setup,
-               S#s{os_pid = OsPid, python_version = PyVersion}).
+    py_output:new_port(S#s.delivery, S#s.gen, FlowOn),
+    send_setup(maps:merge(maps:merge(Settings, maps:merge(Limits, Flow)), Preload), start_setup,
+               S#s{os_pid = OsPid, python_version = PyVersion, flow = FlowOn}).
 
 send_setup(Settings, Why, S) ->
     Id = py_protocol:new_id(),
@@ -683,10 +703,13 @@ start_port(S) ->
     end.
 
 %% The OS process exited: answer everything in flight, forget the environments
-%% it held, and start a new one (at once, or with backoff in a crash loop).
+%% it held, and start a new one (at once, or with backoff in a crash loop). One
+%% that never finished its start (Python, preload, venv) is always a crash loop,
+%% however long it took.
 port_died(Exit, S = #s{h = H}) ->
     {Reason, Uptime} = case S#s.kill_reason of
                            %% A deliberate kill is not a crash loop: restart at once.
+                           undefined when S#s.status =:= starting -> {Exit, 0};
                            undefined -> {Exit, now_ms() - S#s.port_started};
                            Killed -> {Killed, infinity}
                        end,

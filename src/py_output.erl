@@ -18,7 +18,7 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([start_link/1, deliver/5, new_port/2, put_chars/3, printable/1]).
+-export([start_link/1, deliver/5, new_port/3, put_chars/3, printable/1]).
 
 %% How long a group leader may take to accept one chunk of output.
 -define(IO_TIMEOUT, 5000).
@@ -36,6 +36,7 @@
              h :: py_inflight:handle(),
              counters :: {counters:counters_ref(), pos_integer(), pos_integer()},
              gen = 0 :: non_neg_integer(),           % the OS process credit goes to
+             flow = false :: boolean(),              % whether it takes credit
              log_rate :: non_neg_integer() | infinity,
              tokens :: float(),                      % lines `logger' may take now
              refilled :: integer(),                  % when tokens were last refilled (ms)
@@ -45,7 +46,7 @@
              due = #{output => 0, send => 0} :: #{output | send => non_neg_integer()},
              queue_limit :: pos_integer() | infinity,
              parked = queue:new() :: queue:queue(),  % sends waiting for their destination
-             recheck = false :: false | pos_integer()}).
+             delay = ?SEND_RECHECK_MIN_MS :: pos_integer()}). % before the next look at it
 
 %%% ===========================================================================
 %%% API
@@ -69,10 +70,10 @@ deliver(Pid, Gen, Header, Body, Size) ->
     ok.
 
 %% @doc A new OS process (generation `Gen') serves the context: credit owed to an
-%% older one is void.
--spec new_port(pid(), non_neg_integer()) -> ok.
-new_port(Pid, Gen) ->
-    Pid ! {new_port, Gen},
+%% older one is void. `Flow': whether it takes credit at all.
+-spec new_port(pid(), non_neg_integer(), boolean()) -> ok.
+new_port(Pid, Gen, Flow) ->
+    Pid ! {new_port, Gen, Flow},
     ok.
 
 %% @doc Writes `Chars' to the io server `GL' and waits for it, at most `Timeout' ms.
@@ -118,14 +119,14 @@ loop(St) ->
     receive
         {deliver, Gen, Header, Body, Size} ->
             loop(handle(Header, Body, {Gen, Size}, St));
-        {new_port, Gen} ->
-            loop(St#st{gen = Gen, due = #{output => 0, send => 0}});
+        {new_port, Gen, Flow} ->
+            loop(St#st{gen = Gen, flow = Flow, due = #{output => 0, send => 0}});
         report ->
             loop(report(St));
         recheck ->
-            loop(unpark(St#st{recheck = false}));
-        {'EXIT', Ctx, Reason} when Ctx =:= St#st.ctx ->
-            exit(Reason);
+            loop(unpark(St));
+        {'EXIT', Ctx, _} when Ctx =:= St#st.ctx ->
+            ok;   % the context is gone: so is what it had to deliver
         _ ->
             loop(St)
     end.
@@ -178,21 +179,19 @@ send(Dest, Msg, Credit, St = #st{queue_limit = Limit}) ->
             credit(send, Credit, St)
     end.
 
-park(Item, St) ->
-    Delay = case St#st.recheck of
-                false -> ?SEND_RECHECK_MIN_MS;
-                D -> D
-            end,
+%% Parks a message at the head of the queue and looks again later, each time a
+%% little later while the destination does not read.
+park(Item, St = #st{delay = Delay}) ->
     erlang:send_after(Delay, self(), recheck),
-    St#st{parked = queue:in_r(Item, St#st.parked), recheck = min(?SEND_RECHECK_MAX_MS, Delay * 2)}.
+    St#st{parked = queue:in_r(Item, St#st.parked), delay = min(?SEND_RECHECK_MAX_MS, Delay * 2)}.
 
 unpark(St = #st{parked = Q}) ->
     case queue:out(Q) of
         {{value, {Dest, Msg, Credit}}, Q1} ->
             St1 = send(Dest, Msg, Credit, St#st{parked = Q1}),
             case St1#st.parked =:= Q1 of
-                true -> unpark(St1#st{recheck = false});   % sent: go on with the rest
-                false -> St1                                % parked again
+                true -> unpark(St1#st{delay = ?SEND_RECHECK_MIN_MS});   % sent: on with the rest
+                false -> St1                                            % parked again
             end;
         {empty, _} ->
             St
@@ -244,7 +243,7 @@ report(St = #st{dropped = N, name = Name, log_rate = Rate}) ->
     St#st{dropped = 0}.
 
 %% Returns credit to the OS process that sent the frame, a batch at a time.
-credit(Kind, {Gen, Size}, St = #st{gen = Gen, due = Due, windows = Windows}) ->
+credit(Kind, {Gen, Size}, St = #st{gen = Gen, flow = true, due = Due, windows = Windows}) ->
     Total = maps:get(Kind, Due) + Size,
     case Total * ?CREDIT_BATCH_DIVISOR >= maps:get(Kind, Windows) of
         true ->
@@ -254,7 +253,7 @@ credit(Kind, {Gen, Size}, St = #st{gen = Gen, due = Due, windows = Windows}) ->
             St#st{due = Due#{Kind := Total}}
     end;
 credit(_, _, St) ->
-    St.   % owed to an OS process that is gone
+    St.   % owed to an OS process that is gone, or that takes no credit
 
 logger_level(L) when L >= 50 -> critical;
 logger_level(L) when L >= 40 -> error;

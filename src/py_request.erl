@@ -79,6 +79,7 @@ writable(H, _) ->
     end.
 
 direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    watched(Ctx, EnvPid),
     ok = py_inflight:add(H, Id, Reply, EnvPid, group_leader()),
     try erlang:port_command(Port, Frame) of
         true -> ok
@@ -92,6 +93,19 @@ direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
                 error -> ok
             end
     end.
+
+%% The context must know the owner of an environment before its first request
+%% waits in the OS process, so that the owner's death cancels it there: once
+%% per calling process and context (always for requests made on behalf of
+%% another process).
+watched(Ctx, EnvPid) when EnvPid =:= self() ->
+    Key = {?MODULE, watched, Ctx},
+    case get(Key) of
+        undefined -> put(Key, true), py_context_server:watch(Ctx, EnvPid);
+        true -> ok
+    end;
+watched(Ctx, EnvPid) ->
+    py_context_server:watch(Ctx, EnvPid).
 
 enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     py_context_server:enqueue(Ctx, Id, Reply, EnvPid, group_leader(), Frame, Deadline, Parent).

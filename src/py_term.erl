@@ -70,9 +70,15 @@ decode(Bin, Budget) ->
     end.
 
 decode_charged(Bin, {Ref, Max}) ->
-    case new_atoms(Bin) of
+    Left = case Max of
+               infinity -> infinity;
+               _ -> max(0, Max - atomics:get(Ref, 1))
+           end,
+    case new_atoms(Bin, Left) of
         error ->
             {error, badarg};
+        over ->
+            {error, {atom_limit, Max}};
         0 ->
             %% Not atoms: an unsafe term of another kind, or a malformed one.
             unsafe(Bin);
@@ -84,6 +90,7 @@ decode_charged(Bin, {Ref, Max}) ->
                 Used when Used =< Max ->
                     unsafe(Bin);
                 _ ->
+                    %% Another decoder took what was left meanwhile.
                     atomics:sub(Ref, 1, N),
                     {error, {atom_limit, Max}}
             end
@@ -96,15 +103,18 @@ unsafe(Bin) ->
         error:badarg -> {error, badarg}
     end.
 
-%% The number of distinct atoms in the term that do not exist yet, or `error'
-%% if the binary is not one well-formed term.
-new_atoms(<<131, Rest/binary>>) ->
-    try walk(Rest, 1, #{}) of
-        Names -> maps:size(maps:filter(fun(Name, _) -> not exists(Name) end, Names))
+%% The number of distinct atoms in the term that do not exist yet; `over' as
+%% soon as there are more than `Left' (the walk stops there: a term of a million
+%% new atoms costs no more than the budget); `error' if the binary is not one
+%% well-formed term.
+new_atoms(<<131, Rest/binary>>, Left) ->
+    try walk(Rest, 1, {Left, #{}}) of
+        {_, New} -> map_size(New)
     catch
+        throw:over -> over;
         error:_ -> error
     end;
-new_atoms(_) ->
+new_atoms(_, _) ->
     error.
 
 exists(Name) ->
@@ -163,6 +173,12 @@ node_then(Bin, Fixed, A) ->
     {A1, <<_:Fixed/binary, R/binary>>, 0} = term(Bin, A),
     {A1, R, 0}.
 
-add(Name, Acc) -> Acc#{Name => true}.
+%% Records a name that is not an atom yet; existing ones cost nothing.
+add(Name, {Left, New} = Acc) ->
+    case is_map_key(Name, New) orelse exists(Name) of
+        true -> Acc;
+        false when map_size(New) >= Left -> throw(over);
+        false -> {Left, New#{Name => true}}
+    end.
 
 latin1(N) -> unicode:characters_to_binary(N, latin1).
