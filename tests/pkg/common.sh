@@ -17,14 +17,15 @@ pkg_cleanup() {
 }
 trap pkg_cleanup EXIT
 
-# Nothing from the user's own configuration, and no registry (rebar3's offline
-# mode would refuse even a file:// git dependency, so it is not used): Mix is
-# offline, and any HTTP(S) request goes to a closed local port, so that something
-# reaching for Hex fails at once instead of waiting for a network.
+# Nothing from the user's own configuration, and no registry: empty rebar3 and Mix
+# homes (no Hex installed for Mix: with stdin closed its offer to install Hex is
+# declined at once), HEX_OFFLINE, and HTTP(S) proxies on a closed local port, which
+# rebar3 honours (its offline mode would refuse even a file:// git dependency).
+# Every step has a time limit, so something that still waits for a network fails.
 export HOME=$WORK/home
 mkdir -p "$HOME"
 export REBAR_CACHE_DIR=$WORK/rebar-cache REBAR_GLOBAL_CONFIG_DIR=$WORK/rebar-config
-export REBAR_COLOR=none QUIET=
+export REBAR_COLOR=none
 export MIX_HOME=$WORK/mix-home HEX_HOME=$WORK/hex-home HEX_OFFLINE=1 MIX_ENV=dev
 export http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9
 export HTTP_PROXY=$http_proxy HTTPS_PROXY=$https_proxy no_proxy= NO_PROXY=
