@@ -1,16 +1,19 @@
 # pyport: the two commands are `make demo' and `make test'. Both install missing
 # Debian packages (as root; otherwise they print the apt-get command), configure
-# CMake once, and build. This file only wraps CMake and ctest.
+# CMake once, and build. This file only wraps CMake and ctest. (A project that
+# depends on pyport never runs it: rebar3 and Mix build the port with
+# tools/build_port.sh, CMake alone.)
 BUILD ?= build
 PYTHON ?= /usr/bin/python3
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
-DEB_PACKAGES := gcc libc6-dev make cmake pkg-config erlang-nox erlang-dev \
-                erlang-common-test libuv1-dev python3-dev python3-venv
+DEB_PACKAGES := gcc libc6-dev make cmake pkg-config git erlang-nox erlang-dev \
+                erlang-common-test erlang-dialyzer erlang-edoc libuv1-dev python3-dev \
+                python3-venv rebar3 elixir
 
 APP_DIR := $(BUILD)/pyport
 
-.PHONY: all deps configure build test test-fast demo bench soak rebar-priv clean
+.PHONY: all deps configure build test test-fast demo bench soak clean
 
 all: build
 
@@ -26,13 +29,13 @@ build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # Every test (C unit, golden fixtures, EUnit, Common Test against the real port,
-# and all of them again against the sanitizer port), one ctest summary.
+# all of them again against the sanitizer port, and packaging), one ctest summary.
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 1800
 
-# The same without the sanitizer pass.
+# The same without the sanitizer pass and the packaging tests.
 test-fast: build
-	cd $(BUILD) && ctest --output-on-failure -LE asan
+	cd $(BUILD) && ctest --output-on-failure -LE 'asan|pkg'
 
 demo: build
 	escript examples/demo.escript $(APP_DIR)
@@ -48,10 +51,5 @@ SOAK_SECONDS ?= 1800
 soak: build
 	escript bench/soak.escript $(BUILD) $(SOAK_SECONDS)
 
-# For rebar3 (rebar.config): the port program and its Python helpers in ./priv.
-rebar-priv:
-	$(MAKE) BUILD=build-rebar CMAKE_FLAGS=-DPYPORT_ASAN_TESTS=OFF build
-	rm -rf priv && mkdir -p priv && cp -r build-rebar/pyport/priv/. priv/
-
 clean:
-	rm -rf $(BUILD) build-rebar priv
+	rm -rf $(BUILD) _build priv doc

@@ -74,7 +74,7 @@ all() ->
 
 init_per_suite(Config) ->
     %% The routed chain imports talkback.py from every context of the default pool.
-    ok = application:load(pyport),
+    ok = pyport_test:load_app(),
     ok = application:set_env(pyport, context_opts, #{python_path => [?config(data_dir, Config)]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.

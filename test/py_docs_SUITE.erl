@@ -2,6 +2,9 @@
 %% references section of docs/types.md, run as written. Placeholder modules
 %% (mymodule, logger_mod, model, my_module) live in the data directory, which
 %% is on the default pool's python_path; the examples' own lines are unchanged.
+%% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
+%% tests/pkg/rebar3_dep.sh and mix_dep.sh, which put them in throw-away projects,
+%% and every block of docs/elixir.md by the Mix project of mix_dep.sh.
 -module(py_docs_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -46,7 +49,7 @@ init_per_suite(Config) ->
     %% my_module (docs/callbacks.md) is an Erlang module: compile and load it.
     {ok, my_module, Bin} = compile:file(filename:join(Data, "my_module.erl"), [binary]),
     {module, my_module} = code:load_binary(my_module, "my_module.erl", Bin),
-    ok = application:load(pyport),
+    ok = pyport_test:load_app(),
     ok = application:set_env(pyport, context_opts, #{python_path => [Data]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.

@@ -54,7 +54,7 @@ all() ->
 init_per_suite(Config) ->
     DataDir = ?config(data_dir, Config),
     ok = pickle_model(DataDir),
-    ok = application:load(pyport),
+    ok = pyport_test:load_app(),
     ok = application:set_env(pyport, context_opts,
                              #{cd => DataDir, python_path => [DataDir]}),
     {ok, _} = application:ensure_all_started(pyport),

@@ -52,7 +52,7 @@ all() ->
 
 init_per_suite(Config) ->
     %% streamgen.py is importable from every context of the default pool.
-    ok = application:load(pyport),
+    ok = pyport_test:load_app(),
     ok = application:set_env(pyport, context_opts, #{python_path => [?config(data_dir, Config)]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.

@@ -5,10 +5,19 @@
 
 -export([start_ctx/1, stop_ctx/1, spawn_caller/1, answer/2, answer_at/2, mailbox/2,
          os_pid_alive/1, wait_until/2, eventually/3,
-         start_actor/1, actor/2, ask/3, stop_actor/2, on_scheduler/3]).
+         start_actor/1, actor/2, ask/3, stop_actor/2, on_scheduler/3, load_app/0]).
 
 %% Interval between two looks of wait_until/2.
 -define(POLL_MS, 20).
+
+%% @doc Loads the pyport application unless it is loaded already: under
+%% `rebar3 ct' every suite runs in one node, where an earlier suite loaded it.
+-spec load_app() -> ok.
+load_app() ->
+    case application:load(pyport) of
+        ok -> ok;
+        {error, {already_loaded, pyport}} -> ok
+    end.
 
 %% @doc Starts a context not linked to the test process (faults must not kill it).
 -spec start_ctx(map()) -> pid().
