@@ -664,10 +664,14 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
                                 infinity -> none;
                                 Max -> max(0, Max - py_term:used(Budget))
                             end},
-    Preload = case maps:get(preload, Opts) of
-                  undefined -> #{};
-                  Code -> #{preload => Code}
+    %% Code registered for every context (py_preload, py_import) runs first,
+    %% then the context's own preload.
+    Preload = case [C || C <- [maps:get(preload, Settings, undefined), maps:get(preload, Opts)],
+                         is_binary(C)] of
+                  [] -> #{};
+                  Codes -> #{preload => iolist_to_binary(lists:join(<<"\n">>, Codes))}
               end,
+    py_interpreters:started(self()),
     py_output:new_port(S#s.delivery, S#s.gen, FlowOn),
     send_setup(maps:merge(maps:merge(Settings, maps:merge(Limits, Flow)), Preload), start_setup,
                S#s{os_pid = OsPid, python_version = PyVersion, flow = FlowOn}).

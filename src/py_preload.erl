@@ -1,8 +1,8 @@
 %% @doc Code that every new environment starts from, in every context, with
 %% erlang_python 2.x's API. The code runs once per interpreter in a namespace
 %% that each environment created afterwards copies (the `preload' context option
-%% does the same for one context or pool; a context's own option wins over this
-%% one). set_code/1 and clear_code/0 reach contexts started or restarted later
+%% does the same for one context or pool; at a start this code runs first, then
+%% the context's own). set_code/1 and clear_code/0 reach contexts started or restarted later
 %% and the running contexts of pools that have no `preload' option of their own
 %% (their environments created from then on); environments that already exist
 %% keep their names. Storage: py_registry.

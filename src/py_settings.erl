@@ -9,15 +9,9 @@
 
 -define(KEY(Pool), {?MODULE, Pool}).
 
-%% @doc The settings of `Pool' (those of `'$all'' under the pool's own). A
-%% context reads them when its interpreter has started, which tells
-%% py_interpreters that this context runs.
+%% @doc The settings of `Pool' (those of `'$all'' under the pool's own).
 -spec get(atom() | undefined) -> map().
 get(Pool) ->
-    case erlang:get('$initial_call') of
-        {py_context_server, init, 1} -> py_interpreters:started(self());
-        _ -> ok
-    end,
     maps:merge(persistent_term:get(?KEY('$all'), #{}), persistent_term:get(?KEY(Pool), #{})).
 
 %% @doc Records a setting for `Pool', or for every pool with `'$all''.
