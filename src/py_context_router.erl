@@ -14,7 +14,7 @@
          get_context/0, get_context/1, bind_context/1, bind_context/2,
          unbind_context/0, unbind_context/1, contexts/0, contexts/1,
          num_contexts/0, num_contexts/1, is_started/0, pool_started/1,
-         start_pool/2, start_pool/3, stop_pool/1,
+         start_pool/2, start_pool/3, declare_pool/3, stop_pool/1,
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0, init_pool_registry/0,
          pools/0, call_timeout/1, new_table/0, start_context/3, contexts_without/1]).
@@ -29,6 +29,7 @@
 -define(REGISTRY, py_pool_registry).
 -define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
 -define(BOUND_KEY(Pool), {?MODULE, bound, Pool}).
+-define(DECLARED_KEY(Pool), {?MODULE, declared, Pool}).
 %% Starting a pool waits for every context's Python to be ready.
 -define(START_POOL_TIMEOUT, 120000).
 
@@ -119,8 +120,13 @@ contexts() -> contexts(default).
 -spec contexts(pool_name()) -> [pid()].
 contexts(Pool) ->
     case persistent_term:get(?POOL_KEY(Pool), undefined) of
-        undefined -> [];
-        {Ctxs, _} -> tuple_to_list(Ctxs)
+        undefined ->
+            case start_declared(Pool) of
+                ok -> contexts(Pool);
+                error -> []
+            end;
+        {Ctxs, _} ->
+            tuple_to_list(Ctxs)
     end.
 
 %% @doc Size of the default pool.
@@ -160,6 +166,31 @@ start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0 ->
     end;
 start_pool(_, _, _) ->
     {error, {badarg, "start_pool(Name, Size, Opts): an atom, a positive integer and a map"}}.
+
+%% @doc Declares a pool that starts on first use: the first call routed to it,
+%% get_context/1, contexts/1 or pool_started/1 starts it (and waits for it).
+%% The application declares its `io' pool this way, so that a node pays for it
+%% only if it uses it.
+-spec declare_pool(pool_name(), pos_integer(), map()) -> ok | {error, term()}.
+declare_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0 ->
+    case py_options:validate_pool(Opts) of
+        {ok, _, Valid} -> gen_server:call(?MODULE, {declare_pool, Pool, Size, Valid});
+        Error -> Error
+    end;
+declare_pool(_, _, _) ->
+    {error, {badarg, "declare_pool(Name, Size, Opts): an atom, a positive integer and a map"}}.
+
+%% Starts a declared pool if it is not started yet: `ok' when it runs.
+start_declared(Pool) ->
+    case persistent_term:get(?DECLARED_KEY(Pool), undefined) of
+        undefined ->
+            error;
+        {Size, Opts} ->
+            case gen_server:call(?MODULE, {start_pool, Pool, Size, Opts}, ?START_POOL_TIMEOUT) of
+                {ok, _} -> ok;
+                {error, Reason} -> error({pool_failed_to_start, Pool, Reason})
+            end
+    end.
 
 %% @doc Stops a named pool and its OS processes.
 -spec stop_pool(pool_name()) -> ok.
@@ -267,7 +298,14 @@ init([]) ->
     {ok, #{pools => #{}}}.
 
 %% @private
+handle_call({declare_pool, Pool, Size, Opts}, _From, S = #{pools := Pools}) ->
+    case maps:is_key(Pool, Pools) of
+        true -> ok;
+        false -> persistent_term:put(?DECLARED_KEY(Pool), {Size, Opts})
+    end,
+    {reply, ok, S};
 handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
+    _ = persistent_term:erase(?DECLARED_KEY(Pool)),
     case maps:find(Pool, Pools) of
         {ok, #{sup := Sup, opts := Opts}} ->
             resize(Pool, Sup, Opts, Size),
@@ -289,6 +327,7 @@ handle_call({stop_pool, Pool}, _From, S = #{pools := Pools}) ->
     _ = supervisor:terminate_child(py_pools_sup, {pool, Pool}),
     _ = supervisor:delete_child(py_pools_sup, {pool, Pool}),
     _ = persistent_term:erase(?POOL_KEY(Pool)),
+    _ = persistent_term:erase(?DECLARED_KEY(Pool)),
     {reply, ok, S#{pools := maps:remove(Pool, Pools)}};
 handle_call(pools, _From, S = #{pools := Pools}) ->
     {reply, maps:keys(Pools), S};
@@ -358,8 +397,13 @@ publish(Pool, Sup, Opts) ->
 
 pool_tuple(Pool) ->
     case persistent_term:get(?POOL_KEY(Pool), undefined) of
-        undefined -> error({pool_not_started, Pool});
-        {Ctxs, _} -> Ctxs
+        undefined ->
+            case start_declared(Pool) of
+                ok -> pool_tuple(Pool);
+                error -> error({pool_not_started, Pool})
+            end;
+        {Ctxs, _} ->
+            Ctxs
     end.
 
 default_size() ->

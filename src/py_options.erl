@@ -76,7 +76,7 @@
                      crash_dir => path(),
                      logging => non_neg_integer() | none,
                      mode => atom()}.
--type pool_options() :: #{contexts => pos_integer(), atom() => term()}.
+-type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), atom() => term()}.
 
 %% @doc Every option with its default value (keys without a default are absent).
 -spec defaults() -> options().
@@ -136,15 +136,16 @@ validate(Opts) when is_map(Opts) ->
 validate(_) ->
     badarg("context options must be a map").
 
-%% @doc Validates the options of a pool: its size (`contexts') and the options
+%% @doc Validates the options of a pool: its size (`contexts'), whether it
+%% starts on first use (`lazy', application environment only) and the options
 %% of its contexts. Returns the size apart; the defaults are not filled in (each
 %% context does that when it starts).
 -spec validate_pool(term()) -> {ok, pos_integer() | undefined, options()}
                                    | {error, {badarg, string()}}.
 validate_pool(Opts) when is_map(Opts) ->
-    {Size, Rest} = case maps:take(contexts, Opts) of
+    {Size, Rest} = case maps:take(contexts, maps:remove(lazy, Opts)) of
                        {N, R} -> {N, R};
-                       error -> {undefined, Opts}
+                       error -> {undefined, maps:remove(lazy, Opts)}
                    end,
     case Size of
         undefined -> pool_opts(Size, Rest);

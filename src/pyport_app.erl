@@ -1,6 +1,7 @@
 %% @doc The pyport application: starts the supervision tree, then the default
 %% pool and the pools named in the `pools' environment key (unless
-%% `start_pools' is false).
+%% `start_pools' is false); a pool with `lazy => true' (the `io' pool by
+%% default) starts on its first use.
 -module(pyport_app).
 -behaviour(application).
 
@@ -18,7 +19,13 @@ start_pools(Sup) ->
     Pools = application:get_env(pyport, pools, []),
     Start = fun({Pool, Opts}, ok) ->
                     Size = maps:get(contexts, Opts, 1),
-                    case py_context_router:start_pool(Pool, Size, maps:remove(contexts, Opts)) of
+                    Rest = maps:without([contexts, lazy], Opts),
+                    Result = case maps:get(lazy, Opts, false) of
+                                 true -> py_context_router:declare_pool(Pool, Size, Rest);
+                                 false -> py_context_router:start_pool(Pool, Size, Rest)
+                             end,
+                    case Result of
+                        ok -> ok;
                         {ok, _} -> ok;
                         {error, Reason} -> {error, {Pool, Reason}}
                     end;
