@@ -11,14 +11,14 @@
 #include "buf.h"
 #include "convert.h"
 #include "envs.h"
+#include "frames.h"
 #include "inbox.h"
-#include "log.h"
-#include "outbox.h"
+#include "output.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
 #include "reply.h"
+#include "terms.h"
 #include "worker.h"
 
 static PyObject *g_helpers; /* owned: the _pyport module */
@@ -91,7 +91,7 @@ void async_run(void)
 
 static PyObject *owner_obj(const char *pid, size_t len)
 {
-    return pyerl_term_new(&pyerl_PidType, pid, len);
+    return terms_new(&terms_PidType, pid, len);
 }
 
 int async_start(int64_t id, const char *pid, size_t len, PyObject *awaitable)
@@ -136,7 +136,7 @@ void async_ack(int64_t id, long n)
 
 static int owner_bytes(PyObject *owner, const char **pid, Py_ssize_t *len)
 {
-    if (!pyerl_term_bytes(owner, pid, len)) {
+    if (!terms_bytes(owner, pid, len)) {
         PyErr_SetString(PyExc_TypeError, "owner must be an erlang.Pid");
         return -1;
     }
@@ -166,7 +166,7 @@ static PyObject *mod_finish(PyObject *self, PyObject *args)
         PyErr_SetObject((PyObject *)Py_TYPE(value), value);
         reply_error(&r, REPLY_PYERR);
     } else {
-        reply_error_atom(&r, "cancelled");
+        reply_cancelled(&r);
     }
     env_owner_restore(prev);
     reply_send(&r);
@@ -187,12 +187,7 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
         return NULL;
     }
     buf_t b;
-    buf_init(&b, 128);
-    proto_begin(&b);
-    proto_tuple(&b, 2);
-    proto_atom(&b, "stream_data");
-    proto_long(&b, id);
-    proto_body(&b);
+    frame_begin_stream_data(&b, id);
     env_owner_t prev = env_owner_set(pid, (size_t)len);
     int rc = conv_from_py(&b, value);
     env_owner_restore(prev);
@@ -200,7 +195,7 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
         buf_destroy(&b);
         return NULL;
     }
-    pyerl_flush_output();
+    output_flush();
     proto_end(&b, PYPORT_HARD_MAX_FRAME);
     size_t n;
     char *frame = buf_steal(&b, &n);
@@ -239,15 +234,7 @@ static PyObject *mod_log(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "is#s#", &level, &name, &name_len, &msg, &msg_len)) {
         return NULL;
     }
-    buf_t b;
-    buf_init(&b, (size_t)(name_len + msg_len) + 64);
-    proto_begin(&b);
-    proto_tuple(&b, 4);
-    proto_atom(&b, "log");
-    proto_long(&b, level);
-    proto_binary(&b, name, (size_t)name_len);
-    proto_binary(&b, msg, (size_t)msg_len);
-    proto_send(&b);
+    frame_log(level, name, (size_t)name_len, msg, (size_t)msg_len);
     Py_RETURN_NONE;
 }
 

@@ -7,7 +7,6 @@
 #include "control.h"
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <time.h>
 
@@ -100,7 +99,7 @@ void ctl_request(ctl_action_t action, int64_t target)
     }
     atomic_store(&g_action_target, target);
     atomic_store(&g_action, (int)action);
-    pthread_kill(g_python_thread, SIGUSR2);
+    pthread_kill(g_python_thread, CTL_SIGNAL);
 }
 
 ctl_action_t ctl_take(void)

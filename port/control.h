@@ -1,15 +1,19 @@
 /*
  * What the Python thread is doing now, readable by the loop thread, and the way
  * the loop thread interrupts it: it records an action (cancel a request,
- * KeyboardInterrupt, MemoryError) and sends PYPORT_SIGNAL to the Python thread,
- * whose Python-level handler (ctl_signal_handler) raises in the running code.
- * The running-request stack is written by the Python thread only; the loop thread
- * reads atomics. Thread-safe as documented per function.
+ * KeyboardInterrupt, MemoryError) and sends CTL_SIGNAL to the Python thread,
+ * whose Python-level handler (erlang._signal, pyerlang.c) asks ctl_take what to
+ * raise in the running code. The running-request stack is written by the Python
+ * thread only; other threads read atomics. Thread-safe as documented per function.
  */
 #ifndef PYPORT_CONTROL_H
 #define PYPORT_CONTROL_H
 
+#include <signal.h>
 #include <stdint.h>
+
+/* The signal that carries an action to the Python thread. */
+#define CTL_SIGNAL SIGUSR2
 
 typedef enum { CTL_NONE, CTL_CANCEL, CTL_INTERRUPT, CTL_MEMORY } ctl_action_t;
 

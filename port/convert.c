@@ -11,9 +11,10 @@
 #include <string.h>
 
 #include "etf.h"
+#include "frames.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
+#include "terms.h"
 
 /* The input being decoded: every skip is bounded by its length (ei_skip_term
    is not: it ignores errors inside tuples and lists). */
@@ -91,7 +92,7 @@ static PyObject *atom_object(const char *name, size_t len)
         Py_RETURN_NONE;
     }
     if (len >= ATOM_CACHE_NAME) {
-        return pyerl_atom_new(name, len);
+        return terms_atom_new(name, len);
     }
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++) {
@@ -101,7 +102,7 @@ static PyObject *atom_object(const char *name, size_t len)
     if (slot->atom != NULL && slot->len == len && memcmp(slot->name, name, len) == 0) {
         return Py_NewRef(slot->atom);
     }
-    PyObject *a = pyerl_atom_new(name, len); // owned
+    PyObject *a = terms_atom_new(name, len); // owned
     if (a == NULL) {
         return NULL;
     }
@@ -245,7 +246,7 @@ static PyObject *opaque(PyTypeObject *type, const conv_in_t *in, int *index)
     if (skip(in, index) < 0) {
         return bad("malformed term");
     }
-    return pyerl_term_new(type, buf + start, (size_t)(*index - start));
+    return terms_new(type, buf + start, (size_t)(*index - start));
 }
 
 static PyObject *decode_binary(const conv_in_t *in, int *index, int as_bytes)
@@ -307,7 +308,7 @@ static PyObject *decode_list(const conv_in_t *in, int *index, int depth)
     /* An improper list has no Python form: keep the whole list as a Term. */
     Py_DECREF(list);
     *index = start;
-    return opaque(&pyerl_TermType, in, index);
+    return opaque(&terms_TermType, in, index);
 }
 
 static PyObject *decode_string(const conv_in_t *in, int *index)
@@ -403,7 +404,7 @@ static PyObject *decode_map(const conv_in_t *in, int *index, int depth)
             /* An unhashable key (a list, a map): keep it as an opaque Term. */
             PyErr_Clear();
             int at = kstart;
-            Py_SETREF(k, opaque(&pyerl_TermType, in, &at));
+            Py_SETREF(k, opaque(&terms_TermType, in, &at));
             rc = k != NULL ? PyDict_SetItem(d, k, v) : -1;
         }
         Py_XDECREF(k);
@@ -500,14 +501,14 @@ static PyObject *to_py(const conv_in_t *in, int *index, int depth)
         return decode_map(in, index, depth);
     case ERL_PID_EXT:
     case ERL_NEW_PID_EXT:
-        return opaque(&pyerl_PidType, in, index);
+        return opaque(&terms_PidType, in, index);
     case ERL_REFERENCE_EXT:
     case ERL_NEW_REFERENCE_EXT:
     case ERL_NEWER_REFERENCE_EXT:
-        return opaque(&pyerl_RefType, in, index);
+        return opaque(&terms_RefType, in, index);
     default:
         /* Bit strings, ports, funs: carried unchanged. */
-        return opaque(&pyerl_TermType, in, index);
+        return opaque(&terms_TermType, in, index);
     }
 }
 
@@ -787,7 +788,7 @@ static int from_py(buf_t *b, PyObject *o, int depth)
         proto_binary(b, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o));
         return 0;
     }
-    if (PyObject_TypeCheck(o, &pyerl_AtomType)) {
+    if (PyObject_TypeCheck(o, &terms_AtomType)) {
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(o, &n);
         if (s == NULL) {
@@ -802,7 +803,7 @@ static int from_py(buf_t *b, PyObject *o, int depth)
     }
     const char *etf;
     Py_ssize_t etf_len;
-    if (pyerl_term_bytes(o, &etf, &etf_len)) {
+    if (terms_bytes(o, &etf, &etf_len)) {
         proto_raw(b, etf, (size_t)etf_len);
         return 0;
     }
@@ -858,7 +859,10 @@ int conv_from_py(buf_t *b, PyObject *obj)
 #define CONV_MAX_MESSAGE (16 * 1024)
 #define CONV_MAX_TRACEBACK (256 * 1024)
 
-static void encode_pystr(buf_t *b, PyObject *s, size_t max)
+/* Calls emit(b, text, len) with the UTF-8 text of s (a str, or NULL), cut to
+   max bytes with a marker. */
+static void with_text(buf_t *b, PyObject *s, size_t max,
+                      void (*emit)(buf_t *b, const char *text, size_t len))
 {
     static const char cut[] = " ... [truncated]";
     Py_ssize_t n = 0;
@@ -869,7 +873,7 @@ static void encode_pystr(buf_t *b, PyObject *s, size_t max)
         n = (Py_ssize_t)strlen(p);
     }
     if ((size_t)n <= max) {
-        proto_string(b, p, (size_t)n);
+        emit(b, p, (size_t)n);
         return;
     }
     size_t keep = max;
@@ -878,12 +882,12 @@ static void encode_pystr(buf_t *b, PyObject *s, size_t max)
     }
     char *text = PyMem_Malloc(keep + sizeof cut);
     if (text == NULL) {
-        proto_string(b, p, keep);
+        emit(b, p, keep);
         return;
     }
     memcpy(text, p, keep);
     memcpy(text + keep, cut, sizeof cut);
-    proto_string(b, text, keep + sizeof cut - 1);
+    emit(b, text, keep + sizeof cut - 1);
     PyMem_Free(text);
 }
 
@@ -942,8 +946,8 @@ void conv_exception(buf_t *b)
     proto_tuple(b, 4);
     proto_atom(b, "pyerr");
     proto_string(b, name, strlen(name));
-    encode_pystr(b, msg, CONV_MAX_MESSAGE);
-    encode_pystr(b, tb_text, CONV_MAX_TRACEBACK);
+    with_text(b, msg, CONV_MAX_MESSAGE, proto_string);
+    with_text(b, tb_text, CONV_MAX_TRACEBACK, proto_string);
     Py_XDECREF(msg);
     Py_XDECREF(tb_text);
     Py_DECREF(exc);
@@ -954,9 +958,7 @@ void conv_badarg(buf_t *b)
     PyObject *exc = take_exception();                       // owned
     PyObject *msg = exc != NULL ? PyObject_Str(exc) : NULL; // owned
     PyErr_Clear();
-    proto_tuple(b, 2);
-    proto_atom(b, "badarg");
-    encode_pystr(b, msg, CONV_MAX_MESSAGE);
+    with_text(b, msg, CONV_MAX_MESSAGE, frame_body_badarg);
     Py_XDECREF(msg);
     Py_XDECREF(exc);
 }

@@ -1,8 +1,9 @@
 /*
  * The codec: Erlang terms (ETF, decoded with ei) to Python objects and back, as
- * tabled in docs/types.md. The only file that knows both ei.h and Python.h. One
- * pass, linear in the size of the term, with a nesting limit that gives a clear
- * error instead of a stack overflow. Python thread only (needs the GIL).
+ * tabled in docs/types.md, and Python exceptions to error terms. One pass,
+ * linear in the size of the term, with a nesting limit that gives a clear error
+ * instead of a stack overflow. Builds on the term types of terms.c. Any thread
+ * holding the GIL.
  */
 #ifndef PYPORT_CONVERT_H
 #define PYPORT_CONVERT_H

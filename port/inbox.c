@@ -6,7 +6,6 @@
 #include "inbox.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,33 +125,6 @@ size_t inbox_len(void)
     size_t n = g_len;
     pthread_mutex_unlock(&g_mu);
     return n;
-}
-
-int inbox_wait(int timeout_ms)
-{
-    for (;;) {
-        if (inbox_len() > 0) {
-            return 1;
-        }
-        drain();
-        /* A push between the check above and the drain left the queue non-empty
-           and its wake-up consumed: look again before sleeping. */
-        if (inbox_len() > 0) {
-            return 1;
-        }
-        struct pollfd p = {.fd = g_efd, .events = POLLIN};
-        int rc = poll(&p, 1, timeout_ms);
-        if (rc == 0) {
-            return inbox_len() > 0;
-        }
-        if (rc < 0 && errno != EINTR) {
-            log_error("poll(inbox): %s", strerror(errno));
-            abort();
-        }
-        if (rc < 0) {
-            return inbox_len() > 0; /* a signal: let the caller check for it */
-        }
-    }
 }
 
 void job_free(job_t *job)

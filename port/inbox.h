@@ -1,8 +1,9 @@
 /*
- * The queue of decoded-enough frames from the loop thread to the Python thread.
- * The loop thread pushes; the Python thread pops. An eventfd becomes readable when
- * the queue turns non-empty, so the Python thread can sleep in poll(2) (or let
- * asyncio watch the fd). Thread-safe: one mutex guards the list.
+ * The queue of peeked frames (jobs) for the Python thread. Whichever thread read
+ * a frame pushes it; the Python thread pops. An eventfd becomes readable when
+ * another thread makes the queue non-empty, so the Python thread can sleep in
+ * poll(2) (reader.c) or let asyncio watch the fd. Thread-safe: one mutex guards
+ * the list.
  */
 #ifndef PYPORT_INBOX_H
 #define PYPORT_INBOX_H
@@ -10,9 +11,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* A job with this op asks the Python thread's loop to return (stdin closed). */
+#define JOB_STOP (-2)
+
 typedef struct job {
     struct job *next;
-    int op;      /* proto_op_t */
+    int op;      /* proto_op_t, or JOB_STOP */
     int64_t id;  /* request id; 0 for frames that take no reply */
     char *frame; /* owned ETF bytes, version byte first */
     size_t len;
@@ -29,7 +33,7 @@ int inbox_fd(void);
 /// written when another thread than the Python thread makes the queue non-empty.
 void inbox_push(job_t *job);
 
-/// Makes the eventfd readable, waking the Python thread from inbox_wait.
+/// Makes the eventfd readable, waking the Python thread (or its event loop).
 void inbox_kick(void);
 
 /// Removes and returns the oldest job, or NULL. Python thread.
@@ -38,12 +42,7 @@ job_t *inbox_pop(void);
 /// Removes and returns the queued job with request id `id`, or NULL if none is queued.
 job_t *inbox_take(int64_t id);
 
-/// Blocks until the queue is non-empty, timeout_ms passes (-1: forever), or a
-/// signal arrives. Returns 1 if jobs are waiting. Call without the GIL.
-int inbox_wait(int timeout_ms);
-
-/// Consumes pending wake-ups of the eventfd (before popping every job, when the
-/// fd is watched by an event loop rather than inbox_wait).
+/// Consumes pending wake-ups of the eventfd (before popping every job).
 void inbox_drain(void);
 
 /// Returns the number of queued jobs.

@@ -7,7 +7,6 @@
  */
 #include "loop.h"
 
-#include <ei.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -18,10 +17,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
+#include "frames.h"
 #include "log.h"
 #include "outbox.h"
-#include "protocol.h"
 #include "pyport/wire.h"
 #include "reader.h"
 
@@ -116,15 +114,7 @@ static void capture_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
         return;
     }
     int which = (uv_pipe_t *)s == &g_capture[1];
-    buf_t f;
-    buf_init(&f, (size_t)n + 48);
-    proto_begin(&f);
-    proto_tuple(&f, 4);
-    proto_atom(&f, "output");
-    proto_long(&f, 0);
-    proto_atom(&f, which ? "fd2" : "fd1");
-    proto_binary(&f, b->base, (size_t)n);
-    proto_send(&f);
+    frame_output(0, which ? "fd2" : "fd1", b->base, (size_t)n);
 }
 
 /* ---- writing when the pipe was full ---------------------------------------- */

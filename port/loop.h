@@ -16,11 +16,12 @@ typedef struct {
     int exit_grace_ms; /* after stdin closes, exit at most this much later */
 } loop_cfg_t;
 
-/// Starts the loop thread with all signals blocked in it. Returns 0 or -1.
+/// Starts the loop thread with all signals blocked in it (aborts if it cannot).
 void loop_start(const loop_cfg_t *cfg);
 
 /// Wakes the loop thread (the outbox parked a write, reading changes hands).
-/// Any thread; does nothing before loop_start.
+/// Any thread; does nothing before loop_start. main.c hands it to the outbox and
+/// the reader, which never include this file.
 void loop_wake(void);
 
 /// Erlang has gone: exit within exit_grace_ms even if Python is stuck. Any thread.

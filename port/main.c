@@ -20,18 +20,18 @@
 #include <unistd.h>
 
 #include "async.h"
-#include "buf.h"
 #include "callback.h"
 #include "control.h"
 #include "convert.h"
 #include "dispatch.h"
 #include "envs.h"
+#include "frames.h"
 #include "inbox.h"
 #include "keeper.h"
 #include "log.h"
 #include "loop.h"
 #include "outbox.h"
-#include "protocol.h"
+#include "output.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
@@ -257,8 +257,8 @@ static int start_python(const options_t *o)
     cb_set_max_nesting(o->max_nesting);
     worker_cfg_t wcfg = {.max_frame = o->max_frame};
     PyObject *sys_path = PySys_GetObject("path"); // borrowed
-    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 || env_init() < 0 ||
-        worker_init(&wcfg) < 0 || async_init() < 0) {
+    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 ||
+        output_init() < 0 || env_init() < 0 || worker_init(&wcfg) < 0 || async_init() < 0) {
         PyErr_Print();
         return -1;
     }
@@ -278,19 +278,6 @@ static int start_python(const options_t *o)
     Py_XDECREF(fh);
     PyErr_Clear();
     return 0;
-}
-
-static void send_ready(const char *version)
-{
-    buf_t b;
-    buf_init(&b, 64);
-    proto_begin(&b);
-    proto_tuple(&b, 4);
-    proto_atom(&b, "ready");
-    proto_long(&b, PYPORT_PROTOCOL_VERSION);
-    proto_binary(&b, version, strlen(version));
-    proto_long(&b, getpid());
-    proto_send(&b);
 }
 
 int main(int argc, char **argv)
@@ -328,10 +315,16 @@ int main(int argc, char **argv)
     }
     char version[32];
     python_version(version, sizeof version);
-    dispatch_init(opts.max_frame, opts.max_depth, version);
-    rd_init(g_in_fd, opts.max_frame);
+    dispatch_cfg_t dcfg = {
+        .max_frame = opts.max_frame,
+        .max_depth = opts.max_depth,
+        .python_version = version,
+        .exit_soon = loop_exit_soon,
+    };
+    dispatch_init(&dcfg);
+    rd_init(g_in_fd, opts.max_frame, loop_wake);
     loop_start(&lcfg);
-    send_ready(version);
+    frame_ready(version, getpid());
 
     worker_run();
 

@@ -9,10 +9,9 @@
 #include <ei.h>
 #include <string.h>
 
-#include "async.h"
 #include "convert.h"
 #include "envs.h"
-#include "pyerlang.h"
+#include "terms.h"
 
 /* Compiled code objects kept per mode; the cache is emptied when it grows past this. */
 #define OPS_CODE_CACHE 512
@@ -247,7 +246,7 @@ PyObject *op_exec(op_args_t *a, reply_cause_t *cause)
         return NULL;
     }
     Py_DECREF(r);
-    return pyerl_atom_new("ok", 2);
+    return terms_atom_new("ok", 2);
 }
 
 /* Decodes a reference and a name; returns the object (new) and sets *name. */
@@ -378,8 +377,10 @@ static int preload(PyObject *code_text)
 /* Calls _pyport.<fn>(arg) and discards the result. */
 static int helper1(const char *fn, PyObject *arg)
 {
-    PyObject *r = PyObject_CallMethod(async_helpers(), fn, "O", arg); // owned
+    PyObject *helpers = PyImport_ImportModule("_pyport");                              // owned
+    PyObject *r = helpers != NULL ? PyObject_CallMethod(helpers, fn, "O", arg) : NULL; // owned
     Py_XDECREF(r);
+    Py_XDECREF(helpers);
     return r != NULL ? 0 : -1;
 }
 
@@ -400,7 +401,7 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
     PyObject *v = PyDict_GetItemString(opts, "context"); // borrowed
     const char *pid;
     Py_ssize_t len;
-    if (v != NULL && pyerl_term_bytes(v, &pid, &len)) {
+    if (v != NULL && terms_bytes(v, &pid, &len)) {
         env_set_context(pid, (size_t)len);
     }
     v = PyDict_GetItemString(opts, "preload");
@@ -416,5 +417,5 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
         rc = helper1("configure_logging", v);
     }
     Py_DECREF(opts);
-    return rc == 0 ? pyerl_atom_new("ok", 2) : NULL;
+    return rc == 0 ? terms_atom_new("ok", 2) : NULL;
 }

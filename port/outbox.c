@@ -28,7 +28,6 @@ typedef struct item {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static item_t *g_head;
 static item_t *g_tail;
-static size_t g_bytes;
 static int g_busy;
 static int g_parked;
 static int g_fd = -1;
@@ -53,7 +52,6 @@ static void append_locked(char *frame, size_t len)
         g_head = it;
     }
     g_tail = it;
-    g_bytes += len;
 }
 
 /* Writes queued items until the queue is empty or the fd would block.
@@ -87,7 +85,6 @@ static int write_locked(void)
             _exit(PYPORT_EXIT_IO);
         }
         size_t left = (size_t)w;
-        g_bytes -= left;
         while (left > 0 && g_head != NULL) {
             item_t *it = g_head;
             size_t rest = it->len - it->off;
@@ -166,12 +163,4 @@ int outbox_on_writable(void)
     }
     pthread_mutex_unlock(&g_mu);
     return more;
-}
-
-size_t outbox_pending_bytes(void)
-{
-    pthread_mutex_lock(&g_mu);
-    size_t n = g_bytes;
-    pthread_mutex_unlock(&g_mu);
-    return n;
 }

@@ -29,7 +29,4 @@ int outbox_parked(void);
 /// Loop thread: the fd became writable; returns 1 while more remains to write.
 int outbox_on_writable(void);
 
-/// Returns the number of bytes queued and not yet written.
-size_t outbox_pending_bytes(void);
-
 #endif

@@ -1,7 +1,8 @@
 /*
- * Envelope parsing and frame building (see protocol.h and docs/protocol.md).
- * The op table below is the single list of requests the port understands.
- * Stateless; callable from any thread.
+ * Envelope parsing and term encoding (see protocol.h and docs/protocol.md).
+ * The op table below is the single list of requests the port understands;
+ * frames.c, next to it, is the single list of frames the port sends.
+ * Stateless but for the walk depth set at start-up; callable from any thread.
  */
 #include "protocol.h"
 
@@ -9,8 +10,7 @@
 #include <string.h>
 
 #include "etf.h"
-#include "frame.h"
-#include "outbox.h"
+#include "packet.h"
 #include "pyport/wire.h"
 
 static const proto_op_info_t g_ops[OP_COUNT] = {
@@ -45,9 +45,9 @@ void proto_set_max_depth(int depth)
     g_walk_depth = depth + 2;
 }
 
-int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
+int proto_peek(const char *frame, size_t len, proto_head_t *head, const char **err)
 {
-    if (proto_peek_header(frame, len, job, err) < 0) {
+    if (proto_peek_header(frame, len, head, err) < 0) {
         return -1;
     }
     /* One bounded walk before anything decodes the frame: ei trusts the lengths
@@ -60,16 +60,17 @@ int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
     return 0;
 }
 
-int proto_peek_header(const char *frame, size_t len, job_t *job, const char **err)
+int proto_peek_header(const char *frame, size_t len, proto_head_t *head, const char **err)
 {
     const unsigned char *b = (const unsigned char *)frame;
     char atom[MAXATOMLEN_UTF8];
     int arity;
     size_t first;
 
-    job->id = 0;
-    job->op = -1;
-    if (len < 2 || len > PYPORT_HARD_MAX_FRAME || b[0] != 131) {
+    head->id = 0;
+    head->op = -1;
+    head->index = 0;
+    if (len < 2 || len > PYPORT_HARD_MAX_FRAME || b[0] != PROTO_ETF_VERSION) {
         *err = "not an ETF term (bad version byte or compressed)";
         return -1;
     }
@@ -104,22 +105,22 @@ int proto_peek_header(const char *frame, size_t len, job_t *job, const char **er
     }
     if (op < 0) {
         *err = "unknown op";
-        job->id = have_id && id > 0 ? id : 0; /* still answer it if we can */
+        head->id = have_id && id > 0 ? id : 0; /* still answer it if we can */
         return -1;
     }
-    job->op = op;
+    head->op = op;
     if (g_ops[op].has_id) {
         if (!have_id || id <= 0) {
             *err = "bad request id";
             return -1;
         }
-        job->id = id;
+        head->id = id;
     }
     if (arity != g_ops[op].arity) {
         *err = "wrong number of fields for op";
         return -1;
     }
-    job->index = g_ops[op].has_id ? index : (int)op_end;
+    head->index = g_ops[op].has_id ? index : (int)op_end;
     return 0;
 }
 
@@ -152,25 +153,17 @@ int proto_pid_span(const char *frame, size_t frame_len, int *index, int *start, 
         (b)->len = (size_t)i_;                                                                     \
     } while (0)
 
+/* The one place that writes the ETF version byte of a term the port sends. */
+void proto_body(buf_t *b)
+{
+    char v = (char)PROTO_ETF_VERSION;
+    buf_append(b, &v, 1);
+}
+
 void proto_begin(buf_t *b)
 {
     buf_reserve(b, PYPORT_FRAME_HEADER_BYTES + 1);
     b->len = PYPORT_FRAME_HEADER_BYTES;
-    b->data[b->len++] = (char)131;
-}
-
-void proto_body(buf_t *b)
-{
-    char v = (char)131;
-    buf_append(b, &v, 1);
-}
-
-void proto_begin_reply(buf_t *b, const char *tag, int64_t id)
-{
-    proto_begin(b);
-    proto_tuple(b, 2);
-    proto_atom(b, tag);
-    proto_long(b, id);
     proto_body(b);
 }
 
@@ -180,16 +173,8 @@ int proto_end(buf_t *b, size_t max)
     if (n > max) {
         return -1;
     }
-    frame_put_len(b->data, (uint32_t)n);
+    packet_put_len(b->data, (uint32_t)n);
     return 0;
-}
-
-void proto_send(buf_t *b)
-{
-    proto_end(b, PYPORT_HARD_MAX_FRAME);
-    size_t len;
-    char *frame = buf_steal(b, &len);
-    outbox_push(frame, len);
 }
 
 void proto_atom(buf_t *b, const char *atom)
@@ -321,16 +306,4 @@ void proto_string(buf_t *b, const char *utf8, size_t n)
     if (!(latin1 && count < 65535)) {
         proto_nil(b);
     }
-}
-
-void proto_badarg_frame(int64_t id, const char *msg, char **frame, size_t *len)
-{
-    buf_t b;
-    buf_init(&b, 128);
-    proto_begin_reply(&b, "error", id);
-    proto_tuple(&b, 2);
-    proto_atom(&b, "badarg");
-    proto_string(&b, msg, strlen(msg));
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    *frame = buf_steal(&b, len);
 }

@@ -17,10 +17,9 @@
 
 #include "control.h"
 #include "dispatch.h"
-#include "frame.h"
+#include "packet.h"
 #include "inbox.h"
 #include "log.h"
-#include "loop.h"
 #include "pyport/wire.h"
 
 enum { RD_PYTHON, RD_LOOP };
@@ -28,7 +27,7 @@ enum { RD_PYTHON, RD_LOOP };
 #define RD_CHUNK (64 * 1024)
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static frame_reader_t g_reader;
+static packet_reader_t g_reader;
 static int g_fd = -1;
 static int g_timer = -1;
 static atomic_int g_owner;
@@ -38,7 +37,8 @@ static atomic_int g_armed;
 static atomic_int g_waiting; /* the Python thread is in rd_wait */
 static atomic_int g_eof;
 static _Atomic int64_t g_busy_since; /* when the Python thread last started work */
-static char g_buf[RD_CHUNK]; /* the Python thread's read buffer */
+static char g_buf[RD_CHUNK];         /* the Python thread's read buffer */
+static void (*g_wake_loop)(void);
 
 static void frame_cb(void *ctx, char *frame, size_t len)
 {
@@ -52,12 +52,13 @@ static void oversize_cb(void *ctx, const char *peek, size_t peek_len, size_t tot
     dispatch_oversize(peek, peek_len, total);
 }
 
-static const frame_handlers_t g_handlers = {frame_cb, oversize_cb};
+static const packet_handlers_t g_handlers = {frame_cb, oversize_cb};
 
-void rd_init(int fd, size_t max_frame)
+void rd_init(int fd, size_t max_frame, void (*wake_loop)(void))
 {
     g_fd = fd;
-    frame_reader_init(&g_reader, max_frame);
+    g_wake_loop = wake_loop;
+    packet_reader_init(&g_reader, max_frame);
     g_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (g_timer < 0) {
         log_error("timerfd_create: %s", strerror(errno));
@@ -92,11 +93,11 @@ static void python_read(void)
     }
     ssize_t n = read(g_fd, g_buf, sizeof g_buf);
     if (n > 0) {
-        frame_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
+        packet_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
         pthread_mutex_unlock(&g_mu);
         return;
     }
-    int mid_frame = !frame_reader_idle(&g_reader);
+    int mid_frame = !packet_reader_idle(&g_reader);
     pthread_mutex_unlock(&g_mu);
     if (n == 0) {
         atomic_store(&g_eof, 1);
@@ -114,7 +115,7 @@ static int wait_for_loop(void)
 {
     if (!atomic_load(&g_eof) && !atomic_load(&g_event_loop)) {
         atomic_store(&g_want_back, 1);
-        loop_wake(); /* rd_hand_back kicks the inbox when reading is ours again */
+        g_wake_loop(); /* rd_hand_back kicks the inbox when reading is ours again */
     }
     for (;;) {
         inbox_drain();
@@ -172,7 +173,7 @@ void rd_event_loop(int on)
     }
     pthread_mutex_unlock(&g_mu);
     if (give) {
-        loop_wake();
+        g_wake_loop();
     }
 }
 
@@ -181,14 +182,14 @@ void rd_event_loop(int on)
 void rd_feed(const char *data, size_t n)
 {
     pthread_mutex_lock(&g_mu);
-    frame_feed(&g_reader, data, n, &g_handlers, NULL);
+    packet_feed(&g_reader, data, n, &g_handlers, NULL);
     pthread_mutex_unlock(&g_mu);
 }
 
 void rd_eof(void)
 {
     pthread_mutex_lock(&g_mu);
-    int mid_frame = !frame_reader_idle(&g_reader);
+    int mid_frame = !packet_reader_idle(&g_reader);
     pthread_mutex_unlock(&g_mu);
     atomic_store(&g_eof, 1);
     dispatch_eof(mid_frame);

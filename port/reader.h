@@ -15,8 +15,9 @@
 /* A request running longer than this lets the loop thread take over reading. */
 #define RD_TAKEOVER_MS 1
 
-/// Sets up the shared frame reader over the non-blocking fd. Call once, first.
-void rd_init(int fd, size_t max_frame);
+/// Sets up the shared frame reader over the non-blocking fd, and the function
+/// that wakes the loop thread when reading changes hands. Call once, first.
+void rd_init(int fd, size_t max_frame, void (*wake_loop)(void));
 
 /// Returns the timerfd the loop thread watches (see rd_on_timer).
 int rd_timer_fd(void);

@@ -7,23 +7,20 @@
 #include "worker.h"
 
 #include <ei.h>
-#include <stdatomic.h>
 
 #include "async.h"
-#include "callback.h"
 #include "control.h"
-#include "dispatch.h"
 #include "envs.h"
+#include "frames.h"
 #include "log.h"
 #include "ops.h"
-#include "outbox.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
 #include "reply.h"
+#include "stats.h"
+#include "waiters.h"
 
-static atomic_long g_calls;
 static int g_stop;
 
 int worker_init(const worker_cfg_t *cfg)
@@ -32,25 +29,9 @@ int worker_init(const worker_cfg_t *cfg)
     return op_init();
 }
 
-long worker_calls(void)
-{
-    return atomic_load(&g_calls);
-}
-
 int worker_stopping(void)
 {
     return g_stop;
-}
-
-static void notify_env(const char *pid, size_t len)
-{
-    buf_t b;
-    buf_init(&b, len + 32);
-    proto_begin(&b);
-    proto_tuple(&b, 2);
-    proto_atom(&b, "env");
-    proto_raw(&b, pid, len);
-    proto_send(&b);
 }
 
 static int is_awaitable(PyObject *o)
@@ -83,7 +64,7 @@ static void run_request(job_t *job)
     int created = 0;
     a.env = env_get(pid, (size_t)pid_len, &created);
     if (created) {
-        notify_env(pid, (size_t)pid_len);
+        frame_env(pid, (size_t)pid_len);
     }
     if (a.env == NULL) {
         cause = REPLY_PYERR;
@@ -138,7 +119,7 @@ static void run_request(job_t *job)
             reply_error(&r, cause);
         }
         reply_send(&r);
-        atomic_fetch_add(&g_calls, 1);
+        stats_call_answered();
     }
     env_owner_restore(prev);
 }
@@ -175,7 +156,7 @@ static void with_pid(job_t *job, int release)
     } else if (proto_pid_span(job->frame, job->len, &index, &start, &len) == 0) {
         env_drop(job->frame + start, (size_t)len);
     } else {
-        dispatch_reject(job, "drop_env needs a pid");
+        log_warn("drop_env needs a pid");
     }
 }
 
@@ -228,13 +209,13 @@ void worker_handle(job_t *job)
         cancel(job);
         break;
     case OP_CALLBACK_REPLY:
-        cb_store(job);
-        return; /* cb_store owns it */
+        waiters_store(job);
+        return; /* waiters_store owns it */
     case JOB_STOP:
         g_stop = 1;
         break;
     default:
-        dispatch_reject(job, "op not supported");
+        frame_reject(job->id, "op not supported");
         break;
     }
     job_free(job);
@@ -250,8 +231,10 @@ void worker_run(void)
         job_t *job = inbox_pop();
         if (job == NULL) {
             reply_flush();
-            Py_BEGIN_ALLOW_THREADS rd_wait();
-            Py_END_ALLOW_THREADS continue;
+            Py_BEGIN_ALLOW_THREADS
+            rd_wait();
+            Py_END_ALLOW_THREADS
+            continue;
         }
         worker_handle(job);
     }

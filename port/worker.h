@@ -12,9 +12,6 @@
 
 #include "inbox.h"
 
-/* A job with this op asks the worker loop to return (stdin closed). */
-#define JOB_STOP (-2)
-
 typedef struct {
     size_t max_frame;
 } worker_cfg_t;
@@ -31,8 +28,5 @@ void worker_handle(job_t *job);
 
 /// Returns 1 once a JOB_STOP job has been handled.
 int worker_stopping(void);
-
-/// Returns the number of requests answered so far. Any thread.
-long worker_calls(void);
 
 #endif

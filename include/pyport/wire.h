@@ -36,7 +36,4 @@
 #define PYPORT_EXIT_OOM 67     /* an allocation failed */
 #define PYPORT_EXIT_IO 68      /* read or write error on the protocol pipes */
 
-/* Signal the loop thread sends to the Python thread to deliver an exception. */
-#define PYPORT_SIGNAL_NAME "SIGUSR2"
-
 #endif

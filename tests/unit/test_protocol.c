@@ -2,7 +2,7 @@
  * Unit tests of port/protocol.c: proto_peek on every op of the table and on
  * malformed frames (not ETF, compressed, not a tuple, unknown op, wrong arity, bad
  * ids, truncated terms), proto_string on ASCII, Latin-1, multi-byte and invalid
- * UTF-8, and the layout of proto_badarg_frame. Fixtures are built with ei_x_*.
+ * UTF-8, and proto_end. Fixtures are built with ei_x_*.
  */
 #include <ei.h>
 #include <stdint.h>
@@ -11,8 +11,7 @@
 
 #include "buf.h"
 #include "check.h"
-#include "frame.h"
-#include "inbox.h"
+#include "packet.h"
 #include "memory.h"
 #include "protocol.h"
 #include "pyport/wire.h"
@@ -82,7 +81,7 @@ static void build(ei_x_buff *x, const char *op, int with_id, long long id, const
 }
 
 /* proto_peek on an exact-size heap copy, so a sanitizer sees any over-read. */
-static int peek(const char *frame, size_t len, job_t *job, const char **err)
+static int peek(const char *frame, size_t len, proto_head_t *job, const char **err)
 {
     char *copy = mem_dup(frame, len);
     memset(job, 0x5a, sizeof *job);
@@ -155,7 +154,7 @@ static void test_proto_peek_accepts_every_op(void)
         ei_x_buff x;
         long long id = 1000 + (long long)i;
         build(&x, c->name, c->has_id, id, c->fields);
-        job_t job;
+        proto_head_t job;
         const char *err;
         int rc = peek(x.buff, (size_t)x.index, &job, &err);
         check_test = c->name;
@@ -181,7 +180,7 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
 {
     ei_x_buff x;
     build(&x, "exec", 1, 9, "pb");
-    job_t job;
+    proto_head_t job;
     const char *err;
     CHECK_INT_EQ(peek(x.buff, (size_t)x.index, &job, &err), 0);
     int index = job.index;
@@ -202,7 +201,7 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
 
 static void expect_reject(const char *frame, size_t len, long long want_id)
 {
-    job_t job;
+    proto_head_t job;
     const char *err;
     int rc = peek(frame, len, &job, &err);
     CHECK_INT_EQ(rc, -1);
@@ -325,7 +324,7 @@ static void test_proto_peek_rejects_bad_ids(void)
 
     /* The largest id that fits is fine. */
     build(&x, "eval", 1, INT64_MAX, "pbm");
-    job_t job;
+    proto_head_t job;
     const char *err;
     CHECK_INT_EQ(peek(x.buff, (size_t)x.index, &job, &err), 0);
     CHECK_INT_EQ(job.id, INT64_MAX);
@@ -335,7 +334,7 @@ static void test_proto_peek_rejects_bad_ids(void)
 /* proto_peek on the first `cut` bytes of frame, placed in a zeroed larger buffer so
    that an over-read shows here as a wrong verdict instead of a sanitizer abort
    (tests/fuzz shows the abort). Returns the verdict. */
-static int peek_cut(const char *frame, int cut, job_t *job)
+static int peek_cut(const char *frame, int cut, proto_head_t *job)
 {
     const char *err = NULL;
     char *padded = mem_calloc(1, (size_t)cut + 256);
@@ -352,7 +351,7 @@ static void test_proto_peek_rejects_frames_cut_in_the_envelope(void)
     ei_x_buff env;
     build(&env, "call", 1, 12, "");
     for (int cut = 0; cut < env.index; cut++) {
-        job_t job;
+        proto_head_t job;
         if (peek_cut(x.buff, cut, &job) != -1) {
             check_fail(__FILE__, __LINE__, "call frame cut at byte %d (in the op or id) accepted",
                        cut);
@@ -376,7 +375,7 @@ static void test_proto_peek_rejects_frames_whose_term_is_cut_short(void)
     size_t used = 0;
     int n_accepted = 0;
     for (int cut = env.index; cut < x.index; cut++) {
-        job_t job;
+        proto_head_t job;
         if (peek_cut(x.buff, cut, &job) != -1) {
             n_accepted++;
             used += (size_t)snprintf(accepted + used, sizeof accepted - used, " %d", cut);
@@ -396,7 +395,7 @@ static void test_proto_peek_rejects_trailing_bytes(void)
     ei_x_buff x;
     build(&x, "exec", 1, 13, "pb");
     ei_x_append_buf(&x, "junk", 4);
-    job_t job;
+    proto_head_t job;
     const char *err;
     /* The envelope is readable, so whatever the verdict the id must be known. */
     int rc = peek(x.buff, (size_t)x.index, &job, &err);
@@ -570,57 +569,11 @@ static void test_proto_string_long_text_round_trips(void)
     buf_destroy(&b);
 }
 
-static void test_proto_badarg_frame_layout(void)
-{
-    char *frame = NULL;
-    size_t len = 0;
-    proto_badarg_frame(4242, "bad request id", &frame, &len);
-    CHECK(len > PYPORT_FRAME_HEADER_BYTES);
-    const unsigned char *u = (const unsigned char *)frame;
-    size_t announced = ((size_t)u[0] << 24) | ((size_t)u[1] << 16) | ((size_t)u[2] << 8) | u[3];
-    CHECK_UINT_EQ(announced, len - PYPORT_FRAME_HEADER_BYTES);
-
-    /* Header term {error, 4242}. */
-    const char *p = frame + PYPORT_FRAME_HEADER_BYTES;
-    int index = 0;
-    int version = 0;
-    int arity = 0;
-    char atom[MAXATOMLEN_UTF8];
-    long long id = 0;
-    CHECK_INT_EQ(ei_decode_version(p, &index, &version), 0);
-    CHECK_INT_EQ(version, 131);
-    CHECK_INT_EQ(ei_decode_tuple_header(p, &index, &arity), 0);
-    CHECK_INT_EQ(arity, 2);
-    CHECK_INT_EQ(ei_decode_atom(p, &index, atom), 0);
-    CHECK_STR_EQ(atom, "error");
-    CHECK_INT_EQ(ei_decode_longlong(p, &index, &id), 0);
-    CHECK_INT_EQ(id, 4242);
-
-    /* Body term {badarg, "bad request id"}, a second term in the same frame. */
-    CHECK_INT_EQ(ei_decode_version(p, &index, &version), 0);
-    CHECK_INT_EQ(version, 131);
-    CHECK_INT_EQ(ei_decode_tuple_header(p, &index, &arity), 0);
-    CHECK_INT_EQ(arity, 2);
-    CHECK_INT_EQ(ei_decode_atom(p, &index, atom), 0);
-    CHECK_STR_EQ(atom, "badarg");
-    long cps[64];
-    long n = decode_codepoints(p, &index, cps, 64);
-    CHECK_INT_EQ(n, 14);
-    char text[64];
-    for (long i = 0; i < n && i < 63; i++) {
-        text[i] = (char)cps[i];
-    }
-    text[n > 0 && n < 64 ? n : 0] = '\0';
-    CHECK_STR_EQ(text, "bad request id");
-    CHECK_UINT_EQ((size_t)index, len - PYPORT_FRAME_HEADER_BYTES);
-    mem_free(frame);
-}
-
 static void test_proto_end_refuses_frames_over_max(void)
 {
     buf_t b;
     buf_init(&b, 16);
-    proto_begin_reply(&b, "reply", 1);
+    proto_begin(&b);
     proto_binary(&b, "0123456789", 10);
     size_t body = b.len - PYPORT_FRAME_HEADER_BYTES;
     CHECK_INT_EQ(proto_end(&b, body - 1), -1);
@@ -651,7 +604,6 @@ int main(void)
     RUN_TEST(test_proto_string_invalid_utf8_becomes_replacement);
     RUN_TEST(test_proto_string_yields_only_unicode_scalar_values);
     RUN_TEST(test_proto_string_long_text_round_trips);
-    RUN_TEST(test_proto_badarg_frame_layout);
     RUN_TEST(test_proto_end_refuses_frames_over_max);
     return check_exit_status();
 }
