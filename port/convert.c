@@ -112,14 +112,55 @@ static PyObject *atom_object(const char *name, size_t len)
     return a;
 }
 
+/* Decodes the atom at *index into out (MAXATOMLEN_UTF8 bytes) as UTF-8 with its
+   byte length in *len (a NUL inside an atom is kept: ei's decoder would end the
+   name there). The frame was walked (etf.c), so the bytes are there. */
 static int decode_atom(const char *buf, int *index, char *out, size_t *len)
 {
-    erlang_char_encoding from;
-    erlang_char_encoding to;
-    if (ei_decode_atom_as(buf, index, out, MAXATOMLEN_UTF8, ERLANG_UTF8, &from, &to) < 0) {
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    size_t n;
+    size_t hdr;
+    int latin1;
+    switch (p[0]) {
+    case ERL_ATOM_EXT:
+    case ERL_ATOM_UTF8_EXT:
+        n = ((size_t)p[1] << 8) | p[2];
+        hdr = 3;
+        latin1 = p[0] == ERL_ATOM_EXT;
+        break;
+    case ERL_SMALL_ATOM_EXT:
+    case ERL_SMALL_ATOM_UTF8_EXT:
+        n = p[1];
+        hdr = 2;
+        latin1 = p[0] == ERL_SMALL_ATOM_EXT;
+        break;
+    default:
         return -1;
     }
-    *len = strlen(out);
+    size_t o = 0;
+    if (latin1) {
+        if (n > 255) {
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = p[hdr + i];
+            if (c < 0x80) {
+                out[o++] = (char)c;
+            } else {
+                out[o++] = (char)(0xc0 | (c >> 6));
+                out[o++] = (char)(0x80 | (c & 0x3f));
+            }
+        }
+    } else {
+        if (n >= MAXATOMLEN_UTF8) {
+            return -1;
+        }
+        memcpy(out, p + hdr, n);
+        o = n;
+    }
+    out[o] = '\0';
+    *len = o;
+    *index += (int)(hdr + n);
     return 0;
 }
 
@@ -335,7 +376,8 @@ static int is_atom_named(const conv_in_t *in, int index, const char *name)
     const char *buf = in->buf;
     char atom[MAXATOMLEN_UTF8];
     size_t len;
-    return decode_atom(buf, &index, atom, &len) == 0 && strcmp(atom, name) == 0;
+    return decode_atom(buf, &index, atom, &len) == 0 && len == strlen(name) &&
+           memcmp(atom, name, len) == 0;
 }
 
 static PyObject *decode_tuple(const conv_in_t *in, int *index, int depth)
@@ -518,7 +560,7 @@ PyObject *conv_to_py(const char *buf, size_t len, int *index)
     return to_py(&in, index, 0);
 }
 
-static PyObject *name(const conv_in_t *in, int *index)
+static PyObject *any_name(const conv_in_t *in, int *index)
 {
     const char *buf = in->buf;
     int type;
@@ -587,6 +629,18 @@ static PyObject *name(const conv_in_t *in, int *index)
     default:
         return bad("a name must be an atom, a binary or a string");
     }
+}
+
+/* A name as any_name, refused when it contains NUL: Python's import machinery
+   and C APIs would see only the text before it. */
+static PyObject *name(const conv_in_t *in, int *index)
+{
+    PyObject *s = any_name(in, index); // owned
+    if (s != NULL && PyUnicode_FindChar(s, 0, 0, PyUnicode_GET_LENGTH(s), 1) >= 0) {
+        Py_DECREF(s);
+        return bad("a name must not contain a NUL character");
+    }
+    return s;
 }
 
 PyObject *conv_name(const char *buf, size_t len, int *index)

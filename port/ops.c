@@ -112,6 +112,11 @@ static PyObject *compiled(op_args_t *a, int mode, reply_cause_t *cause)
     long n;
     const char *p = a->frame + a->index + 5;
     ei_decode_binary(a->frame, &a->index, NULL, &n);
+    if (memchr(p, 0, (size_t)n) != NULL) {
+        /* Compiling stops at a NUL: refused rather than run cut short. */
+        PyErr_SetString(PyExc_ValueError, "code must not contain a NUL byte");
+        return NULL;
+    }
     *cause = REPLY_PYERR;
     PyObject *cache = mode == Py_eval_input ? g_eval_cache : g_exec_cache;
     PyObject *key = PyBytes_FromStringAndSize(p, n); // owned
@@ -346,6 +351,10 @@ static int preload(PyObject *code_text)
     Py_ssize_t n;
     const char *src = PyUnicode_AsUTF8AndSize(code_text, &n);
     if (src == NULL) {
+        return -1;
+    }
+    if (memchr(src, 0, (size_t)n) != NULL) {
+        PyErr_SetString(PyExc_ValueError, "preload code must not contain a NUL byte");
         return -1;
     }
     PyObject *code = Py_CompileString(src, "<pyport-preload>", Py_file_input); // owned

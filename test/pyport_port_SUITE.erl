@@ -1,8 +1,10 @@
 %% Port-level tests: open the pyport program directly and speak docs/protocol.md by
 %% hand (term_to_binary frames out, binary_to_term(F, [used]) to split header and
 %% body in), with no py_context in between. Covers the ready frame, replies, one
-%% answer per request, malformed and oversized frames, cancel/interrupt/info,
-%% stray fd writes, output frames, shutdown and exit statuses.
+%% answer per request, malformed and oversized frames, cancel/interrupt/info
+%% (each reaching only its own request), stray fd writes, output frames, NUL
+%% bytes, coroutines that raise SystemExit, the exiting frame, the crash file,
+%% shutdown and exit statuses.
 -module(pyport_port_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -24,7 +26,8 @@
          stray_fd_writes_become_output_frames/1, print_output_precedes_reply/1,
          close_exits_when_idle/1, close_exits_when_stuck/1,
          truncated_frame_then_eof_exits_66/1, bad_command_line_exits_64/1,
-         help_exits_0/1]).
+         help_exits_0/1,
+         nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
          env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
          not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
@@ -39,7 +42,8 @@
          stray_fd_writes_become_output_frames/0, print_output_precedes_reply/0,
          close_exits_when_idle/0, close_exits_when_stuck/0,
          truncated_frame_then_eof_exits_66/0, bad_command_line_exits_64/0,
-         help_exits_0/0]).
+         help_exits_0/0,
+         nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0]).
 
 %% How long a new port may take to say ready (Python start-up, sanitizer build).
 -define(READY_TIMEOUT, 30000).
@@ -59,7 +63,8 @@ suite() ->
     [{timetrap, {minutes, 10}}].
 
 all() ->
-    [{group, replies}, {group, malformed}, {group, control}, {group, lifecycle}].
+    [{group, replies}, {group, malformed}, {group, control}, {group, lifecycle},
+     {group, hardening}].
 
 groups() ->
     [{replies, [],
@@ -78,7 +83,9 @@ groups() ->
        stray_fd_writes_become_output_frames, print_output_precedes_reply]},
      {lifecycle, [],
       [close_exits_when_idle, close_exits_when_stuck, truncated_frame_then_eof_exits_66,
-       bad_command_line_exits_64, help_exits_0]}].
+       bad_command_line_exits_64, help_exits_0]},
+     {hardening, [],
+      [nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips]}].
 
 init_per_suite(Config) ->
     Exe = executable(),
@@ -556,6 +563,46 @@ help_exits_0() ->
 help_exits_0(Config) ->
     Port = open_port({spawn_executable, ?config(exe, Config)}, port_opts(["--help"])),
     ?assertEqual(0, exit_status(Port)).
+
+%%% ===========================================================================
+%%% Hardening: interrupts reach their own request, bad input, own exits, crashes
+%%% ===========================================================================
+
+nul_in_code_is_badarg() ->
+    [{doc, "eval/exec code holding a NUL byte is refused with badarg, never run cut short."}].
+nul_in_code_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> exec(Id, <<"a = 1", 0, "\na = 2\nraise SystemError('x')">>) end),
+    badarg(Port, fun(Id) -> eval(Id, <<"1", 0, "/0">>) end),
+    {reply, false} = request(Port, fun(Id) -> eval(Id, <<"'a' in globals()">>) end),
+    close(Port).
+
+nul_in_names_is_badarg() ->
+    [{doc, "Module, function, method, attribute and keyword names holding NUL are "
+           "refused with badarg (atoms, binaries and strings alike)."}].
+nul_in_names_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {call, Id, self(), <<"os", 0, "junk">>, getpid, [], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 'os\0junk', getpid, [], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), os, "getpid\0x", [], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), builtins, max, [1, 2], #{<<"k", 0>> => 1}} end),
+    close(Port).
+
+atom_with_nul_round_trips() ->
+    [{doc, "An atom holding NUL (or Latin-1 characters) decodes whole and comes back "
+           "the same, not cut at the NUL."}].
+atom_with_nul_round_trips(Config) ->
+    Port = open_ready(Config),
+    Atoms = ['a\0b', '\0', 'caf\x{e9}\0', list_to_atom([255, 0, 128])],
+    lists:foreach(
+      fun(A) ->
+              ?assertEqual({reply, A},
+                           request(Port, fun(Id) -> {eval, Id, self(), <<"x">>, #{x => A}} end)),
+              ?assertEqual({reply, length(atom_to_list(A))},
+                           request(Port, fun(Id) -> {eval, Id, self(), <<"len(x)">>,
+                                                     #{x => A}} end))
+      end, Atoms),
+    close(Port).
 
 %%% ===========================================================================
 %%% Helpers
