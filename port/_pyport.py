@@ -59,8 +59,24 @@ def _maybe_stop():
         stop()
 
 
+class _Raised:
+    """SystemExit or KeyboardInterrupt raised by a coroutine or a stream: the
+    task returns it instead of raising it, because asyncio lets those two out of
+    the event loop (they would end the OS process, or stop every other
+    coroutine). Its request is answered with the exception, as a synchronous
+    request would be."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
 async def _await(awaitable):
-    return await awaitable
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return _Raised(exc)
 
 
 def start_task(req_id, owner, awaitable):
@@ -82,7 +98,11 @@ def _finish(req_id, owner, task, value):
     elif task is not None and task.exception() is not None:
         erlang._finish(req_id, owner, "error", task.exception())
     else:
-        erlang._finish(req_id, owner, "ok", task.result() if task is not None else value)
+        result = task.result() if task is not None else value
+        if isinstance(result, _Raised):
+            erlang._finish(req_id, owner, "error", result.exc)
+        else:
+            erlang._finish(req_id, owner, "ok", result)
 
 
 def cancel(req_id):
@@ -124,6 +144,12 @@ class _Stream:
         self.credit -= 1
 
     async def pump(self):
+        try:
+            return await self._pump()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            return _Raised(exc)
+
+    async def _pump(self):
         import asyncio
         source = self.source
         try:

@@ -83,9 +83,11 @@ void async_run(void)
     int rc = helper("run", "(iO)", inbox_fd(), g_drain);
     rd_event_loop(0);
     if (rc < 0) {
-        /* KeyboardInterrupt or SystemExit from a coroutine stops the loop; the
-           task itself is answered by its done-callback on the next run. */
-        PyErr_Print();
+        /* Tasks return SystemExit and KeyboardInterrupt instead of raising them
+           (_pyport._Raised); whatever still escapes the loop (a callback of the
+           loop itself) is reported, never allowed to end the process: the
+           tasks go on at the next run. */
+        PyErr_WriteUnraisable(NULL);
     }
 }
 
@@ -121,14 +123,14 @@ int async_stream(int64_t id, const char *pid, size_t len, PyObject *source, long
 void async_cancel(int64_t id)
 {
     if (helper("cancel", "(L)", (long long)id) < 0) {
-        PyErr_Print();
+        PyErr_WriteUnraisable(NULL);
     }
 }
 
 void async_ack(int64_t id, long n)
 {
     if (helper("stream_ack", "(Ll)", (long long)id, n) < 0) {
-        PyErr_Print();
+        PyErr_WriteUnraisable(NULL);
     }
 }
 

@@ -27,7 +27,8 @@
          close_exits_when_idle/1, close_exits_when_stuck/1,
          truncated_frame_then_eof_exits_66/1, bad_command_line_exits_64/1,
          help_exits_0/1,
-         nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1]).
+         nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
+         system_exit_in_a_coroutine_is_its_error/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
          env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
          not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
@@ -43,7 +44,8 @@
          close_exits_when_idle/0, close_exits_when_stuck/0,
          truncated_frame_then_eof_exits_66/0, bad_command_line_exits_64/0,
          help_exits_0/0,
-         nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0]).
+         nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
+         system_exit_in_a_coroutine_is_its_error/0]).
 
 %% How long a new port may take to say ready (Python start-up, sanitizer build).
 -define(READY_TIMEOUT, 30000).
@@ -85,7 +87,8 @@ groups() ->
       [close_exits_when_idle, close_exits_when_stuck, truncated_frame_then_eof_exits_66,
        bad_command_line_exits_64, help_exits_0]},
      {hardening, [],
-      [nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips]}].
+      [nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
+       system_exit_in_a_coroutine_is_its_error]}].
 
 init_per_suite(Config) ->
     Exe = executable(),
@@ -602,6 +605,37 @@ atom_with_nul_round_trips(Config) ->
                            request(Port, fun(Id) -> {eval, Id, self(), <<"len(x)">>,
                                                      #{x => A}} end))
       end, Atoms),
+    close(Port).
+
+system_exit_in_a_coroutine_is_its_error() ->
+    [{doc, "SystemExit or KeyboardInterrupt raised in a coroutine ends that coroutine's "
+           "request with the error a sync call gives; other coroutines go on and the "
+           "OS process lives."}].
+system_exit_in_a_coroutine_is_its_error(Config) ->
+    {Port, OsPid} = open_ready_pid(Config, []),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import asyncio\n"
+                                                   "async def nap():\n"
+                                                   "    await asyncio.sleep(0.3)\n"
+                                                   "    return 'slept'\n"
+                                                   "async def bad(kind):\n"
+                                                   "    await asyncio.sleep(0.05)\n"
+                                                   "    if kind == 'exit': raise SystemExit(7)\n"
+                                                   "    raise KeyboardInterrupt()\n"
+                                                   "def gen():\n"
+                                                   "    yield 1\n"
+                                                   "    raise SystemExit(8)\n">>)
+                                end),
+    [send(Port, {call, Id, self(), '__main__', nap, [], #{}}) || Id <- [11, 12, 13]],
+    send(Port, {call, 14, self(), '__main__', bad, [<<"exit">>], #{}}),
+    send(Port, {call, 15, self(), '__main__', bad, [<<"kbd">>], #{}}),
+    {error, {pyerr, "SystemExit", "7", _}, _} = answer(Port, 14),
+    {error, {pyerr, "KeyboardInterrupt", _, _}, _} = answer(Port, 15),
+    [{reply, <<"slept">>, _} = answer(Port, Id) || Id <- [11, 12, 13]],
+    send(Port, {stream, 16, self(), {call, '__main__', gen, [], #{}}, 10}),
+    {error, {pyerr, "SystemExit", "8", _}, Items} = answer(Port, 16),
+    ?assertEqual([1], [I || {{stream_data, 16}, I} <- Items]),
+    {reply, OsPid} = request(Port, fun(Id) -> eval(Id, <<"__import__('os').getpid()">>) end),
     close(Port).
 
 %%% ===========================================================================
