@@ -211,15 +211,10 @@ static PyObject *mod_drain(PyObject *self, PyObject *unused)
     (void)self;
     (void)unused;
     inbox_drain();
-    job_t *job;
-    while ((job = inbox_pop()) != NULL) {
-        worker_handle(job);
-        if (worker_stopping()) {
-            helper("stop", "()");
-            break;
-        }
+    serve_t s = {.wait = SERVE_RETURN};
+    if (worker_serve(&s) == SERVE_STOPPED) {
+        helper("stop", "()");
     }
-    reply_flush();
     PyErr_Clear();
     Py_RETURN_NONE;
 }

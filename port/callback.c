@@ -16,8 +16,6 @@
 #include "frames.h"
 #include "inbox.h"
 #include "pyport/wire.h"
-#include "reader.h"
-#include "reply.h"
 #include "terms.h"
 #include "waiters.h"
 #include "worker.h"
@@ -71,30 +69,25 @@ static PyObject *decode_reply(job_t *job)
     return NULL;
 }
 
-/* The Python thread waits by serving: nested requests run here. */
+static int reply_arrived(void *w)
+{
+    return waiters_done(w);
+}
+
+/* The Python thread waits by serving: nested requests run here. Returns 0 when
+   the reply arrived, or -1 with an error set (an action for the waiting
+   request, a signal handler's error, or the port stopping). */
 static int wait_serving(waiter_t *w)
 {
-    for (;;) {
-        if (waiters_done(w)) {
-            return 0;
-        }
-        job_t *job = inbox_pop();
-        if (job == NULL) {
-            reply_flush();
-            Py_BEGIN_ALLOW_THREADS
-            rd_wait();
-            Py_END_ALLOW_THREADS
-            if (PyErr_CheckSignals() < 0) {
-                return -1;
-            }
-            continue;
-        }
-        if (job->op == JOB_STOP) {
-            worker_handle(job); /* records the stop for worker_run */
-            PyErr_SetString(terms_RequestTimeout, "the context is stopping");
-            return -1;
-        }
-        worker_handle(job);
+    serve_t s = {.done = reply_arrived, .ctx = w, .wait = SERVE_BLOCK, .interruptible = 1};
+    switch (worker_serve(&s)) {
+    case SERVE_DONE:
+        return 0;
+    case SERVE_STOPPED:
+        PyErr_SetString(terms_RequestTimeout, "the context is stopping");
+        return -1;
+    default:
+        return -1;
     }
 }
 

@@ -90,8 +90,10 @@ static void handle_here(job_t *job)
             frame_cancelled(id);
             job_free(queued);
         } else {
-            /* Running now (the signal raises in it), or awaiting on the event
-               loop (the job cancels its task): one of the two applies. */
+            /* Taken from the inbox, it is about to begin (it will not run) or
+               runs (the signal raises in it once it is on top); or it awaits on
+               the event loop, or became a task just now: the copy queued here
+               cancels its task. At most one of these applies. */
             ctl_request(CTL_CANCEL, id);
             job_t *copy = mem_calloc(1, sizeof *copy);
             *copy = *job;

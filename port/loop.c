@@ -92,12 +92,17 @@ static void start_reading(void)
     }
 }
 
-/* A request has run long: read on its behalf (cancel, info, callback replies). */
+/* A job has run long: write the replies held back for the burst before it, and
+   read on its behalf (cancel, info, callback replies). */
 static void takeover_cb(uv_poll_t *p, int status, int events)
 {
     (void)p;
     (void)events;
-    if (status == 0 && rd_on_timer()) {
+    if (status != 0) {
+        return;
+    }
+    outbox_flush();
+    if (rd_on_timer()) {
         start_reading();
     }
 }

@@ -108,37 +108,59 @@ static void python_read(void)
     }
 }
 
-/* Waits on the inbox alone while the loop thread reads. The hand-back kicks the
-   eventfd after changing the owner, and the owner is checked after each drain,
-   so a kick consumed by the drain is never lost. */
-static int wait_for_loop(void)
+/* The Python thread stopped waiting without getting reading back (a job came,
+   or a signal): the loop thread keeps reading, since the Python thread may now
+   be busy for long. If reading was handed back meanwhile, it is the Python
+   thread's, and rd_busy arms the takeover timer. */
+static void keep_loop_reading(void)
 {
-    if (!atomic_load(&g_eof) && !atomic_load(&g_event_loop)) {
+    pthread_mutex_lock(&g_mu);
+    atomic_store(&g_want_back, 0);
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* Waits on the inbox alone while the loop thread reads, until a job arrives
+   after `seen`, reading is the Python thread's again, or a signal. The hand-back
+   kicks the eventfd after changing the owner, and a push while this thread
+   sleeps kicks it too (inbox_want_wake), so no wake-up is lost. */
+static void wait_for_loop(uint64_t seen)
+{
+    int asked = !atomic_load(&g_eof) && !atomic_load(&g_event_loop);
+    if (asked) {
         atomic_store(&g_want_back, 1);
         g_wake_loop(); /* rd_hand_back kicks the inbox when reading is ours again */
     }
     for (;;) {
         inbox_drain();
-        if (inbox_len() > 0) {
-            return 1;
+        inbox_want_wake();
+        if (inbox_seq() != seen) {
+            break;
         }
         if (!atomic_load(&g_eof) && atomic_load(&g_owner) == RD_PYTHON) {
-            return 0; /* ours again: the caller comes back to read */
+            return; /* ours again: the caller comes back to read */
         }
         struct pollfd p = {.fd = inbox_fd(), .events = POLLIN};
         if (poll(&p, 1, -1) < 0) {
-            return inbox_len() > 0; /* a signal: let the caller check for it */
+            break; /* a signal: let the caller check for it */
         }
+    }
+    if (asked) {
+        keep_loop_reading();
     }
 }
 
-int rd_wait(void)
+void rd_wait(uint64_t seen)
 {
-    if (inbox_len() > 0) {
-        return 1;
+    if (inbox_seq() != seen) {
+        return;
     }
     if (atomic_load(&g_eof) || atomic_load(&g_owner) != RD_PYTHON) {
-        return wait_for_loop();
+        wait_for_loop(seen);
+        return;
+    }
+    inbox_want_wake();
+    if (inbox_seq() != seen) {
+        return;
     }
     struct pollfd p[2] = {{.fd = g_fd, .events = POLLIN}, {.fd = inbox_fd(), .events = POLLIN}};
     atomic_store(&g_waiting, 1);
@@ -152,13 +174,14 @@ int rd_wait(void)
             python_read();
         }
     }
-    return inbox_len() > 0;
 }
 
 void rd_busy(void)
 {
     atomic_store(&g_busy_since, ctl_now_ms());
-    if (atomic_load(&g_owner) == RD_PYTHON && !atomic_exchange(&g_armed, 1)) {
+    /* Armed whoever reads: the timer also lets the loop thread write replies
+       held back for a burst that turned out to be followed by a long request. */
+    if (!atomic_exchange(&g_armed, 1)) {
         arm(RD_TAKEOVER_MS);
     }
 }
@@ -233,8 +256,9 @@ int rd_wants_back(void)
 int rd_hand_back(void)
 {
     pthread_mutex_lock(&g_mu);
-    if (atomic_load(&g_event_loop)) {
-        /* The event loop started meanwhile: keep reading for it. */
+    if (atomic_load(&g_event_loop) || !atomic_load(&g_want_back)) {
+        /* The event loop started meanwhile, or the Python thread got busy
+           again before reading was handed back: keep reading for it. */
         pthread_mutex_unlock(&g_mu);
         return 0;
     }

@@ -1,8 +1,12 @@
 /*
  * The Python thread's loop and request dispatch (see worker.h). A request runs
- * between ctl_begin/ctl_end (so the loop thread can see and interrupt it) with
- * its caller as the owner of any object references it creates; its answer is
- * sent at once, or by the event loop when an awaitable result completes.
+ * between ctl_begin and ctl_end (so other threads can see and interrupt it, and
+ * an interrupt raised while its answer is encoded still belongs to it) with its
+ * caller as the owner of any object references it creates; its answer is sent
+ * at once, or by the event loop when an awaitable result completes. All serving
+ * goes through worker_serve: the top-level loop, a callback wait and the event
+ * loop's reader differ only in which jobs they take, when they stop and how
+ * they wait.
  */
 #include "worker.h"
 
@@ -12,6 +16,7 @@
 #include "control.h"
 #include "envs.h"
 #include "frames.h"
+#include "inbox.h"
 #include "log.h"
 #include "ops.h"
 #include "protocol.h"
@@ -19,6 +24,7 @@
 #include "reader.h"
 #include "reply.h"
 #include "stats.h"
+#include "terms.h"
 #include "waiters.h"
 
 static int g_stop;
@@ -27,11 +33,6 @@ int worker_init(const worker_cfg_t *cfg)
 {
     reply_set_max_frame(cfg->max_frame);
     return op_init();
-}
-
-int worker_stopping(void)
-{
-    return g_stop;
 }
 
 static int is_awaitable(PyObject *o)
@@ -49,17 +50,20 @@ static void run_request(job_t *job)
     reply_cause_t cause = REPLY_BADARG;
     PyObject *result = NULL; // owned
     int deferred = 0;
+    int began = 0;
+    int cancelled = 0;
     op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
     int pid_start;
     int pid_len;
     if (proto_pid_span(job->frame, job->len, &a.index, &pid_start, &pid_len) < 0) {
+        ctl_unclaim(job->id);
         PyErr_SetString(PyExc_ValueError, "the caller must be a pid");
         reply_error(&r, REPLY_BADARG);
         reply_send(&r);
+        stats_call_answered();
         return;
     }
     const char *pid = job->frame + pid_start;
-    rd_busy();
     env_owner_t prev = env_owner_set(pid, (size_t)pid_len);
     int created = 0;
     a.env = env_get(pid, (size_t)pid_len, &created);
@@ -67,11 +71,18 @@ static void run_request(job_t *job)
         frame_env(pid, (size_t)pid_len);
     }
     if (a.env == NULL) {
+        ctl_unclaim(job->id);
         cause = REPLY_PYERR;
     } else if (ctl_begin(job->id, job->op) < 0) {
+        ctl_unclaim(job->id);
         PyErr_SetString(PyExc_RecursionError, "requests nest too deeply");
         cause = REPLY_PYERR;
+    } else if (ctl_take() == CTL_CANCEL) {
+        /* Cancelled after it left the inbox and before it began: it never runs. */
+        began = 1;
+        cancelled = 1;
     } else {
+        began = 1;
         long window = 0;
         switch (job->op) {
         case OP_CALL:
@@ -102,7 +113,6 @@ static void run_request(job_t *job)
             PyErr_SetString(PyExc_ValueError, "op not supported");
             break;
         }
-        ctl_end();
     }
     if (result != NULL && is_awaitable(result)) {
         deferred = async_start(job->id, pid, (size_t)pid_len, result) == 0;
@@ -112,7 +122,9 @@ static void run_request(job_t *job)
     if (deferred) {
         buf_destroy(&r.b);
     } else {
-        if (result != NULL) {
+        if (cancelled) {
+            reply_cancelled(&r);
+        } else if (result != NULL) {
             reply_ok(&r, result);
             Py_DECREF(result);
         } else {
@@ -120,6 +132,9 @@ static void run_request(job_t *job)
         }
         reply_send(&r);
         stats_call_answered();
+    }
+    if (began) {
+        ctl_end();
     }
     env_owner_restore(prev);
 }
@@ -131,11 +146,12 @@ static void run_setup(job_t *job)
     reply_begin(&r, job->id);
     reply_cause_t cause = REPLY_BADARG;
     op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
-    rd_busy();               /* preload code may run long: let the loop thread read meanwhile */
     PyObject *result = NULL; // owned
-    if (ctl_begin(job->id, job->op) == 0) {
+    int began = ctl_begin(job->id, job->op) == 0;
+    if (began) {
         result = op_setup(&a, &cause);
-        ctl_end();
+    } else {
+        ctl_unclaim(job->id);
     }
     if (result != NULL) {
         reply_ok(&r, result);
@@ -144,6 +160,9 @@ static void run_setup(job_t *job)
         reply_error(&r, cause);
     }
     reply_send(&r);
+    if (began) {
+        ctl_end();
+    }
 }
 
 static void with_pid(job_t *job, int release)
@@ -184,6 +203,8 @@ static void cancel(job_t *job)
 
 void worker_handle(job_t *job)
 {
+    /* Any job may run Python code for long (a finalizer, preload code). */
+    rd_busy();
     switch (job->op) {
     case OP_CALL:
     case OP_EVAL:
@@ -221,22 +242,78 @@ void worker_handle(job_t *job)
     job_free(job);
 }
 
+/* Raises the action pending for the request on top, if any. */
+static int raise_pending(void)
+{
+    switch (ctl_take()) {
+    case CTL_CANCEL:
+        PyErr_SetString(terms_RequestTimeout, "the Erlang caller timed out");
+        return -1;
+    case CTL_INTERRUPT:
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        return -1;
+    case CTL_MEMORY:
+        PyErr_SetString(PyExc_MemoryError, "the context is over its max_memory limit");
+        return -1;
+    case CTL_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* Runs the Python-level signal handlers now. Returns -1 with the error set
+   when one raised and the caller takes errors; otherwise reports the error and
+   goes on (a user's handler at the top level has nobody to raise in). */
+static int check_signals(int takes_errors)
+{
+    if (PyErr_CheckSignals() == 0) {
+        return 0;
+    }
+    if (takes_errors) {
+        return -1;
+    }
+    PyErr_WriteUnraisable(NULL);
+    return 0;
+}
+
+serve_end_t worker_serve(const serve_t *s)
+{
+    for (;;) {
+        if (s->interruptible && raise_pending() < 0) {
+            return SERVE_ERROR;
+        }
+        if (g_stop) {
+            return SERVE_STOPPED;
+        }
+        if (s->done != NULL && s->done(s->ctx)) {
+            return SERVE_DONE;
+        }
+        if (s->wait == SERVE_RUN_EVENT_LOOP && async_pending() > 0) {
+            async_run(); /* its reader serves the jobs meanwhile */
+            continue;
+        }
+        uint64_t seen = inbox_seq();
+        job_t *job = inbox_pop(s->filter, s->ctx);
+        if (job != NULL) {
+            worker_handle(job);
+            continue;
+        }
+        reply_flush();
+        if (s->wait == SERVE_RETURN) {
+            return SERVE_IDLE;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rd_wait(seen);
+        Py_END_ALLOW_THREADS
+        if (check_signals(s->interruptible) < 0) {
+            return SERVE_ERROR;
+        }
+    }
+}
+
 void worker_run(void)
 {
-    while (!g_stop) {
-        if (async_pending() > 0) {
-            async_run();
-            continue;
-        }
-        job_t *job = inbox_pop();
-        if (job == NULL) {
-            reply_flush();
-            Py_BEGIN_ALLOW_THREADS
-            rd_wait();
-            Py_END_ALLOW_THREADS
-            continue;
-        }
-        worker_handle(job);
-    }
+    serve_t top = {.wait = SERVE_RUN_EVENT_LOOP};
+    worker_serve(&top);
     reply_flush();
 }

@@ -27,6 +27,7 @@
          close_exits_when_idle/1, close_exits_when_stuck/1,
          truncated_frame_then_eof_exits_66/1, bad_command_line_exits_64/1,
          help_exits_0/1,
+         cancel_waits_for_the_nested_request_on_top/1, two_cancels_at_once_both_count/1,
          nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
          system_exit_in_a_coroutine_is_its_error/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
@@ -44,6 +45,7 @@
          close_exits_when_idle/0, close_exits_when_stuck/0,
          truncated_frame_then_eof_exits_66/0, bad_command_line_exits_64/0,
          help_exits_0/0,
+         cancel_waits_for_the_nested_request_on_top/0, two_cancels_at_once_both_count/0,
          nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
          system_exit_in_a_coroutine_is_its_error/0]).
 
@@ -87,7 +89,8 @@ groups() ->
       [close_exits_when_idle, close_exits_when_stuck, truncated_frame_then_eof_exits_66,
        bad_command_line_exits_64, help_exits_0]},
      {hardening, [],
-      [nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
+      [cancel_waits_for_the_nested_request_on_top, two_cancels_at_once_both_count,
+       nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
        system_exit_in_a_coroutine_is_its_error]}].
 
 init_per_suite(Config) ->
@@ -571,6 +574,48 @@ help_exits_0(Config) ->
 %%% Hardening: interrupts reach their own request, bad input, own exits, crashes
 %%% ===========================================================================
 
+cancel_waits_for_the_nested_request_on_top() ->
+    [{doc, "A cancel of request A while a request B runs nested in A's erlang.call wait "
+           "never raises in B: B answers normally, then A ends with RequestTimeout."}].
+cancel_waits_for_the_nested_request_on_top(Config) ->
+    Port = open_ready(Config),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import erlang, time
+"
+                                                   "def a(): return erlang.call('never')
+">>)
+                                end),
+    send(Port, {call, 1, self(), '__main__', a, [], #{}}),
+    {{callback, _CbId, 1, <<"never">>}, []} = await_frame(Port, callback),
+    send(Port, exec(2, <<"time.sleep(0.3)\nb_done = True">>)),
+    wait_running(Port, 2),
+    send(Port, {cancel, 1}),
+    {reply, ok, BeforeB} = answer(Port, 2),
+    ?assertEqual([], [F || {{_, 1}, _} = F <- answers(BeforeB)]),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 1),
+    {reply, true} = request(Port, fun(Id) -> eval(Id, <<"b_done">>) end),
+    close(Port).
+
+two_cancels_at_once_both_count() ->
+    [{doc, "Cancels of A and of B (nested in A's erlang.call wait), sent together, are "
+           "both kept: B ends with RequestTimeout, then A does."}].
+two_cancels_at_once_both_count(Config) ->
+    Port = open_ready(Config),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import erlang\n"
+                                                   "def a(): return erlang.call('never')\n">>)
+                                end),
+    send(Port, {call, 4, self(), '__main__', a, [], #{}}),
+    {{callback, _, 4, <<"never">>}, []} = await_frame(Port, callback),
+    send(Port, exec(5, <<"while True: pass">>)),
+    wait_running(Port, 5),
+    true = port_command(Port, [term_to_binary({cancel, 4})]),
+    true = port_command(Port, [term_to_binary({cancel, 5})]),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 5),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 4),
+    alive(Port),
+    close(Port).
+
 nul_in_code_is_badarg() ->
     [{doc, "eval/exec code holding a NUL byte is refused with badarg, never run cut short."}].
 nul_in_code_is_badarg(Config) ->
@@ -691,6 +736,13 @@ split(Frame) ->
     case byte_size(Frame) - Used of
         0 -> {Header, none};
         N -> {Header, binary_to_term(binary_part(Frame, Used, N))}
+    end.
+
+%% Skips frames until one whose header is a tuple tagged Tag.
+await_frame(Port, Tag) ->
+    case next_frame(Port) of
+        {Header, _} = F when element(1, Header) =:= Tag -> F;
+        _ -> await_frame(Port, Tag)
     end.
 
 %% Waits for the answer to Id: {reply | error, Body, FramesBeforeIt}.
