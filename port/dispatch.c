@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "exits.h"
 #include "frames.h"
 #include "inbox.h"
 #include "log.h"
@@ -167,7 +168,7 @@ void dispatch_eof(int mid_frame)
 {
     if (mid_frame) {
         log_error("stdin closed in the middle of a frame");
-        _exit(PYPORT_EXIT_FRAMING);
+        exit_now(PYPORT_EXIT_FRAMING);
     }
     /* Erlang closed the port or died: stop the Python thread, and make sure the
        process ends soon even if Python is stuck. */

@@ -7,10 +7,16 @@
 
 #include <string.h>
 
+#include <ei.h>
+
 #include "log.h"
 #include "outbox.h"
+#include "packet.h"
 #include "protocol.h"
 #include "pyport/wire.h"
+
+/* How long the last frame may wait for room in the pipe before the exit. */
+#define FRAMES_EXITING_WAIT_MS 1000
 
 void frame_send(buf_t *b)
 {
@@ -67,6 +73,20 @@ void frame_log(int level, const char *logger, size_t logger_len, const char *msg
     proto_binary(&b, logger, logger_len);
     proto_binary(&b, msg, msg_len);
     frame_send(&b);
+}
+
+void frame_exiting(int status)
+{
+    /* Encoded on the stack: the process may be out of memory. */
+    char frame[64];
+    int i = 0;
+    char *t = frame + PYPORT_FRAME_HEADER_BYTES;
+    ei_encode_version(t, &i);
+    ei_encode_tuple_header(t, &i, 2);
+    ei_encode_atom(t, &i, "exiting");
+    ei_encode_long(t, &i, status);
+    packet_put_len(frame, (uint32_t)i);
+    outbox_final(frame, PYPORT_FRAME_HEADER_BYTES + (size_t)i, FRAMES_EXITING_WAIT_MS);
 }
 
 /* {error, Id} and the version byte of its body. */

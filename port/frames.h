@@ -28,6 +28,11 @@ void frame_output(int64_t req, const char *stream, const char *bytes, size_t n);
 /// {log, Level, Logger, Message}: a Python logging record.
 void frame_log(int level, const char *logger, size_t logger_len, const char *msg, size_t msg_len);
 
+/// {exiting, Status}: the port is about to exit with one of its own statuses.
+/// Writes what is queued, then this frame, and nothing after it; allocates
+/// nothing (the exit may be for lack of memory).
+void frame_exiting(int status);
+
 /// {error, Id} + cancelled: the request was dropped before it started.
 void frame_cancelled(int64_t id);
 

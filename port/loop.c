@@ -17,6 +17,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "exits.h"
 #include "frames.h"
 #include "log.h"
 #include "outbox.h"
@@ -79,7 +80,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     g_eof = 1;
     if (n != UV_EOF) {
         log_error("read from Erlang failed: %s", uv_strerror((int)n));
-        _exit(PYPORT_EXIT_IO);
+        exit_now(PYPORT_EXIT_IO);
     }
     rd_eof();
 }

@@ -25,6 +25,7 @@
 #include "convert.h"
 #include "dispatch.h"
 #include "envs.h"
+#include "exits.h"
 #include "frames.h"
 #include "inbox.h"
 #include "keeper.h"
@@ -325,6 +326,7 @@ int main(int argc, char **argv)
     rd_init(g_in_fd, opts.max_frame, loop_wake);
     loop_start(&lcfg);
     frame_ready(version, getpid());
+    exit_set_announce(frame_exiting);
 
     worker_run();
 

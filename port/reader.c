@@ -17,6 +17,7 @@
 
 #include "control.h"
 #include "dispatch.h"
+#include "exits.h"
 #include "packet.h"
 #include "inbox.h"
 #include "log.h"
@@ -104,7 +105,7 @@ static void python_read(void)
         dispatch_eof(mid_frame);
     } else if (errno != EAGAIN && errno != EINTR) {
         log_error("read from Erlang failed: %s", strerror(errno));
-        _exit(PYPORT_EXIT_IO);
+        exit_now(PYPORT_EXIT_IO);
     }
 }
 

@@ -29,7 +29,8 @@
          help_exits_0/1,
          cancel_waits_for_the_nested_request_on_top/1, two_cancels_at_once_both_count/1,
          nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
-         system_exit_in_a_coroutine_is_its_error/1]).
+         system_exit_in_a_coroutine_is_its_error/1,
+         framing_lost_is_announced_before_exit_66/1, out_of_memory_is_announced_before_exit_67/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
          env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
          not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
@@ -47,7 +48,8 @@
          help_exits_0/0,
          cancel_waits_for_the_nested_request_on_top/0, two_cancels_at_once_both_count/0,
          nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
-         system_exit_in_a_coroutine_is_its_error/0]).
+         system_exit_in_a_coroutine_is_its_error/0,
+         framing_lost_is_announced_before_exit_66/0, out_of_memory_is_announced_before_exit_67/0]).
 
 %% How long a new port may take to say ready (Python start-up, sanitizer build).
 -define(READY_TIMEOUT, 30000).
@@ -91,7 +93,8 @@ groups() ->
      {hardening, [],
       [cancel_waits_for_the_nested_request_on_top, two_cancels_at_once_both_count,
        nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
-       system_exit_in_a_coroutine_is_its_error]}].
+       system_exit_in_a_coroutine_is_its_error,
+       framing_lost_is_announced_before_exit_66, out_of_memory_is_announced_before_exit_67]}].
 
 init_per_suite(Config) ->
     Exe = executable(),
@@ -683,6 +686,49 @@ system_exit_in_a_coroutine_is_its_error(Config) ->
     {reply, OsPid} = request(Port, fun(Id) -> eval(Id, <<"__import__('os').getpid()">>) end),
     close(Port).
 
+framing_lost_is_announced_before_exit_66() ->
+    [{doc, "When stdin closes in the middle of a frame the port sends {exiting, 66} "
+           "(after ready) and then exits with 66."}].
+framing_lost_is_announced_before_exit_66(Config) ->
+    %% `head' passes the 4-byte header announcing 100 bytes and 3 of them, and
+    %% exits: the port's stdin closes mid-frame.
+    Port = open_port({spawn_executable, os:find_executable("sh")},
+                     port_opts(["-c", "head -c 7 | exec \"$0\"", ?config(exe, Config)])),
+    true = port_command(Port, binary:copy(<<0>>, 100)),
+    {{ready, _, _, _}, none} = next_frame(Port),
+    ?assertEqual({{exiting, 66}, none}, next_frame(Port)),
+    ?assertEqual(66, exit_status(Port)).
+
+out_of_memory_is_announced_before_exit_67() ->
+    [{doc, "When the port's own allocation fails (a frame larger than the address space "
+           "left, under ulimit -v) it sends {exiting, 67} and exits with 67."}].
+out_of_memory_is_announced_before_exit_67(Config) ->
+    Exe = ?config(exe, Config),
+    %% Allocations over 500 MB fail: by the address-space limit, or (the sanitizer
+    %% build reserves more address space than that) by the sanitizer's
+    %% allocator, whose warning about it goes to a log of this case's own.
+    AsanLog = filename:join(?config(priv_dir, Config), "asan-oom"),
+    Sanitized = string:find(os:cmd("ldd " ++ Exe), "libasan") =/= nomatch,
+    Limit = case Sanitized of
+                false -> "ulimit -v 600000 && ";
+                true -> "export ASAN_OPTIONS=\"$ASAN_OPTIONS:log_path=" ++ AsanLog ++
+                            ":max_allocation_size_mb=500\" && "
+            end,
+    %% Before anything from Erlang, the shell feeds the port a frame header that
+    %% announces 900 MB (under --max-frame); the frame reader allocates the
+    %% announced length as soon as it has the header.
+    Sh = Limit ++ "{ printf '\\065\\244\\351\\000'; cat; } | exec \"$0\" --max-frame 1000000000",
+    Port = open_port({spawn_executable, os:find_executable("sh")}, port_opts(["-c", Sh, Exe])),
+    {{ready, _, _, _}, none} = next_frame(Port),
+    ?assertEqual({{exiting, 67}, none}, next_frame(Port)),
+    %% `cat' ends (and the shell with the port's status) at its first write once
+    %% nothing holds the read end any more.
+    ?assertEqual(67, exit_status_nudging(Port)),
+    Reports = [R || F <- filelib:wildcard(AsanLog ++ ".*"), {ok, R} <- [file:read_file(F)]],
+    ct:log("sanitizer output: ~p", [Reports]),
+    ?assertEqual(Sanitized, Reports =/= []),
+    ?assertEqual([], [R || R <- Reports, binary:match(R, <<"ERROR">>) =/= nomatch]).
+
 %%% ===========================================================================
 %%% Helpers
 %%% ===========================================================================
@@ -858,6 +904,22 @@ exit_status(Port) ->
         {Port, {exit_status, S}} -> S
     after ?EXIT_STATUS_TIMEOUT ->
         ct:fail(no_exit_status)
+    end.
+
+%% As exit_status/1, writing a byte every POLL_MS meanwhile (for a port behind a
+%% shell pipeline whose first command only ends when its output pipe breaks).
+exit_status_nudging(Port) ->
+    exit_status_nudging(Port, erlang:monotonic_time(millisecond) + ?EXIT_STATUS_TIMEOUT).
+
+exit_status_nudging(Port, Deadline) ->
+    receive
+        {Port, {exit_status, S}} -> S
+    after ?POLL_MS ->
+        catch port_command(Port, <<0>>),
+        case erlang:monotonic_time(millisecond) > Deadline of
+            true -> ct:fail(no_exit_status);
+            false -> exit_status_nudging(Port, Deadline)
+        end
     end.
 
 %% An OS process is alive while /proc has it and it is not a zombie.
