@@ -55,18 +55,20 @@ typedef struct {
     int max_nesting;
     const char *paths[MAIN_MAX_PATHS];
     int npaths;
+    const char *crash_file; /* where faulthandler writes, NULL: the port's stderr */
 } options_t;
 
 static int g_in_fd = -1;
 static int g_out_fd = -1;
 static int g_capture_rd[2] = {-1, -1};
 static int g_keeper_fd = -1;
+static int g_crash_fd = -1;
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: pyport [--name NAME] [--max-frame BYTES] [--max-depth N] [--max-nesting N]\n"
-            "              [--python EXECUTABLE] [--path DIR]...\n"
+            "              [--python EXECUTABLE] [--path DIR]... [--crash-file PATH]\n"
             "pyport is started by the pyport Erlang application as a port program;\n"
             "it speaks the protocol of docs/protocol.md on stdin/stdout.\n");
 }
@@ -92,6 +94,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"max-nesting", required_argument, NULL, 'N'},
         {"python", required_argument, NULL, 'p'},
         {"path", required_argument, NULL, 'P'},
+        {"crash-file", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -101,6 +104,7 @@ static void parse_options(int argc, char **argv, options_t *o)
     o->max_depth = PYPORT_DEFAULT_MAX_DEPTH;
     o->max_nesting = PYPORT_DEFAULT_MAX_NESTING;
     o->npaths = 0;
+    o->crash_file = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
@@ -125,6 +129,9 @@ static void parse_options(int argc, char **argv, options_t *o)
                 exit(PYPORT_EXIT_USAGE);
             }
             o->paths[o->npaths++] = optarg;
+            break;
+        case 'c':
+            o->crash_file = optarg;
             break;
         case 'h':
             usage();
@@ -159,6 +166,7 @@ static void atfork_child(void)
     close(g_capture_rd[0]);
     close(g_capture_rd[1]);
     close(g_keeper_fd);
+    close(g_crash_fd);
 }
 
 /* Moves the protocol to private fds; fd 0 reads /dev/null and fds 1 and 2 write
@@ -272,9 +280,11 @@ static int start_python(const options_t *o)
         }
         Py_DECREF(p);
     }
-    /* Tracebacks of crashes (segfaults) go to the BEAM's stderr. */
+    /* Tracebacks of crashes (segfaults) go to the crash file, which Erlang reads
+       after the death, or else to the BEAM's stderr. */
+    int crash_fd = g_crash_fd >= 0 ? g_crash_fd : log_fd();
     PyObject *fh = PyImport_ImportModule("faulthandler");                               // owned
-    PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", log_fd()) : NULL; // owned
+    PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", crash_fd) : NULL; // owned
     Py_XDECREF(r);
     Py_XDECREF(fh);
     PyErr_Clear();
@@ -298,6 +308,14 @@ int main(int argc, char **argv)
         return PYPORT_EXIT_USAGE;
     }
     log_init(protect_fds(), opts.name);
+    if (opts.crash_file != NULL) {
+        /* Opened (and emptied) now, so a crash can always be written. */
+        g_crash_fd = open(opts.crash_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (g_crash_fd < 0) {
+            log_error("cannot open the crash file %s: %s", opts.crash_file, strerror(errno));
+            return PYPORT_EXIT_USAGE;
+        }
+    }
     if (g_keeper_fd < 0) {
         log_warn("no keeper process: a death may be reported as a closed port");
     }

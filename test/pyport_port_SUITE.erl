@@ -30,7 +30,8 @@
          cancel_waits_for_the_nested_request_on_top/1, two_cancels_at_once_both_count/1,
          nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
          system_exit_in_a_coroutine_is_its_error/1,
-         framing_lost_is_announced_before_exit_66/1, out_of_memory_is_announced_before_exit_67/1]).
+         framing_lost_is_announced_before_exit_66/1, out_of_memory_is_announced_before_exit_67/1,
+         crash_file_gets_the_fault_dump/1, unopenable_crash_file_exits_64/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
          env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
          not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
@@ -49,7 +50,8 @@
          cancel_waits_for_the_nested_request_on_top/0, two_cancels_at_once_both_count/0,
          nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
          system_exit_in_a_coroutine_is_its_error/0,
-         framing_lost_is_announced_before_exit_66/0, out_of_memory_is_announced_before_exit_67/0]).
+         framing_lost_is_announced_before_exit_66/0, out_of_memory_is_announced_before_exit_67/0,
+         crash_file_gets_the_fault_dump/0, unopenable_crash_file_exits_64/0]).
 
 %% How long a new port may take to say ready (Python start-up, sanitizer build).
 -define(READY_TIMEOUT, 30000).
@@ -94,7 +96,8 @@ groups() ->
       [cancel_waits_for_the_nested_request_on_top, two_cancels_at_once_both_count,
        nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
        system_exit_in_a_coroutine_is_its_error,
-       framing_lost_is_announced_before_exit_66, out_of_memory_is_announced_before_exit_67]}].
+       framing_lost_is_announced_before_exit_66, out_of_memory_is_announced_before_exit_67,
+       crash_file_gets_the_fault_dump, unopenable_crash_file_exits_64]}].
 
 init_per_suite(Config) ->
     Exe = executable(),
@@ -728,6 +731,35 @@ out_of_memory_is_announced_before_exit_67(Config) ->
     ct:log("sanitizer output: ~p", [Reports]),
     ?assertEqual(Sanitized, Reports =/= []),
     ?assertEqual([], [R || R <- Reports, binary:match(R, <<"ERROR">>) =/= nomatch]).
+
+crash_file_gets_the_fault_dump() ->
+    [{doc, "With --crash-file the dump of a segfault goes to that file (emptied at start) "
+           "and nothing of it to the port's stderr; the port dies by SIGSEGV."}].
+crash_file_gets_the_fault_dump(Config) ->
+    Dir = ?config(priv_dir, Config),
+    Crash = filename:join(Dir, "crash.txt"),
+    Err = filename:join(Dir, "stderr.txt"),
+    ok = file:write_file(Crash, <<"left from an earlier run\n">>),
+    Port = open_port({spawn_executable, os:find_executable("sh")},
+                     port_opts(["-c", "exec \"$0\" --crash-file \"$1\" 2>\"$2\"",
+                                   ?config(exe, Config), Crash, Err])),
+    {{ready, _, _, _}, none} = next_frame(Port),
+    ?assertEqual({ok, <<>>}, file:read_file(Crash)),
+    send(Port, exec(1, <<"import ctypes\nctypes.string_at(0)">>)),
+    ?assertEqual(128 + 11, exit_status(Port)),
+    {ok, Dump} = file:read_file(Crash),
+    {ok, Stderr} = file:read_file(Err),
+    ct:log("crash file:~n~ts~nstderr:~n~ts", [Dump, Stderr]),
+    ?assertNotEqual(nomatch, binary:match(Dump, <<"Fatal Python error: Segmentation fault">>)),
+    ?assertNotEqual(nomatch, binary:match(Dump, <<"string_at">>)),
+    ?assertEqual(nomatch, binary:match(Stderr, <<"Fatal Python error">>)).
+
+unopenable_crash_file_exits_64() ->
+    [{doc, "A --crash-file that cannot be opened is a bad command line: exit 64."}].
+unopenable_crash_file_exits_64(Config) ->
+    Port = open_port({spawn_executable, ?config(exe, Config)},
+                     port_opts(["--crash-file", "/nonexistent-dir/crash.txt"])),
+    ?assertEqual(64, exit_status(Port)).
 
 %%% ===========================================================================
 %%% Helpers
