@@ -6,6 +6,7 @@ activation, logging to Erlang, memory statistics. Runs on the Python thread; the
 functions of the `erlang` module prefixed with `_` send frames to Erlang.
 """
 
+import contextvars
 import gc
 import glob
 import importlib
@@ -19,6 +20,11 @@ import erlang
 _loop = None
 _tasks = {}    # request id -> asyncio.Task awaiting a coroutine result
 _streams = {}  # request id -> _Stream
+
+# The request a coroutine or stream runs for, seen from C (port/async.c): each
+# task has its own copy, so while a task runs this names its request (a cancel
+# is raised in it, its erlang.call says whose callback it is).
+request = contextvars.ContextVar("pyport_request", default=0)
 
 
 # ---- the event loop ------------------------------------------------------------
@@ -72,7 +78,8 @@ class _Raised:
         self.exc = exc
 
 
-async def _await(awaitable):
+async def _await(req_id, awaitable):
+    request.set(req_id)
     try:
         return await awaitable
     except (SystemExit, KeyboardInterrupt) as exc:
@@ -81,7 +88,7 @@ async def _await(awaitable):
 
 def start_task(req_id, owner, awaitable):
     """Await `awaitable` on the loop; answer request `req_id` when it is done."""
-    task = _get_loop().create_task(_await(awaitable))
+    task = _get_loop().create_task(_await(req_id, awaitable))
     _tasks[req_id] = task
 
     def done(t):
@@ -144,6 +151,7 @@ class _Stream:
         self.credit -= 1
 
     async def pump(self):
+        request.set(self.req_id)
         try:
             return await self._pump()
         except (SystemExit, KeyboardInterrupt) as exc:

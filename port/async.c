@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "control.h"
 #include "convert.h"
 #include "envs.h"
 #include "frames.h"
@@ -24,6 +25,7 @@
 static PyObject *g_helpers; /* owned: the _pyport module */
 static long g_pending;      /* async requests started and not yet answered */
 static PyObject *g_drain;   /* owned: erlang._drain */
+static PyObject *g_request; /* owned: _pyport.request, the running task's request */
 
 int async_init(void)
 {
@@ -37,7 +39,24 @@ int async_init(void)
     }
     g_drain = PyObject_GetAttrString(erlang, "_drain");
     Py_DECREF(erlang);
-    return g_drain != NULL ? 0 : -1;
+    g_request = PyObject_GetAttrString(g_helpers, "request");
+    return g_drain != NULL && g_request != NULL ? 0 : -1;
+}
+
+int64_t async_current_request(void)
+{
+    PyObject *v = NULL; // owned
+    if (g_request == NULL || PyContextVar_Get(g_request, NULL, &v) < 0 || v == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long id = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (id == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return id;
 }
 
 PyObject *async_helpers(void)
@@ -104,7 +123,10 @@ int async_start(int64_t id, const char *pid, size_t len, PyObject *awaitable)
     }
     int rc = helper("start_task", "(LOO)", (long long)id, owner, awaitable);
     Py_DECREF(owner);
-    g_pending += rc == 0;
+    if (rc == 0) {
+        g_pending++;
+        ctl_task_add(id);
+    }
     return rc;
 }
 
@@ -116,7 +138,10 @@ int async_stream(int64_t id, const char *pid, size_t len, PyObject *source, long
     }
     int rc = helper("start_stream", "(LOOl)", (long long)id, owner, source, window);
     Py_DECREF(owner);
-    g_pending += rc == 0;
+    if (rc == 0) {
+        g_pending++;
+        ctl_task_add(id);
+    }
     return rc;
 }
 
@@ -173,6 +198,7 @@ static PyObject *mod_finish(PyObject *self, PyObject *args)
     env_owner_restore(prev);
     reply_send(&r);
     g_pending--;
+    ctl_task_remove(id);
     Py_RETURN_NONE;
 }
 

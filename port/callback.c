@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "async.h"
 #include "buf.h"
 #include "control.h"
 #include "convert.h"
@@ -29,6 +30,17 @@ void cb_set_max_nesting(int depth)
     g_max_depth = depth;
 }
 
+/* The request whose erlang.call this is: the one on top of the stack, or the
+   coroutine's (a task runs at depth 0); 0 on another Python thread. */
+static int64_t cb_request(void)
+{
+    if (!ctl_is_python_thread()) {
+        return 0;
+    }
+    int64_t top = ctl_current();
+    return top != 0 ? top : async_current_request();
+}
+
 static int send_request(int64_t id, PyObject *name, PyObject *args)
 {
     Py_ssize_t n;
@@ -37,7 +49,7 @@ static int send_request(int64_t id, PyObject *name, PyObject *args)
         return -1;
     }
     buf_t b;
-    frame_begin_callback(&b, id, ctl_is_python_thread() ? ctl_current() : 0, s, (size_t)n);
+    frame_begin_callback(&b, id, cb_request(), s, (size_t)n);
     PyObject *list = PySequence_List(args); // owned
     int rc = list != NULL ? conv_from_py(&b, list) : -1;
     Py_XDECREF(list);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "memory.h"
 
 #define CTL_MAX_DEPTH 1024
 
@@ -37,6 +38,9 @@ static _Atomic int64_t g_top_started;
 static _Atomic int64_t g_claimed; /* taken from the inbox, not yet begun; 0: none */
 static pending_t g_pending[CTL_MAX_PENDING];
 static int g_npending;
+static int64_t *g_tasks; /* owned: requests answered by the event loop, in flight */
+static int g_ntasks;
+static int g_tasks_cap;
 
 int64_t ctl_now_ms(void)
 {
@@ -95,6 +99,11 @@ static int live_locked(int64_t target)
     int d = atomic_load(&g_depth);
     for (int i = 0; i < d; i++) {
         if (atomic_load(&g_ids[i]) == target) {
+            return 1;
+        }
+    }
+    for (int i = 0; i < g_ntasks; i++) {
+        if (g_tasks[i] == target) {
             return 1;
         }
     }
@@ -199,17 +208,17 @@ int ctl_request(ctl_action_t action, int64_t target)
     return live;
 }
 
-ctl_action_t ctl_take(void)
+/* Takes the pending action aimed at `who` (cancel first), re-signalling when
+   another remains for it. */
+static ctl_action_t take_for(int64_t who)
 {
     ctl_action_t action = CTL_NONE;
     int more = 0;
     pthread_mutex_lock(&g_mu);
-    int d = atomic_load(&g_depth);
-    if (d > 0 && g_npending > 0) {
-        int64_t top = atomic_load(&g_ids[d - 1]);
+    if (who != 0 && g_npending > 0) {
         int found = -1;
         for (int i = 0; i < g_npending; i++) {
-            if (g_pending[i].target == top && (found < 0 || g_pending[i].action == CTL_CANCEL)) {
+            if (g_pending[i].target == who && (found < 0 || g_pending[i].action == CTL_CANCEL)) {
                 found = i;
             }
         }
@@ -217,7 +226,7 @@ ctl_action_t ctl_take(void)
             action = g_pending[found].action;
             g_pending[found] = g_pending[--g_npending];
             for (int i = 0; i < g_npending; i++) {
-                more |= g_pending[i].target == top;
+                more |= g_pending[i].target == who;
             }
         }
     }
@@ -228,4 +237,38 @@ ctl_action_t ctl_take(void)
         pthread_kill(g_python_thread, CTL_SIGNAL);
     }
     return action;
+}
+
+ctl_action_t ctl_take(void)
+{
+    return take_for(ctl_current());
+}
+
+ctl_action_t ctl_take_task(int64_t id)
+{
+    return take_for(id);
+}
+
+void ctl_task_add(int64_t id)
+{
+    pthread_mutex_lock(&g_mu);
+    if (g_ntasks == g_tasks_cap) {
+        g_tasks_cap = g_tasks_cap > 0 ? 2 * g_tasks_cap : 64;
+        g_tasks = mem_realloc(g_tasks, (size_t)g_tasks_cap * sizeof *g_tasks);
+    }
+    g_tasks[g_ntasks++] = id;
+    pthread_mutex_unlock(&g_mu);
+}
+
+void ctl_task_remove(int64_t id)
+{
+    pthread_mutex_lock(&g_mu);
+    for (int i = 0; i < g_ntasks; i++) {
+        if (g_tasks[i] == id) {
+            g_tasks[i] = g_tasks[--g_ntasks];
+            break;
+        }
+    }
+    forget_locked(id);
+    pthread_mutex_unlock(&g_mu);
 }

@@ -9,7 +9,9 @@
  * waits, and the serving loop raises it once the target is on top again.
  * Pending actions form a set (two that arrive together are both kept); a cancel
  * of a request that the Python thread has taken from the inbox but not yet begun
- * is kept until it begins (then ctl_take reports it at once) or ends.
+ * is kept until it begins (then ctl_take reports it at once) or ends, and one of
+ * a coroutine or stream is raised in it if it is running when the signal is
+ * handled (ctl_take_task), or dropped when it is answered.
  * Thread-safe: the stack and the set change under one mutex; reads of the top
  * are atomics.
  */
@@ -66,6 +68,17 @@ int ctl_request(ctl_action_t action, int64_t target);
 /// request (CTL_NONE if none) and forgets it. Cancel comes first; if another
 /// remains for that request, the signal is sent again so it is raised next.
 ctl_action_t ctl_take(void);
+
+/// Python thread: request `id` is answered by the event loop (a coroutine or a
+/// stream) from now on; a cancel of it counts as live until ctl_task_remove.
+void ctl_task_add(int64_t id);
+
+/// Python thread: the event loop answered request `id`; its actions are dropped.
+void ctl_task_remove(int64_t id);
+
+/// Python thread: as ctl_take, for the event-loop request `id` whose coroutine
+/// runs now (ctl_depth() is 0 while the event loop runs a task).
+ctl_action_t ctl_take_task(int64_t id);
 
 /// Returns a monotonic clock in milliseconds. Any thread.
 int64_t ctl_now_ms(void);

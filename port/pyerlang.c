@@ -16,6 +16,7 @@
 #include "envs.h"
 #include "frames.h"
 #include "terms.h"
+#include "worker.h"
 
 /* ---- module functions ---------------------------------------------------- */
 
@@ -115,18 +116,8 @@ static PyObject *mod_signal(PyObject *self, PyObject *args)
         }
         Py_RETURN_NONE;
     }
-    switch (ctl_take()) {
-    case CTL_CANCEL:
-        PyErr_SetString(terms_RequestTimeout, "the Erlang caller timed out");
+    if (worker_raise_pending() < 0) {
         return NULL;
-    case CTL_INTERRUPT:
-        PyErr_SetNone(PyExc_KeyboardInterrupt);
-        return NULL;
-    case CTL_MEMORY:
-        PyErr_SetString(PyExc_MemoryError, "the context is over its max_memory limit");
-        return NULL;
-    case CTL_NONE:
-        break;
     }
     Py_RETURN_NONE;
 }

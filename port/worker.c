@@ -242,10 +242,12 @@ void worker_handle(job_t *job)
     job_free(job);
 }
 
-/* Raises the action pending for the request on top, if any. */
-static int raise_pending(void)
+int worker_raise_pending(void)
 {
-    switch (ctl_take()) {
+    /* The request on top of the stack or, while the event loop runs a task
+       (depth 0), the task's own request. */
+    int64_t task = ctl_depth() == 0 ? async_current_request() : 0;
+    switch (task != 0 ? ctl_take_task(task) : ctl_take()) {
     case CTL_CANCEL:
         PyErr_SetString(terms_RequestTimeout, "the Erlang caller timed out");
         return -1;
@@ -279,7 +281,7 @@ static int check_signals(int takes_errors)
 serve_end_t worker_serve(const serve_t *s)
 {
     for (;;) {
-        if (s->interruptible && raise_pending() < 0) {
+        if (s->interruptible && worker_raise_pending() < 0) {
             return SERVE_ERROR;
         }
         if (g_stop) {

@@ -45,6 +45,11 @@ typedef struct {
                           handler's error) ends the serving with SERVE_ERROR */
 } serve_t;
 
+/// Raises the action pending for the request running now (the one on top of
+/// the stack, or the coroutine's), if any: returns -1 with RequestTimeout,
+/// KeyboardInterrupt or MemoryError set, else 0. Python thread, GIL held.
+int worker_raise_pending(void);
+
 /// The one serving loop of the Python thread. GIL held.
 serve_end_t worker_serve(const serve_t *s);
 

@@ -28,6 +28,7 @@
          truncated_frame_then_eof_exits_66/1, bad_command_line_exits_64/1,
          help_exits_0/1,
          cancel_waits_for_the_nested_request_on_top/1, two_cancels_at_once_both_count/1,
+         cancel_reaches_a_spinning_coroutine/1, coroutine_callback_names_its_request/1,
          nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
          system_exit_in_a_coroutine_is_its_error/1,
          framing_lost_is_announced_before_exit_66/1, out_of_memory_is_announced_before_exit_67/1,
@@ -48,6 +49,7 @@
          truncated_frame_then_eof_exits_66/0, bad_command_line_exits_64/0,
          help_exits_0/0,
          cancel_waits_for_the_nested_request_on_top/0, two_cancels_at_once_both_count/0,
+         cancel_reaches_a_spinning_coroutine/0, coroutine_callback_names_its_request/0,
          nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
          system_exit_in_a_coroutine_is_its_error/0,
          framing_lost_is_announced_before_exit_66/0, out_of_memory_is_announced_before_exit_67/0,
@@ -94,6 +96,7 @@ groups() ->
        bad_command_line_exits_64, help_exits_0]},
      {hardening, [],
       [cancel_waits_for_the_nested_request_on_top, two_cancels_at_once_both_count,
+       cancel_reaches_a_spinning_coroutine, coroutine_callback_names_its_request,
        nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
        system_exit_in_a_coroutine_is_its_error,
        framing_lost_is_announced_before_exit_66, out_of_memory_is_announced_before_exit_67,
@@ -619,6 +622,40 @@ two_cancels_at_once_both_count(Config) ->
     true = port_command(Port, [term_to_binary({cancel, 5})]),
     {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 5),
     {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 4),
+    alive(Port),
+    close(Port).
+
+cancel_reaches_a_spinning_coroutine() ->
+    [{doc, "{cancel, Id} of a coroutine that spins on the event loop (never awaiting) "
+           "raises RequestTimeout in it; other requests are served after."}].
+cancel_reaches_a_spinning_coroutine(Config) ->
+    Port = open_ready(Config),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"async def spin():\n"
+                                                   "    print('spinning', flush=True)\n"
+                                                   "    while True: pass\n">>)
+                                end),
+    send(Port, {call, 20, self(), '__main__', spin, [], #{}}),
+    {{output, _, stdout, <<"spinning\n">>}, none} = await_frame(Port, output),
+    send(Port, {cancel, 20}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 20),
+    alive(Port),
+    close(Port).
+
+coroutine_callback_names_its_request() ->
+    [{doc, "erlang.call from a coroutine names the coroutine's request in the callback "
+           "frame, and a cancel of that request reaches it while it waits."}].
+coroutine_callback_names_its_request(Config) ->
+    Port = open_ready(Config),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import erlang\n"
+                                                   "async def waits():\n"
+                                                   "    return erlang.call('never')\n">>)
+                                end),
+    send(Port, {call, 21, self(), '__main__', waits, [], #{}}),
+    {{callback, _, 21, <<"never">>}, []} = await_frame(Port, callback),
+    send(Port, {cancel, 21}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 21),
     alive(Port),
     close(Port).
 
