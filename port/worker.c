@@ -1,7 +1,8 @@
 /*
  * The Python thread's loop and request dispatch (see worker.h). A request runs
  * between ctl_begin and ctl_end (so other threads can see and interrupt it, and
- * an interrupt raised while its answer is encoded still belongs to it) with its
+ * an interrupt raised while its answer is encoded still belongs to it; it ends
+ * before the answer is sent, so info never shows an answered request) with its
  * caller as the owner of any object references it creates; its answer is sent
  * at once, or by the event loop when an awaitable result completes. All serving
  * goes through worker_serve: the top-level loop, a callback wait and the event
@@ -119,9 +120,9 @@ static void run_request(job_t *job)
         cause = REPLY_PYERR;
         Py_CLEAR(result);
     }
-    if (deferred) {
-        buf_destroy(&r.b);
-    } else {
+    if (!deferred) {
+        /* Encoding may run Python code: an interrupt raised meanwhile is still
+           this request's. */
         if (cancelled) {
             reply_cancelled(&r);
         } else if (result != NULL) {
@@ -130,11 +131,17 @@ static void run_request(job_t *job)
         } else {
             reply_error(&r, cause);
         }
-        reply_send(&r);
-        stats_call_answered();
     }
+    /* Ended before the answer leaves: once its caller has the answer, info no
+       longer shows it running. */
     if (began) {
         ctl_end();
+    }
+    if (deferred) {
+        buf_destroy(&r.b);
+    } else {
+        reply_send(&r);
+        stats_call_answered();
     }
     env_owner_restore(prev);
 }
@@ -159,10 +166,10 @@ static void run_setup(job_t *job)
     } else {
         reply_error(&r, cause);
     }
-    reply_send(&r);
     if (began) {
         ctl_end();
     }
+    reply_send(&r);
 }
 
 static void with_pid(job_t *job, int release)
