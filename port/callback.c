@@ -1,8 +1,9 @@
 /*
  * erlang.call (see callback.h). The waiter lives on the calling thread's stack
- * (waiters.c). The Python thread serves nested requests with worker_handle
- * while it waits, so Python -> Erlang -> Python -> ... nests without deadlock
- * and nothing is ever replayed.
+ * (waiters.c). The Python thread serves the requests of the waiting request's
+ * call chain (worker_serve) while it waits, so Python -> Erlang -> Python -> ...
+ * nests without deadlock and nothing is ever replayed, while other callers'
+ * requests wait for the chain to return.
  */
 #include "callback.h"
 
@@ -41,7 +42,7 @@ static int64_t cb_request(void)
     return top != 0 ? top : async_current_request();
 }
 
-static int send_request(int64_t id, PyObject *name, PyObject *args)
+static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *args)
 {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(name, &n);
@@ -49,7 +50,7 @@ static int send_request(int64_t id, PyObject *name, PyObject *args)
         return -1;
     }
     buf_t b;
-    frame_begin_callback(&b, id, cb_request(), s, (size_t)n);
+    frame_begin_callback(&b, id, request, s, (size_t)n);
     PyObject *list = PySequence_List(args); // owned
     int rc = list != NULL ? conv_from_py(&b, list) : -1;
     Py_XDECREF(list);
@@ -81,17 +82,35 @@ static PyObject *decode_reply(job_t *job)
     return NULL;
 }
 
-static int reply_arrived(void *w)
+typedef struct {
+    waiter_t *w;
+    int64_t request; /* the request whose erlang.call waits */
+} wait_t;
+
+static int reply_arrived(void *ctx)
 {
-    return waiters_done(w);
+    return waiters_done(((wait_t *)ctx)->w);
+}
+
+/* While request R waits in erlang.call, the Python thread takes the requests of
+   R's call chain (made from R's callback: Parent == R) and every job that is not
+   a request; other requests wait in order. */
+static int in_chain(const job_t *job, void *ctx)
+{
+    return job->id == 0 || job->parent == ((wait_t *)ctx)->request;
 }
 
 /* The Python thread waits by serving: nested requests run here. Returns 0 when
    the reply arrived, or -1 with an error set (an action for the waiting
    request, a signal handler's error, or the port stopping). */
-static int wait_serving(waiter_t *w)
+static int wait_serving(waiter_t *w, int64_t request)
 {
-    serve_t s = {.done = reply_arrived, .ctx = w, .wait = SERVE_BLOCK, .interruptible = 1};
+    wait_t ctx = {w, request};
+    serve_t s = {.filter = in_chain,
+                 .done = reply_arrived,
+                 .ctx = &ctx,
+                 .wait = SERVE_BLOCK,
+                 .interruptible = 1};
     switch (worker_serve(&s)) {
     case SERVE_DONE:
         return 0;
@@ -122,11 +141,12 @@ PyObject *cb_call(PyObject *name, PyObject *args)
     memset(&w, 0, sizeof w);
     waiters_add(&w, atomic_fetch_add(&g_next_id, 1) + 1, on_python);
     PyObject *result = NULL;
-    if (send_request(w.id, name, args) == 0) {
+    int64_t request = cb_request();
+    if (send_request(w.id, request, name, args) == 0) {
         int rc = 0;
         if (on_python) {
             g_depth++;
-            rc = wait_serving(&w);
+            rc = wait_serving(&w, request);
             g_depth--;
         } else {
             wait_sleeping(&w);

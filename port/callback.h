@@ -1,10 +1,11 @@
 /*
  * erlang.call: Python calling a function registered in Erlang, exactly once.
  * The calling thread sends {callback, CbId, ReqId, Name} + Args and waits for
- * {callback_reply, CbId, ok | error, Term} (waiters.c routes it). The Python
- * thread keeps serving requests while it waits (so Erlang may call back into
- * Python, to any depth); other Python threads sleep until the reply is handed
- * to them. Any thread holding the GIL.
+ * {callback_reply, CbId, ok | error, Term} (waiters.c routes it). ReqId names
+ * the request the call is made for (on top of the stack, or the coroutine's).
+ * The Python thread keeps serving that request's call chain while it waits (so
+ * Erlang may call back into Python, to any depth); other Python threads sleep
+ * until the reply is handed to them. Any thread holding the GIL.
  */
 #ifndef PYPORT_CALLBACK_H
 #define PYPORT_CALLBACK_H

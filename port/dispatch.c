@@ -140,6 +140,7 @@ void dispatch_frame(char *frame, size_t len)
     job->op = head.op;
     job->id = head.id;
     job->index = head.index;
+    job->parent = head.parent;
     if (job->op == OP_CALLBACK_REPLY) {
         waiters_route(job);
         return;

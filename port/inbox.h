@@ -21,7 +21,8 @@ typedef struct job {
     int64_t id;  /* request id; 0 for frames that take no reply */
     char *frame; /* owned ETF bytes, version byte first */
     size_t len;
-    int index; /* ei index of the first field after the op (and id) */
+    int index;      /* ei index of the first field after the op (and id) */
+    int64_t parent; /* a request made from a callback of request `parent`, or 0 */
 } job_t;
 
 /// Creates the eventfd; call once before any other inbox function.

@@ -13,23 +13,25 @@
 #include "packet.h"
 #include "pyport/wire.h"
 
+/* clang-format off */
 static const proto_op_info_t g_ops[OP_COUNT] = {
-    [OP_CALL] = {"call", 7, 1, ON_PYTHON},         /* {call, Id, Pid, M, F, Args, Kw} */
-    [OP_EVAL] = {"eval", 5, 1, ON_PYTHON},         /* {eval, Id, Pid, Code, Locals} */
-    [OP_EXEC] = {"exec", 4, 1, ON_PYTHON},         /* {exec, Id, Pid, Code} */
-    [OP_DROP_ENV] = {"drop_env", 2, 0, ON_PYTHON}, /* {drop_env, Pid} */
-    [OP_CANCEL] = {"cancel", 2, 0, ON_LOOP},       /* {cancel, Id} */
-    [OP_INTERRUPT] = {"interrupt", 2, 0, ON_LOOP}, /* {interrupt, keyboard|memory} */
-    [OP_INFO] = {"info", 2, 1, ON_LOOP},           /* {info, Id} */
-    [OP_CALLBACK_REPLY] = {"callback_reply", 4, 0,
-                           ON_LOOP},                   /* {callback_reply, CbId, ok|error, T} */
-    [OP_STREAM] = {"stream", 5, 1, ON_PYTHON},         /* {stream, Id, Pid, Source, Window} */
-    [OP_STREAM_ACK] = {"stream_ack", 3, 0, ON_PYTHON}, /* {stream_ack, Id, N} */
-    [OP_METHOD] = {"method", 7, 1, ON_PYTHON},         /* {method, Id, Pid, Ref, Name, Args, Kw} */
-    [OP_GETATTR] = {"getattr", 5, 1, ON_PYTHON},       /* {getattr, Id, Pid, Ref, Name} */
-    [OP_RELEASE] = {"release", 2, 0, ON_PYTHON},       /* {release, Ref} */
-    [OP_SETUP] = {"setup", 3, 1, ON_PYTHON},           /* {setup, Id, Opts} */
+    /*                     name              arity id parent where */
+    [OP_CALL]           = {"call",           8,    1, 1, ON_PYTHON}, /* {call, Id, Pid, Parent, M, F, Args, Kw} */
+    [OP_EVAL]           = {"eval",           6,    1, 1, ON_PYTHON}, /* {eval, Id, Pid, Parent, Code, Locals} */
+    [OP_EXEC]           = {"exec",           5,    1, 1, ON_PYTHON}, /* {exec, Id, Pid, Parent, Code} */
+    [OP_DROP_ENV]       = {"drop_env",       2,    0, 0, ON_PYTHON}, /* {drop_env, Pid} */
+    [OP_CANCEL]         = {"cancel",         2,    0, 0, ON_LOOP},   /* {cancel, Id} */
+    [OP_INTERRUPT]      = {"interrupt",      2,    0, 0, ON_LOOP},   /* {interrupt, keyboard|memory} */
+    [OP_INFO]           = {"info",           2,    1, 0, ON_LOOP},   /* {info, Id} */
+    [OP_CALLBACK_REPLY] = {"callback_reply", 4,    0, 0, ON_LOOP},   /* {callback_reply, CbId, ok|error, T} */
+    [OP_STREAM]         = {"stream",         6,    1, 1, ON_PYTHON}, /* {stream, Id, Pid, Parent, Source, Window} */
+    [OP_STREAM_ACK]     = {"stream_ack",     3,    0, 0, ON_PYTHON}, /* {stream_ack, Id, N} */
+    [OP_METHOD]         = {"method",         8,    1, 1, ON_PYTHON}, /* {method, Id, Pid, Parent, Ref, Name, Args, Kw} */
+    [OP_GETATTR]        = {"getattr",        6,    1, 1, ON_PYTHON}, /* {getattr, Id, Pid, Parent, Ref, Name} */
+    [OP_RELEASE]        = {"release",        2,    0, 0, ON_PYTHON}, /* {release, Ref} */
+    [OP_SETUP]          = {"setup",          3,    1, 0, ON_PYTHON}, /* {setup, Id, Opts} */
 };
+/* clang-format on */
 
 const proto_op_info_t *proto_op_info(proto_op_t op)
 {
@@ -57,6 +59,17 @@ int proto_peek(const char *frame, size_t len, proto_head_t *head, const char **e
                "or nesting far deeper than max_depth)";
         return -1;
     }
+    if (g_ops[head->op].has_parent) {
+        /* The parent follows the caller pid; the op reads both again. */
+        long pid_end = etf_skip(frame, len, (size_t)head->index, 0);
+        int index = (int)pid_end;
+        long long parent;
+        if (pid_end < 0 || ei_decode_longlong(frame, &index, &parent) < 0 || parent < 0) {
+            *err = "the parent request must be a non-negative integer";
+            return -1;
+        }
+        head->parent = parent;
+    }
     return 0;
 }
 
@@ -70,6 +83,7 @@ int proto_peek_header(const char *frame, size_t len, proto_head_t *head, const c
     head->id = 0;
     head->op = -1;
     head->index = 0;
+    head->parent = 0;
     if (len < 2 || len > PYPORT_HARD_MAX_FRAME || b[0] != PROTO_ETF_VERSION) {
         *err = "not an ETF term (bad version byte or compressed)";
         return -1;

@@ -41,14 +41,16 @@ typedef struct {
     const char *name; /* the op atom */
     int arity;        /* tuple arity including the op atom */
     int has_id;       /* second element is a request id; exactly one reply follows */
+    int has_parent;   /* a request: {Op, Id, Pid, Parent, ...} */
     proto_where_t where;
 } proto_op_info_t;
 
 /// What proto_peek read from a frame's envelope.
 typedef struct {
-    int op;     /* proto_op_t, or -1 when the op is unknown */
-    int64_t id; /* the request id, 0 if the op has none or it could not be read */
-    int index;  /* ei index of the first field after the op (and id) */
+    int op;         /* proto_op_t, or -1 when the op is unknown */
+    int64_t id;     /* the request id, 0 if the op has none or it could not be read */
+    int index;      /* ei index of the first field after the op (and id) */
+    int64_t parent; /* the request whose erlang.call this one serves, 0 if none */
 } proto_head_t;
 
 /// Returns the table entry for op.

@@ -56,7 +56,9 @@ static void run_request(job_t *job)
     op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
     int pid_start;
     int pid_len;
-    if (proto_pid_span(job->frame, job->len, &a.index, &pid_start, &pid_len) < 0) {
+    long long parent; /* checked by proto_peek: skipped here */
+    if (proto_pid_span(job->frame, job->len, &a.index, &pid_start, &pid_len) < 0 ||
+        ei_decode_longlong(job->frame, &a.index, &parent) < 0) {
         ctl_unclaim(job->id);
         PyErr_SetString(PyExc_ValueError, "the caller must be a pid");
         reply_error(&r, REPLY_BADARG);

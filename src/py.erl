@@ -317,7 +317,9 @@ call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx), is_lis
         Name ->
             Self = self(),
             py_request:run(Ctx, Self,
-                           fun(Id) -> py_protocol:method(Id, Self, Ref, Name, Args, #{}) end,
+                           fun(Id, Parent) ->
+                                   py_protocol:method(Id, Self, Parent, Ref, Name, Args, #{})
+                           end,
                            infinity)
     end;
 call_method(_, _, _) ->
@@ -330,7 +332,8 @@ getattr({py_ref, Ctx, _, _, _} = Ref, Name0) when is_pid(Ctx) ->
         {error, badarg} -> {error, {badarg, "attribute name must be an atom, binary or string"}};
         Name ->
             Self = self(),
-            py_request:run(Ctx, Self, fun(Id) -> py_protocol:getattr(Id, Self, Ref, Name) end,
+            py_request:run(Ctx, Self,
+                           fun(Id, Parent) -> py_protocol:getattr(Id, Self, Parent, Ref, Name) end,
                            infinity)
     end;
 getattr(_, _) ->

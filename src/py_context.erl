@@ -159,7 +159,9 @@ call_as(Ctx, EnvPid, M, F, Args, Kwargs, Timeout) ->
         _ when not is_map(Kwargs) -> {error, {badarg, "keyword arguments must be a map"}};
         {Mod, Fun} ->
             py_request:run(Ctx, EnvPid,
-                           fun(Id) -> py_protocol:call(Id, EnvPid, Mod, Fun, Args, Kwargs) end,
+                           fun(Id, Parent) ->
+                                   py_protocol:call(Id, EnvPid, Parent, Mod, Fun, Args, Kwargs)
+                           end,
                            Timeout)
     end.
 
@@ -182,7 +184,8 @@ eval_as(Ctx, EnvPid, Code, Locals, Timeout) ->
         {{error, badarg}, _} -> {error, {badarg, "code must be a binary, string or iolist"}};
         {_, {error, badarg}} -> {error, {badarg, "locals must be a map"}};
         {Bin, Map} ->
-            py_request:run(Ctx, EnvPid, fun(Id) -> py_protocol:eval(Id, EnvPid, Bin, Map) end,
+            py_request:run(Ctx, EnvPid,
+                           fun(Id, Parent) -> py_protocol:eval(Id, EnvPid, Parent, Bin, Map) end,
                            Timeout)
     end.
 
@@ -201,7 +204,8 @@ exec_as(Ctx, EnvPid, Code, Timeout) ->
         {error, badarg} ->
             {error, {badarg, "code must be a binary, string or iolist"}};
         Bin ->
-            case py_request:run(Ctx, EnvPid, fun(Id) -> py_protocol:exec(Id, EnvPid, Bin) end,
+            case py_request:run(Ctx, EnvPid,
+                                fun(Id, Parent) -> py_protocol:exec(Id, EnvPid, Parent, Bin) end,
                                 Timeout) of
                 {ok, _} -> ok;
                 Error -> Error

@@ -6,33 +6,37 @@
 
 -include("../include/pyport_wire.hrl").
 
--export([call/6, eval/4, exec/3, drop_env/1, cancel/1, interrupt/1, info/1,
-         method/6, getattr/4, release/1, stream/4, stream_ack/2, setup/2, callback_reply/3,
+-export([call/7, eval/5, exec/4, drop_env/1, cancel/1, interrupt/1, info/1,
+         method/7, getattr/5, release/1, stream/5, stream_ack/2, setup/2, callback_reply/3,
          split/1, name/1, code/1, locals/1, exit_reason/1, error_result/1, version/0]).
 
--export_type([request_id/0, frame/0]).
+-export_type([request_id/0, parent/0, frame/0]).
 
 -type request_id() :: pos_integer().
+%% The request whose erlang.call the caller is serving (the new request belongs
+%% to its call chain), or 0 for a top-level request.
+-type parent() :: request_id() | 0.
 -type frame() :: binary().
 
 %% @doc Protocol version this module speaks (must match the port's `ready').
 -spec version() -> pos_integer().
 version() -> ?PYPORT_PROTOCOL_VERSION.
 
-%% @doc `{call, Id, Pid, Module, Function, Args, Kwargs}'.
--spec call(request_id(), pid(), atom() | binary(), atom() | binary(), list(), map()) -> frame().
-call(Id, Pid, M, F, Args, Kwargs) ->
-    term_to_binary({call, Id, Pid, M, F, Args, Kwargs}).
+%% @doc `{call, Id, Pid, Parent, Module, Function, Args, Kwargs}'.
+-spec call(request_id(), pid(), parent(), atom() | binary(), atom() | binary(), list(), map()) ->
+    frame().
+call(Id, Pid, Parent, M, F, Args, Kwargs) ->
+    term_to_binary({call, Id, Pid, Parent, M, F, Args, Kwargs}).
 
-%% @doc `{eval, Id, Pid, Code, Locals}'.
--spec eval(request_id(), pid(), binary(), map()) -> frame().
-eval(Id, Pid, Code, Locals) ->
-    term_to_binary({eval, Id, Pid, Code, Locals}).
+%% @doc `{eval, Id, Pid, Parent, Code, Locals}'.
+-spec eval(request_id(), pid(), parent(), binary(), map()) -> frame().
+eval(Id, Pid, Parent, Code, Locals) ->
+    term_to_binary({eval, Id, Pid, Parent, Code, Locals}).
 
-%% @doc `{exec, Id, Pid, Code}'.
--spec exec(request_id(), pid(), binary()) -> frame().
-exec(Id, Pid, Code) ->
-    term_to_binary({exec, Id, Pid, Code}).
+%% @doc `{exec, Id, Pid, Parent, Code}'.
+-spec exec(request_id(), pid(), parent(), binary()) -> frame().
+exec(Id, Pid, Parent, Code) ->
+    term_to_binary({exec, Id, Pid, Parent, Code}).
 
 %% @doc `{drop_env, Pid}': forget the environment of a dead process.
 -spec drop_env(pid()) -> frame().
@@ -51,25 +55,27 @@ interrupt(Kind) when Kind =:= keyboard; Kind =:= memory -> term_to_binary({inter
 -spec info(request_id()) -> frame().
 info(Id) -> term_to_binary({info, Id}).
 
-%% @doc `{method, Id, Pid, Ref, Name, Args, Kwargs}': call a method of a referenced object.
--spec method(request_id(), pid(), tuple(), atom() | binary(), list(), map()) -> frame().
-method(Id, Pid, Ref, Name, Args, Kwargs) ->
-    term_to_binary({method, Id, Pid, Ref, Name, Args, Kwargs}).
+%% @doc `{method, Id, Pid, Parent, Ref, Name, Args, Kwargs}': call a method of a
+%% referenced object.
+-spec method(request_id(), pid(), parent(), tuple(), atom() | binary(), list(), map()) ->
+    frame().
+method(Id, Pid, Parent, Ref, Name, Args, Kwargs) ->
+    term_to_binary({method, Id, Pid, Parent, Ref, Name, Args, Kwargs}).
 
-%% @doc `{getattr, Id, Pid, Ref, Name}': an attribute of a referenced object.
--spec getattr(request_id(), pid(), tuple(), atom() | binary()) -> frame().
-getattr(Id, Pid, Ref, Name) ->
-    term_to_binary({getattr, Id, Pid, Ref, Name}).
+%% @doc `{getattr, Id, Pid, Parent, Ref, Name}': an attribute of a referenced object.
+-spec getattr(request_id(), pid(), parent(), tuple(), atom() | binary()) -> frame().
+getattr(Id, Pid, Parent, Ref, Name) ->
+    term_to_binary({getattr, Id, Pid, Parent, Ref, Name}).
 
 %% @doc `{release, Ref}': forget a referenced object.
 -spec release(tuple()) -> frame().
 release(Ref) -> term_to_binary({release, Ref}).
 
-%% @doc `{stream, Id, Pid, Source, Window}': stream the items of an iterable;
-%% `Source' is `{call, M, F, Args, Kwargs}' or `{eval, Code, Locals}'.
--spec stream(request_id(), pid(), tuple(), pos_integer()) -> frame().
-stream(Id, Pid, Source, Window) ->
-    term_to_binary({stream, Id, Pid, Source, Window}).
+%% @doc `{stream, Id, Pid, Parent, Source, Window}': stream the items of an
+%% iterable; `Source' is `{call, M, F, Args, Kwargs}' or `{eval, Code, Locals}'.
+-spec stream(request_id(), pid(), parent(), tuple(), pos_integer()) -> frame().
+stream(Id, Pid, Parent, Source, Window) ->
+    term_to_binary({stream, Id, Pid, Parent, Source, Window}).
 
 %% @doc `{stream_ack, Id, N}': the consumer took N more items of stream Id.
 -spec stream_ack(request_id(), pos_integer()) -> frame().

@@ -4,7 +4,9 @@
 %% other nodes, and callers that find no port (restarting), hand the frame to the
 %% context process. The answer comes back to the caller's alias, and so do the
 %% callbacks Python makes while the request runs: the caller runs them itself
-%% (py_callback) and keeps waiting.
+%% (py_callback) and keeps waiting. While it runs a callback of request R of
+%% context C, the requests it makes to C carry Parent = R (docs/protocol.md): the
+%% port serves them inside R's erlang.call, and nothing else.
 %%
 %% In-flight entries are `{Id, Reply, EnvPid, GroupLeader}': `Reply' is the
 %% caller's alias, or `{stream, Owner, Ref, Window}' for a stream. Exactly one party takes
@@ -12,7 +14,7 @@
 %% failed), which is what gives every request exactly one answer.
 -module(py_request).
 
--export([run/4, submit/6, new_id/0, send_frame/2]).
+-export([run/4, submit/6, new_id/0, send_frame/2, parent/1]).
 
 %% How long a timed-out caller waits for the context to confirm its cancel.
 -define(CANCEL_ACK_MS, 5000).
@@ -35,15 +37,38 @@ table(Ctx) -> persistent_term:get({py_context, Ctx}, undefined).
 deadline(infinity) -> infinity;
 deadline(T) -> erlang:monotonic_time(millisecond) + T.
 
-%% @doc Sends the request built by `Build(Id)' for the environment of `EnvPid'
-%% and waits for its answer, running callbacks meanwhile. Python exceptions keep
-%% their traceback for py:last_error/0. On timeout the Python work is cancelled
-%% and no late answer can reach the caller.
--spec run(pid(), pid(), fun((pos_integer()) -> binary()), timeout()) ->
+%% @doc The parent of a request the calling process makes to `Ctx' now: the
+%% request whose callback it is running on that context, or 0.
+-spec parent(pid()) -> py_protocol:parent().
+parent(Ctx) ->
+    case get({pyport_parent, Ctx}) of
+        undefined -> 0;
+        Parent -> Parent
+    end.
+
+%% Runs Fun as a callback of request Id of Ctx: requests it makes to Ctx belong
+%% to Id's call chain.
+with_parent(Ctx, Id, Fun) ->
+    Key = {pyport_parent, Ctx},
+    Old = put(Key, Id),
+    try
+        Fun()
+    after
+        case Old of
+            undefined -> erase(Key);
+            _ -> put(Key, Old)
+        end
+    end.
+
+%% @doc Sends the request built by `Build(Id, Parent)' for the environment of
+%% `EnvPid' and waits for its answer, running callbacks meanwhile. Python
+%% exceptions keep their traceback for py:last_error/0. On timeout the Python
+%% work is cancelled and no late answer can reach the caller.
+-spec run(pid(), pid(), fun((pos_integer(), py_protocol:parent()) -> binary()), timeout()) ->
     {ok, term()} | {error, term()}.
 run(Ctx, EnvPid, Build, Timeout) when is_pid(Ctx) ->
     Id = new_id(),
-    Frame = Build(Id),
+    Frame = Build(Id, parent(Ctx)),
     Mref = erlang:monitor(process, Ctx, [{alias, demonitor}]),
     Deadline = deadline(Timeout),
     case submit(Ctx, Id, Mref, EnvPid, Frame, Deadline) of
@@ -130,7 +155,7 @@ send_frame(Ctx, Frame) ->
 wait(Ctx, Id, Mref, Deadline) ->
     receive
         {Mref, callback, CbId, Name, Args} ->
-            Reply = py_callback:run(CbId, Name, Args),
+            Reply = with_parent(Ctx, Id, fun() -> py_callback:run(CbId, Name, Args) end),
             case remaining(Deadline) of
                 0 ->
                     %% The deadline passed while the callback ran: the cancel must

@@ -42,7 +42,7 @@ submit(Ctx, Source, Opts) ->
     Ref = make_ref(),
     Id = py_request:new_id(),
     Window = maps:get(window, Opts, ?WINDOW),
-    Frame = py_protocol:stream(Id, self(), Source, Window),
+    Frame = py_protocol:stream(Id, self(), py_request:parent(Ctx), Source, Window),
     true = ets:insert(?TABLE, {Ref, Ctx, Id}),
     case py_request:submit(Ctx, Id, {stream, self(), Ref, Window}, self(), Frame, infinity) of
         ok ->

@@ -29,6 +29,7 @@
          help_exits_0/1,
          cancel_waits_for_the_nested_request_on_top/1, two_cancels_at_once_both_count/1,
          cancel_reaches_a_spinning_coroutine/1, coroutine_callback_names_its_request/1,
+         other_callers_wait_for_the_call_chain/1, bad_parent_is_badarg/1,
          nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
          system_exit_in_a_coroutine_is_its_error/1,
          framing_lost_is_announced_before_exit_66/1, out_of_memory_is_announced_before_exit_67/1,
@@ -50,6 +51,7 @@
          help_exits_0/0,
          cancel_waits_for_the_nested_request_on_top/0, two_cancels_at_once_both_count/0,
          cancel_reaches_a_spinning_coroutine/0, coroutine_callback_names_its_request/0,
+         other_callers_wait_for_the_call_chain/0, bad_parent_is_badarg/0,
          nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
          system_exit_in_a_coroutine_is_its_error/0,
          framing_lost_is_announced_before_exit_66/0, out_of_memory_is_announced_before_exit_67/0,
@@ -97,6 +99,7 @@ groups() ->
      {hardening, [],
       [cancel_waits_for_the_nested_request_on_top, two_cancels_at_once_both_count,
        cancel_reaches_a_spinning_coroutine, coroutine_callback_names_its_request,
+       other_callers_wait_for_the_call_chain, bad_parent_is_badarg,
        nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
        system_exit_in_a_coroutine_is_its_error,
        framing_lost_is_announced_before_exit_66, out_of_memory_is_announced_before_exit_67,
@@ -128,13 +131,13 @@ end_per_testcase(_Case, _Config) ->
 %%% ===========================================================================
 
 ready_frame_comes_first() ->
-    [{doc, "The first frame is {ready, 1, PythonVersion, OsPid} with the port's real OS pid."}].
+    [{doc, "The first frame is {ready, 2, PythonVersion, OsPid} with the port's real OS pid."}].
 ready_frame_comes_first(Config) ->
     Exe = ?config(exe, Config),
     Port = open_port({spawn_executable, Exe}, port_opts([])),
     {os_pid, RealPid} = erlang:port_info(Port, os_pid),
     {{ready, Version, PyVersion, OsPid}, none} = next_frame(Port),
-    ?assertEqual(1, Version),
+    ?assertEqual(2, Version),
     ?assertEqual(RealPid, OsPid),
     ?assert(is_binary(PyVersion)),
     ?assertMatch(<<"3.", _/binary>>, PyVersion),
@@ -149,17 +152,17 @@ call_eval_exec_reply() ->
 call_eval_exec_reply(Config) ->
     Port = open_ready(Config),
     ?assertEqual({reply, 4.0},
-                 request(Port, fun(Id) -> {call, Id, self(), math, sqrt, [16], #{}} end)),
+                 request(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, [16], #{}} end)),
     ?assertEqual({reply, <<"a-b">>},
-                 request(Port, fun(Id) -> {call, Id, self(), <<"__main__">>, <<"str.join">>,
+                 request(Port, fun(Id) -> {call, Id, self(), 0, <<"__main__">>, <<"str.join">>,
                                            [<<"-">>, [<<"a">>, <<"b">>]], #{}} end)),
     ?assertEqual({reply, 42}, request(Port, fun(Id) -> eval(Id, <<"6 * 7">>) end)),
     ?assertEqual({reply, ok},
                  request(Port, fun(Id) -> exec(Id, <<"x = 5\ndef f(a, b=1): return a * b">>) end)),
     ?assertEqual({reply, 6},
-                 request(Port, fun(Id) -> {eval, Id, self(), <<"x + y">>, #{y => 1}} end)),
+                 request(Port, fun(Id) -> {eval, Id, self(), 0, <<"x + y">>, #{y => 1}} end)),
     ?assertEqual({reply, 15},
-                 request(Port, fun(Id) -> {call, Id, self(), '__main__', f, [5], #{b => 3}} end)),
+                 request(Port, fun(Id) -> {call, Id, self(), 0, '__main__', f, [5], #{b => 3}} end)),
     close(Port).
 
 python_error_reply() ->
@@ -175,7 +178,7 @@ python_error_reply(Config) ->
         request(Port, fun(Id) -> eval(Id, <<"undefined_name">>) end),
     {error, {pyerr, "SyntaxError", _, _}} = request(Port, fun(Id) -> exec(Id, <<"def (">>) end),
     {error, {pyerr, "ModuleNotFoundError", _, _}} =
-        request(Port, fun(Id) -> {call, Id, self(), no_such_module_xyz, f, [], #{}} end),
+        request(Port, fun(Id) -> {call, Id, self(), 0, no_such_module_xyz, f, [], #{}} end),
     alive(Port),
     close(Port).
 
@@ -190,7 +193,7 @@ env_frame_once_per_pid(Config) ->
     ?assertEqual([], [H || {H = {env, _}, _} <- Before2]),
     Other = spawn(fun() -> receive stop -> ok end end),
     {reply, 3, Before3} =
-        answer_after(Port, fun(Id) -> {eval, Id, Other, <<"3">>, #{}} end),
+        answer_after(Port, fun(Id) -> {eval, Id, Other, 0, <<"3">>, #{}} end),
     ?assertEqual([{env, Other}], [H || {H = {env, _}, _} <- Before3]),
     Other ! stop,
     close(Port).
@@ -204,7 +207,7 @@ every_request_gets_exactly_one_reply(Config) ->
     lists:foreach(
       fun(Id) ->
               Req = case Id rem 4 of
-                        0 -> {call, Id, self(), math, sqrt, [Id], #{}};
+                        0 -> {call, Id, self(), 0, math, sqrt, [Id], #{}};
                         1 -> eval(Id, <<"41 + 1">>);
                         2 -> exec(Id, <<"y = 1">>);
                         3 -> eval(Id, <<"1 / 0">>)
@@ -238,7 +241,7 @@ compressed_etf_is_not_run() ->
 compressed_etf_is_not_run(Config) ->
     Port = open_ready(Config),
     Id = 901,
-    Frame = term_to_binary({exec, Id, self(), binary:copy(<<"ran = True\n">>, 100)},
+    Frame = term_to_binary({exec, Id, self(), 0, binary:copy(<<"ran = True\n">>, 100)},
                            [compressed]),
     <<131, 80, _/binary>> = Frame,
     send_raw(Port, Frame),
@@ -285,10 +288,10 @@ wrong_arity_is_badarg() ->
            "when it has no id)."}].
 wrong_arity_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [4], #{}, extra} end),
-    badarg(Port, fun(Id) -> {eval, Id, self(), <<"1">>} end),
-    badarg(Port, fun(Id) -> {exec, Id, self(), <<"x = 1">>, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, [4], #{}, extra} end),
+    badarg(Port, fun(Id) -> {eval, Id, self(), 0, <<"1">>} end),
+    badarg(Port, fun(Id) -> {exec, Id, self(), 0, <<"x = 1">>, #{}} end),
     badarg(Port, fun(Id) -> {info, Id, extra} end),
     dropped(Port, term_to_binary({exec})),
     dropped(Port, term_to_binary({cancel, 1, 2})),
@@ -300,7 +303,7 @@ bad_request_ids_are_dropped() ->
 bad_request_ids_are_dropped(Config) ->
     Port = open_ready(Config),
     lists:foreach(
-      fun(BadId) -> dropped(Port, term_to_binary({exec, BadId, self(), <<"ran = True">>})) end,
+      fun(BadId) -> dropped(Port, term_to_binary({exec, BadId, self(), 0, <<"ran = True">>})) end,
       [0, -1, -(1 bsl 40), one, 1.0, <<"1">>, 1 bsl 70]),
     {reply, false} = request(Port, fun(Id) -> eval(Id, <<"'ran' in globals()">>) end),
     close(Port).
@@ -309,46 +312,46 @@ bad_caller_pid_is_badarg() ->
     [{doc, "A caller that is not a pid is answered badarg."}].
 bad_caller_pid_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {eval, Id, not_a_pid, <<"1">>, #{}} end),
-    badarg(Port, fun(Id) -> {exec, Id, make_ref(), <<"x = 1">>} end),
-    badarg(Port, fun(Id) -> {call, Id, <<"pid">>, math, sqrt, [4], #{}} end),
+    badarg(Port, fun(Id) -> {eval, Id, not_a_pid, 0, <<"1">>, #{}} end),
+    badarg(Port, fun(Id) -> {exec, Id, make_ref(), 0, <<"x = 1">>} end),
+    badarg(Port, fun(Id) -> {call, Id, <<"pid">>, 0, math, sqrt, [4], #{}} end),
     close(Port).
 
 non_list_args_is_badarg() ->
     [{doc, "Call arguments that are not a list are answered badarg."}].
 non_list_args_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, {16}, #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, 16, #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, <<"16">>, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, {16}, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, 16, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, <<"16">>, #{}} end),
     close(Port).
 
 improper_list_args_is_badarg() ->
     [{doc, "An improper argument list is answered badarg."}].
 improper_list_args_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [16 | tail], #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), builtins, max, [1, 2 | 3], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, [16 | tail], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, builtins, max, [1, 2 | 3], #{}} end),
     close(Port).
 
 non_binary_code_is_badarg() ->
     [{doc, "eval/exec code that is not a binary is answered badarg."}].
 non_binary_code_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {eval, Id, self(), "1 + 1", #{}} end),
-    badarg(Port, fun(Id) -> {exec, Id, self(), 'x = 1'} end),
-    badarg(Port, fun(Id) -> {exec, Id, self(), 42} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), 42, sqrt, [4], #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, {sqrt}, [4], #{}} end),
+    badarg(Port, fun(Id) -> {eval, Id, self(), 0, "1 + 1", #{}} end),
+    badarg(Port, fun(Id) -> {exec, Id, self(), 0, 'x = 1'} end),
+    badarg(Port, fun(Id) -> {exec, Id, self(), 0, 42} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, 42, sqrt, [4], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, {sqrt}, [4], #{}} end),
     close(Port).
 
 non_map_kwargs_is_badarg() ->
     [{doc, "Kwargs or locals that are not a map (or have non-name keys) are answered badarg."}].
 non_map_kwargs_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [4], []} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), math, sqrt, [4], #{1 => 2}} end),
-    badarg(Port, fun(Id) -> {eval, Id, self(), <<"1">>, [{x, 1}]} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, [4], []} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, math, sqrt, [4], #{1 => 2}} end),
+    badarg(Port, fun(Id) -> {eval, Id, self(), 0, <<"1">>, [{x, 1}]} end),
     close(Port).
 
 zero_length_frame_is_dropped() ->
@@ -364,11 +367,11 @@ truncated_term_is_badarg() ->
            "never decoded past its end or run."}].
 truncated_term_is_badarg(Config) ->
     Port = open_ready(Config),
-    Full = term_to_binary({call, 1, self(), builtins, print, [<<"ran">>], #{}}),
+    Full = term_to_binary({call, 1, self(), 0, builtins, print, [<<"ran">>], #{}}),
     Results =
         [begin
              Id = erlang:unique_integer([positive]),
-             Frame = binary_part(term_to_binary({call, Id, self(), builtins, print,
+             Frame = binary_part(term_to_binary({call, Id, self(), 0, builtins, print,
                                                  [<<"ran">>], #{}}),
                                  0, byte_size(Full) - Cut),
              send_raw(Port, Frame),
@@ -391,7 +394,7 @@ oversized_request_is_too_large(Config) ->
     Port = open_ready(Config, ["--max-frame", "100000"]),
     Big = binary:copy(<<"x">>, 200000),
     Id = 77,
-    Frame = term_to_binary({eval, Id, self(), <<"len('", Big/binary, "')">>, #{}}),
+    Frame = term_to_binary({eval, Id, self(), 0, <<"len('", Big/binary, "')">>, #{}}),
     send_raw(Port, Frame),
     {error, Body, _} = answer(Port, Id),
     ?assertEqual({too_large, byte_size(Frame), 100000}, Body),
@@ -594,9 +597,10 @@ cancel_waits_for_the_nested_request_on_top(Config) ->
                                                    "def a(): return erlang.call('never')
 ">>)
                                 end),
-    send(Port, {call, 1, self(), '__main__', a, [], #{}}),
+    send(Port, {call, 1, self(), 0, '__main__', a, [], #{}}),
     {{callback, _CbId, 1, <<"never">>}, []} = await_frame(Port, callback),
-    send(Port, exec(2, <<"time.sleep(0.3)\nb_done = True">>)),
+    %% B belongs to A's call chain (Parent = A): it is served in A's wait.
+    send(Port, {exec, 2, self(), 1, <<"time.sleep(0.3)\nb_done = True">>}),
     wait_running(Port, 2),
     send(Port, {cancel, 1}),
     {reply, ok, BeforeB} = answer(Port, 2),
@@ -614,15 +618,51 @@ two_cancels_at_once_both_count(Config) ->
                                         exec(Id, <<"import erlang\n"
                                                    "def a(): return erlang.call('never')\n">>)
                                 end),
-    send(Port, {call, 4, self(), '__main__', a, [], #{}}),
+    send(Port, {call, 4, self(), 0, '__main__', a, [], #{}}),
     {{callback, _, 4, <<"never">>}, []} = await_frame(Port, callback),
-    send(Port, exec(5, <<"while True: pass">>)),
+    send(Port, {exec, 5, self(), 4, <<"while True: pass">>}),
     wait_running(Port, 5),
     true = port_command(Port, [term_to_binary({cancel, 4})]),
     true = port_command(Port, [term_to_binary({cancel, 5})]),
     {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 5),
     {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 4),
     alive(Port),
+    close(Port).
+
+other_callers_wait_for_the_call_chain() ->
+    [{doc, "While request A waits in erlang.call, a request of A's call chain (Parent = A) "
+           "runs inside the wait, and another caller's request (Parent 0) waits in order: "
+           "it runs after A has answered, and A's answer is not held back by it."}].
+other_callers_wait_for_the_call_chain(Config) ->
+    Port = open_ready(Config),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import erlang, sys\n"
+                                                   "sys.pyport_test_log = []\n"
+                                                   "def a(): return erlang.call('cb')\n">>)
+                                end),
+    send(Port, {call, 1, self(), 0, '__main__', a, [], #{}}),
+    {{callback, CbId, 1, <<"cb">>}, []} = await_frame(Port, callback),
+    Other = spawn(fun() -> receive stop -> ok end end),
+    send(Port, {exec, 2, Other, 0, <<"import sys\nsys.pyport_test_log.append('other')">>}),
+    send(Port, {exec, 3, self(), 1, <<"sys.pyport_test_log.append('chain')">>}),
+    {reply, ok, Before3} = answer(Port, 3),
+    ?assertEqual([], answers(Before3)),
+    send(Port, {callback_reply, CbId, ok, done}),
+    {reply, done, Before1} = answer(Port, 1),
+    ?assertEqual([], answers(Before1)),
+    {reply, ok, _} = answer(Port, 2),
+    ?assertEqual({reply, [<<"chain">>, <<"other">>]},
+                 request(Port, fun(Id) -> eval(Id, <<"sys.pyport_test_log">>) end)),
+    Other ! stop,
+    close(Port).
+
+bad_parent_is_badarg() ->
+    [{doc, "A request whose Parent is not a non-negative integer is answered badarg."}].
+bad_parent_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {exec, Id, self(), -1, <<"x = 1">>} end),
+    badarg(Port, fun(Id) -> {eval, Id, self(), top, <<"1">>, #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 1.0, math, sqrt, [4], #{}} end),
     close(Port).
 
 cancel_reaches_a_spinning_coroutine() ->
@@ -635,7 +675,7 @@ cancel_reaches_a_spinning_coroutine(Config) ->
                                                    "    print('spinning', flush=True)\n"
                                                    "    while True: pass\n">>)
                                 end),
-    send(Port, {call, 20, self(), '__main__', spin, [], #{}}),
+    send(Port, {call, 20, self(), 0, '__main__', spin, [], #{}}),
     {{output, _, stdout, <<"spinning\n">>}, none} = await_frame(Port, output),
     send(Port, {cancel, 20}),
     {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 20),
@@ -652,7 +692,7 @@ coroutine_callback_names_its_request(Config) ->
                                                    "async def waits():\n"
                                                    "    return erlang.call('never')\n">>)
                                 end),
-    send(Port, {call, 21, self(), '__main__', waits, [], #{}}),
+    send(Port, {call, 21, self(), 0, '__main__', waits, [], #{}}),
     {{callback, _, 21, <<"never">>}, []} = await_frame(Port, callback),
     send(Port, {cancel, 21}),
     {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 21),
@@ -673,10 +713,10 @@ nul_in_names_is_badarg() ->
            "refused with badarg (atoms, binaries and strings alike)."}].
 nul_in_names_is_badarg(Config) ->
     Port = open_ready(Config),
-    badarg(Port, fun(Id) -> {call, Id, self(), <<"os", 0, "junk">>, getpid, [], #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), 'os\0junk', getpid, [], #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), os, "getpid\0x", [], #{}} end),
-    badarg(Port, fun(Id) -> {call, Id, self(), builtins, max, [1, 2], #{<<"k", 0>> => 1}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, <<"os", 0, "junk">>, getpid, [], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, 'os\0junk', getpid, [], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, os, "getpid\0x", [], #{}} end),
+    badarg(Port, fun(Id) -> {call, Id, self(), 0, builtins, max, [1, 2], #{<<"k", 0>> => 1}} end),
     close(Port).
 
 atom_with_nul_round_trips() ->
@@ -688,9 +728,9 @@ atom_with_nul_round_trips(Config) ->
     lists:foreach(
       fun(A) ->
               ?assertEqual({reply, A},
-                           request(Port, fun(Id) -> {eval, Id, self(), <<"x">>, #{x => A}} end)),
+                           request(Port, fun(Id) -> {eval, Id, self(), 0, <<"x">>, #{x => A}} end)),
               ?assertEqual({reply, length(atom_to_list(A))},
-                           request(Port, fun(Id) -> {eval, Id, self(), <<"len(x)">>,
+                           request(Port, fun(Id) -> {eval, Id, self(), 0, <<"len(x)">>,
                                                      #{x => A}} end))
       end, Atoms),
     close(Port).
@@ -714,13 +754,13 @@ system_exit_in_a_coroutine_is_its_error(Config) ->
                                                    "    yield 1\n"
                                                    "    raise SystemExit(8)\n">>)
                                 end),
-    [send(Port, {call, Id, self(), '__main__', nap, [], #{}}) || Id <- [11, 12, 13]],
-    send(Port, {call, 14, self(), '__main__', bad, [<<"exit">>], #{}}),
-    send(Port, {call, 15, self(), '__main__', bad, [<<"kbd">>], #{}}),
+    [send(Port, {call, Id, self(), 0, '__main__', nap, [], #{}}) || Id <- [11, 12, 13]],
+    send(Port, {call, 14, self(), 0, '__main__', bad, [<<"exit">>], #{}}),
+    send(Port, {call, 15, self(), 0, '__main__', bad, [<<"kbd">>], #{}}),
     {error, {pyerr, "SystemExit", "7", _}, _} = answer(Port, 14),
     {error, {pyerr, "KeyboardInterrupt", _, _}, _} = answer(Port, 15),
     [{reply, <<"slept">>, _} = answer(Port, Id) || Id <- [11, 12, 13]],
-    send(Port, {stream, 16, self(), {call, '__main__', gen, [], #{}}, 10}),
+    send(Port, {stream, 16, self(), 0, {call, '__main__', gen, [], #{}}, 10}),
     {error, {pyerr, "SystemExit", "8", _}, Items} = answer(Port, 16),
     ?assertEqual([1], [I || {{stream_data, 16}, I} <- Items]),
     {reply, OsPid} = request(Port, fun(Id) -> eval(Id, <<"__import__('os').getpid()">>) end),
@@ -821,15 +861,16 @@ open_ready(Config, Args) ->
 
 open_ready_pid(Config, Args) ->
     Port = open_port({spawn_executable, ?config(exe, Config)}, port_opts(Args)),
-    {{ready, 1, _, OsPid}, none} = next_frame(Port),
+    {{ready, 2, _, OsPid}, none} = next_frame(Port),
     {Port, OsPid}.
 
 close(Port) ->
     port_close(Port),
     ok.
 
-eval(Id, Code) -> {eval, Id, self(), Code, #{}}.
-exec(Id, Code) -> {exec, Id, self(), Code}.
+%% A top-level request (Parent 0) of the test process.
+eval(Id, Code) -> {eval, Id, self(), 0, Code, #{}}.
+exec(Id, Code) -> {exec, Id, self(), 0, Code}.
 
 send(Port, Term) ->
     send_raw(Port, term_to_binary(Term)).

@@ -8,7 +8,7 @@
 #define PYPORT_WIRE_H
 
 /* Bumped on any incompatible change of the grammar in docs/protocol.md. */
-#define PYPORT_PROTOCOL_VERSION 1
+#define PYPORT_PROTOCOL_VERSION 2
 
 /* Every frame starts with a 4-byte big-endian length ({packet, 4}). */
 #define PYPORT_FRAME_HEADER_BYTES 4

@@ -109,18 +109,19 @@ typedef struct {
     const char *name;
     int arity;
     int has_id;
+    int has_parent;
     const char *fields; /* after the op and the id */
 } op_case_t;
 
-/* The op table of docs/protocol.md (and the reserved ops), with realistic fields. */
+/* The op table of docs/protocol.md, with realistic fields (i after p: Parent). */
 static const op_case_t g_op_cases[] = {
-    {OP_CALL, "call", 7, 1, "paalm"},     {OP_EVAL, "eval", 5, 1, "pbm"},
-    {OP_EXEC, "exec", 4, 1, "pb"},        {OP_DROP_ENV, "drop_env", 2, 0, "p"},
-    {OP_CANCEL, "cancel", 2, 0, "i"},     {OP_INTERRUPT, "interrupt", 2, 0, "a"},
-    {OP_INFO, "info", 2, 1, ""},          {OP_CALLBACK_REPLY, "callback_reply", 4, 0, "iaa"},
-    {OP_STREAM, "stream", 5, 1, "pai"},   {OP_STREAM_ACK, "stream_ack", 3, 0, "ii"},
-    {OP_METHOD, "method", 7, 1, "paalm"}, {OP_GETATTR, "getattr", 5, 1, "paa"},
-    {OP_RELEASE, "release", 2, 0, "a"},   {OP_SETUP, "setup", 3, 1, "m"},
+    {OP_CALL, "call", 8, 1, 1, "piaalm"},     {OP_EVAL, "eval", 6, 1, 1, "pibm"},
+    {OP_EXEC, "exec", 5, 1, 1, "pib"},        {OP_DROP_ENV, "drop_env", 2, 0, 0, "p"},
+    {OP_CANCEL, "cancel", 2, 0, 0, "i"},      {OP_INTERRUPT, "interrupt", 2, 0, 0, "a"},
+    {OP_INFO, "info", 2, 1, 0, ""},           {OP_CALLBACK_REPLY, "callback_reply", 4, 0, 0, "iaa"},
+    {OP_STREAM, "stream", 6, 1, 1, "piai"},   {OP_STREAM_ACK, "stream_ack", 3, 0, 0, "ii"},
+    {OP_METHOD, "method", 8, 1, 1, "piaalm"}, {OP_GETATTR, "getattr", 6, 1, 1, "piaa"},
+    {OP_RELEASE, "release", 2, 0, 0, "a"},    {OP_SETUP, "setup", 3, 1, 0, "m"},
 };
 
 #define N_OP_CASES (sizeof g_op_cases / sizeof g_op_cases[0])
@@ -133,6 +134,7 @@ static void test_proto_op_table_matches_protocol_doc(void)
         CHECK_STR_EQ(info->name, g_op_cases[i].name);
         CHECK_INT_EQ(info->arity, g_op_cases[i].arity);
         CHECK_INT_EQ(info->has_id, g_op_cases[i].has_id);
+        CHECK_INT_EQ(info->has_parent, g_op_cases[i].has_parent);
     }
     CHECK_INT_EQ(proto_op_info(OP_CANCEL)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_INTERRUPT)->where, ON_LOOP);
@@ -162,6 +164,7 @@ static void test_proto_peek_accepts_every_op(void)
         CHECK(err == NULL);
         CHECK_INT_EQ(job.op, c->op);
         CHECK_INT_EQ(job.id, c->has_id ? id : 0);
+        CHECK_INT_EQ(job.parent, c->has_parent ? 42 : 0);
         if (c->fields[0] != '\0') {
             /* The index points at the first field after the op (and id). */
             int t = ei_type_at(x.buff, job.index);
@@ -179,7 +182,7 @@ static void test_proto_peek_accepts_every_op(void)
 static void test_proto_peek_pid_span_covers_the_pid(void)
 {
     ei_x_buff x;
-    build(&x, "exec", 1, 9, "pb");
+    build(&x, "exec", 1, 9, "pib");
     proto_head_t job;
     const char *err;
     CHECK_INT_EQ(peek(x.buff, (size_t)x.index, &job, &err), 0);
@@ -192,8 +195,8 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
     ei_x_new(&p);
     encode_pid(&p);
     CHECK_MEM_EQ(x.buff + start, len, p.buff, p.index);
-    CHECK_INT_EQ(ei_type_at(x.buff, index), ERL_BINARY_EXT);
-    /* Not a pid: the binary after it. */
+    CHECK_INT_EQ(ei_type_at(x.buff, index), ERL_SMALL_INTEGER_EXT);
+    /* Not a pid: the parent after it. */
     CHECK_INT_EQ(proto_pid_span(x.buff, (size_t)x.index, &index, &start, &len), -1);
     ei_x_free(&p);
     ei_x_free(&x);
@@ -273,10 +276,10 @@ static void test_proto_peek_unknown_op_still_reports_id(void)
 static void test_proto_peek_wrong_arity_reports_id(void)
 {
     ei_x_buff x;
-    build(&x, "call", 1, 5, "pa"); /* 4 fields, needs 7 */
+    build(&x, "call", 1, 5, "pia"); /* 5 fields, needs 8 */
     expect_reject(x.buff, (size_t)x.index, 5);
     ei_x_free(&x);
-    build(&x, "eval", 1, 6, "pbma"); /* one too many */
+    build(&x, "eval", 1, 6, "pibma"); /* one too many */
     expect_reject(x.buff, (size_t)x.index, 6);
     ei_x_free(&x);
     build(&x, "info", 1, 8, "a");
@@ -293,10 +296,10 @@ static void test_proto_peek_wrong_arity_reports_id(void)
 static void test_proto_peek_rejects_bad_ids(void)
 {
     ei_x_buff x;
-    build(&x, "eval", 1, 0, "pbm");
+    build(&x, "eval", 1, 0, "pibm");
     expect_reject(x.buff, (size_t)x.index, 0);
     ei_x_free(&x);
-    build(&x, "eval", 1, -5, "pbm");
+    build(&x, "eval", 1, -5, "pibm");
     expect_reject(x.buff, (size_t)x.index, 0);
     ei_x_free(&x);
 
@@ -315,7 +318,7 @@ static void test_proto_peek_rejects_bad_ids(void)
             const unsigned char big[] = {110, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40};
             ei_x_append_buf(&x, (const char *)big, sizeof big);
         }
-        encode_fields(&x, "pbm");
+        encode_fields(&x, "pibm");
         check_test = kinds[k];
         expect_reject(x.buff, (size_t)x.index, 0);
         ei_x_free(&x);
@@ -323,7 +326,7 @@ static void test_proto_peek_rejects_bad_ids(void)
     check_test = "test_proto_peek_rejects_bad_ids";
 
     /* The largest id that fits is fine. */
-    build(&x, "eval", 1, INT64_MAX, "pbm");
+    build(&x, "eval", 1, INT64_MAX, "pibm");
     proto_head_t job;
     const char *err;
     CHECK_INT_EQ(peek(x.buff, (size_t)x.index, &job, &err), 0);
@@ -347,7 +350,7 @@ static int peek_cut(const char *frame, int cut, proto_head_t *job)
 static void test_proto_peek_rejects_frames_cut_in_the_envelope(void)
 {
     ei_x_buff x;
-    build(&x, "call", 1, 12, "paalm");
+    build(&x, "call", 1, 12, "piaalm");
     ei_x_buff env;
     build(&env, "call", 1, 12, "");
     for (int cut = 0; cut < env.index; cut++) {
@@ -368,7 +371,7 @@ static void test_proto_peek_rejects_frames_whose_term_is_cut_short(void)
        (which trusts the lengths inside the term), so a term cut short must be
        refused there, with its id, rather than decoded past the frame's end. */
     ei_x_buff x;
-    build(&x, "call", 1, 12, "paalm");
+    build(&x, "call", 1, 12, "piaalm");
     ei_x_buff env;
     build(&env, "call", 1, 12, "");
     char accepted[512] = "";
@@ -393,7 +396,7 @@ static void test_proto_peek_rejects_frames_whose_term_is_cut_short(void)
 static void test_proto_peek_rejects_trailing_bytes(void)
 {
     ei_x_buff x;
-    build(&x, "exec", 1, 13, "pb");
+    build(&x, "exec", 1, 13, "pib");
     ei_x_append_buf(&x, "junk", 4);
     proto_head_t job;
     const char *err;
@@ -583,6 +586,29 @@ static void test_proto_end_refuses_frames_over_max(void)
     buf_destroy(&b);
 }
 
+static void test_proto_peek_rejects_bad_parents(void)
+{
+    static const char *bad[] = {"pab", "plb", "pmb"}; /* atom, [], map as Parent */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ei_x_buff x;
+        build(&x, "exec", 1, 77, bad[i]);
+        expect_reject(x.buff, (size_t)x.index, 77);
+        ei_x_free(&x);
+    }
+    /* A negative parent. */
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x) < 0 || ei_x_encode_tuple_header(&x, 5) < 0 ||
+        ei_x_encode_atom(&x, "exec") < 0 || ei_x_encode_longlong(&x, 78) < 0) {
+        abort();
+    }
+    encode_pid(&x);
+    if (ei_x_encode_long(&x, -1) < 0 || ei_x_encode_binary(&x, "1", 1) < 0) {
+        abort();
+    }
+    expect_reject(x.buff, (size_t)x.index, 78);
+    ei_x_free(&x);
+}
+
 int main(void)
 {
     ei_init();
@@ -598,6 +624,7 @@ int main(void)
     RUN_TEST(test_proto_peek_rejects_frames_cut_in_the_envelope);
     RUN_TEST(test_proto_peek_rejects_frames_whose_term_is_cut_short);
     RUN_TEST(test_proto_peek_rejects_trailing_bytes);
+    RUN_TEST(test_proto_peek_rejects_bad_parents);
     RUN_TEST(test_proto_string_ascii);
     RUN_TEST(test_proto_string_latin1);
     RUN_TEST(test_proto_string_multibyte_utf8);
