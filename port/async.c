@@ -257,7 +257,11 @@ static PyObject *mod_log(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "is#s#", &level, &name, &name_len, &msg, &msg_len)) {
         return NULL;
     }
-    frame_log(level, name, (size_t)name_len, msg, (size_t)msg_len);
+    buf_t b;
+    frame_log(&b, level, name, (size_t)name_len, msg, (size_t)msg_len);
+    if (output_send_metered(&b, CREDIT_OUTPUT, 1) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

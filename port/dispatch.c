@@ -1,7 +1,7 @@
 /*
  * What to do with each frame from Erlang, whichever thread read it (the Python
  * thread while it is idle, the loop thread while Python is busy): answer the ops
- * that must not wait for Python (cancel, interrupt, info), hand callback replies to
+ * that must not wait for Python (cancel, interrupt, info, credit), hand callback replies to
  * their waiters, and queue everything else for the Python thread. Never touches a
  * PyObject, so it runs without the GIL. Thread-safe.
  */
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "credit.h"
 #include "exits.h"
 #include "frames.h"
 #include "inbox.h"
@@ -116,6 +117,19 @@ static void handle_here(job_t *job)
     case OP_INFO:
         answer_info(job->id);
         break;
+    case OP_CREDIT: {
+        char kind[MAXATOMLEN];
+        long long bytes;
+        int index = job->index;
+        if (ei_decode_atom(job->frame, &index, kind) < 0 ||
+            ei_decode_longlong(job->frame, &index, &bytes) < 0 || bytes < 0 ||
+            (strcmp(kind, "output") != 0 && strcmp(kind, "send") != 0)) {
+            log_warn("malformed credit");
+            break;
+        }
+        credit_return(strcmp(kind, "output") == 0 ? CREDIT_OUTPUT : CREDIT_SEND, bytes);
+        break;
+    }
     default:
         log_warn("op %s reached the loop thread", proto_op_info((proto_op_t)job->op)->name);
         break;

@@ -18,6 +18,11 @@
 /* How long the last frame may wait for room in the pipe before the exit. */
 #define FRAMES_EXITING_WAIT_MS 1000
 
+size_t frame_size(const buf_t *b)
+{
+    return b->len - PYPORT_FRAME_HEADER_BYTES;
+}
+
 void frame_send(buf_t *b)
 {
     proto_end(b, PYPORT_HARD_MAX_FRAME);
@@ -55,24 +60,21 @@ void frame_env(const char *pid, size_t len)
     frame_send(&b);
 }
 
-void frame_output(int64_t req, const char *stream, const char *bytes, size_t n)
+void frame_output(buf_t *b, int64_t req, const char *stream, const char *bytes, size_t n)
 {
-    buf_t b;
-    begin(&b, n, "output", 4);
-    proto_long(&b, req);
-    proto_atom(&b, stream);
-    proto_binary(&b, bytes, n);
-    frame_send(&b);
+    begin(b, n, "output", 4);
+    proto_long(b, req);
+    proto_atom(b, stream);
+    proto_binary(b, bytes, n);
 }
 
-void frame_log(int level, const char *logger, size_t logger_len, const char *msg, size_t msg_len)
+void frame_log(buf_t *b, int level, const char *logger, size_t logger_len, const char *msg,
+               size_t msg_len)
 {
-    buf_t b;
-    begin(&b, logger_len + msg_len, "log", 4);
-    proto_long(&b, level);
-    proto_binary(&b, logger, logger_len);
-    proto_binary(&b, msg, msg_len);
-    frame_send(&b);
+    begin(b, logger_len + msg_len, "log", 4);
+    proto_long(b, level);
+    proto_binary(b, logger, logger_len);
+    proto_binary(b, msg, msg_len);
 }
 
 void frame_exiting(int status)

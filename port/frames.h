@@ -2,9 +2,11 @@
  * Every frame the port sends to Erlang (docs/protocol.md, "Frames from the
  * port"), each built by one named constructor, next to the op table of
  * protocol.c. Frames without a codec-encoded body are built and sent at once
- * (outbox); the others are started in caller storage (a buf_t the constructor
- * initialises), the caller appends the body and ends the frame (frame_send, or
- * reply.c's batching). Any thread; no Python.
+ * (outbox), but for those under a credit window (output, log), which are built in
+ * caller storage for the caller to send when the window allows; frames with a
+ * body are started in caller storage (a buf_t the constructor initialises), the
+ * caller appends the body and ends the frame (frame_send, or reply.c's
+ * batching). Any thread; no Python.
  */
 #ifndef PYPORT_FRAMES_H
 #define PYPORT_FRAMES_H
@@ -21,12 +23,6 @@ void frame_ready(const char *python_version, long os_pid);
 
 /// {env, Pid}: the environment of the pid whose ETF bytes are pid/len was created.
 void frame_env(const char *pid, size_t len);
-
-/// {output, ReqId, Stream, Bytes}: Stream is stdout, stderr, fd1 or fd2.
-void frame_output(int64_t req, const char *stream, const char *bytes, size_t n);
-
-/// {log, Level, Logger, Message}: a Python logging record.
-void frame_log(int level, const char *logger, size_t logger_len, const char *msg, size_t msg_len);
 
 /// {exiting, Status}: the port is about to exit with one of its own statuses.
 /// Writes what is queued, then this frame, and nothing after it; allocates
@@ -58,6 +54,16 @@ typedef struct {
 
 /// {reply, Id} + the info map.
 void frame_info(int64_t id, const frame_info_t *info);
+
+/* ---- frames under a credit window (credit.c): built, then sent by the caller -- */
+
+/// Builds {output, ReqId, Stream, Bytes} in b (caller storage); Stream is
+/// stdout, stderr, fd1 or fd2.
+void frame_output(buf_t *b, int64_t req, const char *stream, const char *bytes, size_t n);
+
+/// Builds {log, Level, Logger, Message} in b (caller storage): a logging record.
+void frame_log(buf_t *b, int level, const char *logger, size_t logger_len, const char *msg,
+               size_t msg_len);
 
 /* ---- frames whose body the caller appends --------------------------------- */
 
@@ -93,6 +99,10 @@ void frame_begin_send_pid(buf_t *b, const char *pid, size_t len);
 
 /// Starts {send, Dest} to a registered name (a binary); the body is the message.
 void frame_begin_send_name(buf_t *b, const char *name, size_t len);
+
+/// Returns the size of the frame in b once its body is complete (what Erlang
+/// sees as byte_size(Frame), and what credit counts).
+size_t frame_size(const buf_t *b);
 
 /// Ends the frame in b and sends it (outbox); b is left empty.
 void frame_send(buf_t *b);

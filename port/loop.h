@@ -1,7 +1,8 @@
 /*
  * The libuv loop thread: reads frames from Erlang while the Python thread is busy
- * (reader.c decides who reads), forwards whatever reaches fd 1/2 as output frames,
- * takes over writing when the pipe to Erlang is full, and runs the exit watchdog.
+ * (reader.c decides who reads), forwards whatever reaches fd 1/2 as output frames
+ * (within the output credit window), takes over writing when the pipe to Erlang
+ * is full, and runs the exit watchdog.
  * It never touches a PyObject.
  */
 #ifndef PYPORT_LOOP_H
@@ -19,9 +20,10 @@ typedef struct {
 /// Starts the loop thread with all signals blocked in it (aborts if it cannot).
 void loop_start(const loop_cfg_t *cfg);
 
-/// Wakes the loop thread (the outbox parked a write, reading changes hands).
-/// Any thread; does nothing before loop_start. main.c hands it to the outbox and
-/// the reader, which never include this file.
+/// Wakes the loop thread (the outbox parked a write, reading changes hands,
+/// credit returned). Any thread; does nothing before loop_start. main.c hands it
+/// to the outbox, the reader and the credit windows, which never include this
+/// file.
 void loop_wake(void);
 
 /// Erlang has gone: exit within exit_grace_ms even if Python is stuck. Any thread.

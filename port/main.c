@@ -23,6 +23,7 @@
 #include "callback.h"
 #include "control.h"
 #include "convert.h"
+#include "credit.h"
 #include "dispatch.h"
 #include "envs.h"
 #include "exits.h"
@@ -322,6 +323,7 @@ int main(int argc, char **argv)
     ctl_init();
     inbox_init();
     outbox_init(g_out_fd, loop_wake);
+    credit_init(loop_wake);
 
     loop_cfg_t lcfg = {
         .in_fd = g_in_fd,

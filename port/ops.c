@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "convert.h"
+#include "credit.h"
 #include "envs.h"
 #include "terms.h"
 
@@ -424,6 +425,25 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
     v = PyDict_GetItemString(opts, "logging");
     if (rc == 0 && v != NULL && v != Py_None) {
         rc = helper1("configure_logging", v);
+    }
+    static const struct {
+        const char *key;
+        credit_kind_t kind;
+    } windows[] = {{"output_window", CREDIT_OUTPUT}, {"send_window", CREDIT_SEND}};
+    for (size_t i = 0; rc == 0 && i < sizeof windows / sizeof windows[0]; i++) {
+        v = PyDict_GetItemString(opts, windows[i].key);
+        if (v == NULL) {
+            continue;
+        }
+        long long bytes = PyLong_Check(v) ? PyLong_AsLongLong(v) : -1;
+        if (bytes < 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be a non-negative integer", windows[i].key);
+            *cause = REPLY_BADARG;
+            rc = -1;
+        } else {
+            credit_set_window(windows[i].kind, bytes);
+        }
     }
     Py_DECREF(opts);
     return rc == 0 ? terms_atom_new("ok", 2) : NULL;

@@ -2,7 +2,8 @@
  * sys.stdout and sys.stderr of a context (see output.h). Output is buffered per
  * stream and sent as {output, ReqId, Stream, Bytes}: at a newline, when the
  * buffer is large, when the request changes, and when the request ends. ReqId 0
- * means "not during a request of this thread". GIL held.
+ * means "not during a request of this thread". Frames go out within the output
+ * credit window: a writer waits for credit with the GIL released. GIL held.
  */
 #include "output.h"
 
@@ -10,6 +11,7 @@
 
 #include "buf.h"
 #include "control.h"
+#include "credit.h"
 #include "frames.h"
 #include "terms.h"
 
@@ -20,6 +22,7 @@ typedef struct {
     const char *stream; /* "stdout" or "stderr" */
     buf_t buf;
     int64_t req;
+    int python_thread; /* the Python thread wrote what buf holds */
 } writer_t;
 
 static writer_t *g_outputs[2]; /* owned */
@@ -29,18 +32,57 @@ static int64_t writer_req(void)
     return ctl_is_python_thread() ? ctl_current() : 0;
 }
 
-static void writer_send(writer_t *o)
+int output_send_metered(buf_t *b, credit_kind_t kind, int interruptible)
 {
-    size_t off = 0;
-    while (off < o->buf.len) {
-        size_t n = o->buf.len - off;
+    size_t size = frame_size(b);
+    int on_python = ctl_is_python_thread();
+    for (;;) {
+        uint64_t seen = credit_seq();
+        if (credit_try(kind, size)) {
+            frame_send(b);
+            return 0;
+        }
+        /* Only the Python thread receives the interrupt signal. */
+        int signals = interruptible && on_python;
+        Py_BEGIN_ALLOW_THREADS
+        credit_wait(seen, signals);
+        Py_END_ALLOW_THREADS
+        if (signals && PyErr_CheckSignals() < 0) {
+            buf_destroy(b);
+            return -1;
+        }
+    }
+}
+
+/* How writer_send waits for credit. */
+typedef enum {
+    SEND_WAIT,           /* wait, running signal handlers on the Python thread */
+    SEND_WITH_THE_ANSWER /* do not wait: charge the window (see output_flush) */
+} send_mode_t;
+
+/* Sends what o holds, in frames of at most OUTPUT_CHUNK bytes. Each chunk leaves
+   the buffer before the wait for credit (which releases the GIL, so another
+   thread may write meanwhile). Returns 0, or -1 with an error set when a signal
+   handler raised during a wait (the rest stays buffered). */
+static int writer_send(writer_t *o, send_mode_t mode)
+{
+    while (o->buf.len > 0) {
+        size_t n = o->buf.len;
         if (n > OUTPUT_CHUNK) {
             n = OUTPUT_CHUNK;
         }
-        frame_output(o->req, o->stream, o->buf.data + off, n);
-        off += n;
+        buf_t f;
+        frame_output(&f, o->req, o->stream, o->buf.data, n);
+        memmove(o->buf.data, o->buf.data + n, o->buf.len - n);
+        o->buf.len -= n;
+        if (mode == SEND_WITH_THE_ANSWER) {
+            credit_charge(CREDIT_OUTPUT, frame_size(&f));
+            frame_send(&f);
+        } else if (output_send_metered(&f, CREDIT_OUTPUT, 1) < 0) {
+            return -1;
+        }
     }
-    o->buf.len = 0;
+    return 0;
 }
 
 static PyObject *writer_write(PyObject *self, PyObject *arg)
@@ -70,13 +112,15 @@ static PyObject *writer_write(PyObject *self, PyObject *arg)
         return r;
     }
     int64_t req = writer_req();
-    if (o->buf.len > 0 && req != o->req) {
-        writer_send(o);
+    if (o->buf.len > 0 && req != o->req && writer_send(o, SEND_WAIT) < 0) {
+        return NULL;
     }
     o->req = req;
+    o->python_thread = ctl_is_python_thread();
     buf_append(&o->buf, s, (size_t)n);
-    if (memchr(s, '\n', (size_t)n) != NULL || o->buf.len >= OUTPUT_CHUNK) {
-        writer_send(o);
+    if ((memchr(s, '\n', (size_t)n) != NULL || o->buf.len >= OUTPUT_CHUNK) &&
+        writer_send(o, SEND_WAIT) < 0) {
+        return NULL;
     }
     return PyLong_FromSsize_t(PyUnicode_GET_LENGTH(arg));
 }
@@ -84,9 +128,8 @@ static PyObject *writer_write(PyObject *self, PyObject *arg)
 static PyObject *writer_flush(PyObject *self, PyObject *unused)
 {
     (void)unused;
-    writer_t *o = (writer_t *)self;
-    if (o->buf.len > 0) {
-        writer_send(o);
+    if (writer_send((writer_t *)self, SEND_WAIT) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -160,6 +203,7 @@ static writer_t *writer_new(const char *stream)
         o->stream = stream;
         buf_init(&o->buf, 256);
         o->req = 0;
+        o->python_thread = 0;
     }
     return o;
 }
@@ -167,8 +211,8 @@ static writer_t *writer_new(const char *stream)
 void output_flush(void)
 {
     for (int i = 0; i < 2; i++) {
-        if (g_outputs[i] != NULL && g_outputs[i]->buf.len > 0) {
-            writer_send(g_outputs[i]);
+        if (g_outputs[i] != NULL && g_outputs[i]->python_thread) {
+            writer_send(g_outputs[i], SEND_WITH_THE_ANSWER);
         }
     }
 }

@@ -30,6 +30,7 @@ static const proto_op_info_t g_ops[OP_COUNT] = {
     [OP_GETATTR]        = {"getattr",        6,    1, 1, ON_PYTHON}, /* {getattr, Id, Pid, Parent, Ref, Name} */
     [OP_RELEASE]        = {"release",        2,    0, 0, ON_PYTHON}, /* {release, Ref} */
     [OP_SETUP]          = {"setup",          3,    1, 0, ON_PYTHON}, /* {setup, Id, Opts} */
+    [OP_CREDIT]         = {"credit",         3,    0, 0, ON_LOOP},   /* {credit, output|send, Bytes} */
 };
 /* clang-format on */
 

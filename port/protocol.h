@@ -31,6 +31,7 @@ typedef enum {
     OP_GETATTR,
     OP_RELEASE,
     OP_SETUP,
+    OP_CREDIT,
     OP_COUNT
 } proto_op_t;
 

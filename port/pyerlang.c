@@ -15,6 +15,7 @@
 #include "convert.h"
 #include "envs.h"
 #include "frames.h"
+#include "output.h"
 #include "terms.h"
 #include "worker.h"
 
@@ -84,7 +85,9 @@ static PyObject *mod_send(PyObject *self, PyObject *args)
         buf_destroy(&b);
         return NULL;
     }
-    frame_send(&b);
+    if (output_send_metered(&b, CREDIT_SEND, 1) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

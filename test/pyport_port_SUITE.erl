@@ -33,7 +33,12 @@
          nul_in_code_is_badarg/1, nul_in_names_is_badarg/1, atom_with_nul_round_trips/1,
          system_exit_in_a_coroutine_is_its_error/1,
          framing_lost_is_announced_before_exit_66/1, out_of_memory_is_announced_before_exit_67/1,
-         crash_file_gets_the_fault_dump/1, unopenable_crash_file_exits_64/1]).
+         crash_file_gets_the_fault_dump/1, unopenable_crash_file_exits_64/1,
+         thread_output_waits_for_credit/1, fd_output_waits_for_credit/1,
+         log_records_wait_for_credit/1, sends_wait_for_their_own_credit/1,
+         cancel_reaches_a_request_blocked_on_credit/1,
+         frame_larger_than_the_window_goes_alone/1, no_window_means_no_limit/1,
+         bad_window_is_badarg/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
          env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
          not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
@@ -55,7 +60,12 @@
          nul_in_code_is_badarg/0, nul_in_names_is_badarg/0, atom_with_nul_round_trips/0,
          system_exit_in_a_coroutine_is_its_error/0,
          framing_lost_is_announced_before_exit_66/0, out_of_memory_is_announced_before_exit_67/0,
-         crash_file_gets_the_fault_dump/0, unopenable_crash_file_exits_64/0]).
+         crash_file_gets_the_fault_dump/0, unopenable_crash_file_exits_64/0,
+         thread_output_waits_for_credit/0, fd_output_waits_for_credit/0,
+         log_records_wait_for_credit/0, sends_wait_for_their_own_credit/0,
+         cancel_reaches_a_request_blocked_on_credit/0,
+         frame_larger_than_the_window_goes_alone/0, no_window_means_no_limit/0,
+         bad_window_is_badarg/0]).
 
 %% How long a new port may take to say ready (Python start-up, sanitizer build).
 -define(READY_TIMEOUT, 30000).
@@ -70,13 +80,24 @@
 -define(EXIT_DEADLINE_MS, 1000).
 %% How long a bad command line may take to be refused.
 -define(EXIT_STATUS_TIMEOUT, 30000).
+%% A producer held by its credit window sends nothing more: frames are collected
+%% until none has come for this long.
+-define(QUIET_MS, 500).
+%% Credit windows of the flow-control cases (bytes).
+-define(WINDOW, 1000).
+%% Python: runs f in a daemon thread a moment later, after the request that
+%% starts it has been answered (so the test sees every frame it sends).
+-define(START_LATER, "def start_later(f):\n"
+                     "    t = threading.Timer(0.2, f)\n"
+                     "    t.daemon = True\n"
+                     "    t.start()\n").
 
 suite() ->
     [{timetrap, {minutes, 10}}].
 
 all() ->
     [{group, replies}, {group, malformed}, {group, control}, {group, lifecycle},
-     {group, hardening}].
+     {group, hardening}, {group, flow_control}].
 
 groups() ->
     [{replies, [],
@@ -103,7 +124,12 @@ groups() ->
        nul_in_code_is_badarg, nul_in_names_is_badarg, atom_with_nul_round_trips,
        system_exit_in_a_coroutine_is_its_error,
        framing_lost_is_announced_before_exit_66, out_of_memory_is_announced_before_exit_67,
-       crash_file_gets_the_fault_dump, unopenable_crash_file_exits_64]}].
+       crash_file_gets_the_fault_dump, unopenable_crash_file_exits_64]},
+     {flow_control, [],
+      [thread_output_waits_for_credit, fd_output_waits_for_credit, log_records_wait_for_credit,
+       sends_wait_for_their_own_credit, cancel_reaches_a_request_blocked_on_credit,
+       frame_larger_than_the_window_goes_alone, no_window_means_no_limit,
+       bad_window_is_badarg]}].
 
 init_per_suite(Config) ->
     Exe = executable(),
@@ -839,6 +865,150 @@ unopenable_crash_file_exits_64(Config) ->
     ?assertEqual(64, exit_status(Port)).
 
 %%% ===========================================================================
+%%% Flow control: output, log and send frames within the credit windows
+%%% ===========================================================================
+
+thread_output_waits_for_credit() ->
+    [{doc, "A Python thread printing in a loop sends no more than output_window bytes of "
+           "frames ahead of credit; each {credit, output, Bytes} lets it go on, and no line "
+           "is lost or reordered."}].
+thread_output_waits_for_credit(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{output_window => ?WINDOW}),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import threading\n"
+                                                   ?START_LATER
+                                                   "def spam():\n"
+                                                   "    i = 0\n"
+                                                   "    while True:\n"
+                                                   "        print('line %06d ' % i + 'x' * 40)\n"
+                                                   "        i += 1\n"
+                                                   "start_later(spam)\n">>)
+                                end),
+    Lines = held_by_credit(Port, output, fun output_lines/1, 4),
+    ?assertEqual(lists:seq(0, length(Lines) - 1), Lines),
+    close(Port).
+
+fd_output_waits_for_credit() ->
+    [{doc, "Bytes a thread writes to fd 1 are read only within the output window: the "
+           "writer blocks on the full pipe until credit returns, and nothing is lost."}].
+fd_output_waits_for_credit(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{output_window => ?WINDOW}),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import os, threading\n"
+                                                   ?START_LATER
+                                                   "def spam():\n"
+                                                   "    i = 0\n"
+                                                   "    while True:\n"
+                                                   "        os.write(1, b'%09d;' % i)\n"
+                                                   "        i += 1\n"
+                                                   "start_later(spam)\n">>)
+                                end),
+    Counts = held_by_credit(Port, output, fun fd_numbers/1, 4),
+    ?assertEqual(lists:seq(0, length(Counts) - 1), Counts),
+    close(Port).
+
+log_records_wait_for_credit() ->
+    [{doc, "logging records (log frames) share the output window."}].
+log_records_wait_for_credit(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{output_window => ?WINDOW, logging => 20}),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import logging, threading\n"
+                                                   ?START_LATER
+                                                   "def spam():\n"
+                                                   "    i = 0\n"
+                                                   "    while True:\n"
+                                                   "        logging.getLogger('t').info('rec %d', i)\n"
+                                                   "        i += 1\n"
+                                                   "start_later(spam)\n">>)
+                                end),
+    Recs = held_by_credit(Port, output, fun log_numbers/1, 3),
+    ?assertEqual(lists:seq(0, length(Recs) - 1), Recs),
+    close(Port).
+
+sends_wait_for_their_own_credit() ->
+    [{doc, "erlang.send frames stay within send_window and wait for {credit, send, _}; "
+           "output credit does not release them."}].
+sends_wait_for_their_own_credit(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{send_window => ?WINDOW}),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import erlang, threading\n"
+                                                   ?START_LATER
+                                                   "def start(pid):\n"
+                                                   "    def spam():\n"
+                                                   "        i = 0\n"
+                                                   "        while True:\n"
+                                                   "            erlang.send(pid, ('n', i))\n"
+                                                   "            i += 1\n"
+                                                   "    start_later(spam)\n">>)
+                                end),
+    {reply, none} = request(Port, fun(Id) -> {call, Id, self(), 0, '__main__', start, [self()],
+                                              #{}} end),
+    First = [F || F = {{send, _}, _, _} <- frames_until_quiet(Port)],
+    ?assert(First =/= []),
+    ?assert(sizes(First) =< ?WINDOW),
+    send(Port, {credit, output, 100000}),
+    ?assertEqual([], [F || F = {{send, _}, _, _} <- frames_until_quiet(Port)]),
+    Ns = held_by_credit(Port, send, fun send_numbers/1, 3, sizes(First), lists:reverse(First)),
+    ?assertEqual(lists:seq(0, length(Ns) - 1), Ns),
+    close(Port).
+
+cancel_reaches_a_request_blocked_on_credit() ->
+    [{doc, "A request whose print waits for output credit is still cancelled: it answers "
+           "RequestTimeout without any credit returned."}].
+cancel_reaches_a_request_blocked_on_credit(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{output_window => ?WINDOW}),
+    send(Port, exec(30, <<"while True: print('y' * 100)">>)),
+    Out = [F || F = {{output, 30, stdout, _}, _, _} <- frames_until_quiet(Port)],
+    ?assert(Out =/= []),
+    ?assert(sizes(Out) =< ?WINDOW),
+    send(Port, {cancel, 30}),
+    {error, {pyerr, "RequestTimeout", _, _}, _} = answer(Port, 30),
+    close(Port).
+
+frame_larger_than_the_window_goes_alone() ->
+    [{doc, "A frame larger than the whole window is sent once nothing is in flight (never "
+           "a deadlock), and the next waits for its credit."}].
+frame_larger_than_the_window_goes_alone(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{output_window => 100}),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import threading\n"
+                                                   ?START_LATER
+                                                   "def big():\n"
+                                                   "    for i in range(3): print(str(i) * 500)\n"
+                                                   "start_later(big)\n">>)
+                                end),
+    [{{output, 0, stdout, <<"000", _/binary>>}, _, Size1}] = output_only(frames_until_quiet(Port)),
+    ?assert(Size1 > 100),
+    send(Port, {credit, output, Size1}),
+    [{{output, 0, stdout, <<"111", _/binary>>}, _, _}] = output_only(frames_until_quiet(Port)),
+    close(Port).
+
+no_window_means_no_limit() ->
+    [{doc, "Without output_window (or with 0) output is not held: 300 lines of 100 bytes "
+           "arrive with no credit returned."}].
+no_window_means_no_limit(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{output_window => 0}),
+    {reply, ok, Before} =
+        answer_after(Port, fun(Id) -> exec(Id, <<"for i in range(300): print('z' * 100)">>) end),
+    ?assertEqual(300, length([B || {{output, _, stdout, B}, none} <- Before])),
+    close(Port).
+
+bad_window_is_badarg() ->
+    [{doc, "A window that is not a non-negative integer is refused by setup with badarg."}].
+bad_window_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {setup, Id, #{output_window => -1}} end),
+    badarg(Port, fun(Id) -> {setup, Id, #{send_window => big}} end),
+    close(Port).
+
+%%% ===========================================================================
 %%% Helpers
 %%% ===========================================================================
 
@@ -877,6 +1047,70 @@ send(Port, Term) ->
 
 send_raw(Port, Bytes) ->
     true = port_command(Port, Bytes).
+
+%%% Flow-control helpers ------------------------------------------------------
+
+set_windows(Port, Opts) ->
+    {reply, ok} = request(Port, fun(Id) -> {setup, Id, Opts} end).
+
+%% Frames (with their sizes, as credit counts them) until none comes for QUIET_MS.
+frames_until_quiet(Port) ->
+    receive
+        {Port, {data, Frame}} ->
+            {H, B} = split(Frame),
+            [{H, B, byte_size(Frame)} | frames_until_quiet(Port)];
+        {Port, {exit_status, S}} ->
+            ct:fail({port_exited, S})
+    after ?QUIET_MS ->
+        []
+    end.
+
+sizes(Frames) -> lists:sum([S || {_, _, S} <- Frames]).
+
+output_only(Frames) -> [F || F = {{output, _, _, _}, _, _} <- Frames].
+
+%% The producer holds at most WINDOW bytes of frames of Kind ahead of credit;
+%% returning the credit of a batch lets the next one out. Rounds batches are
+%% checked; returns the producer's sequence numbers (Numbers extracts them).
+held_by_credit(Port, Kind, Numbers, Rounds) ->
+    held_by_credit(Port, Kind, Numbers, Rounds, 0, []).
+
+held_by_credit(Port, Kind, Numbers, Rounds, _, Seen) when Rounds =:= 0 ->
+    Numbers(lists:reverse(Seen));
+held_by_credit(Port, Kind, Numbers, Rounds, Credit, Seen) ->
+    Credit > 0 andalso send(Port, {credit, Kind, Credit}),
+    Batch = [F || F <- frames_until_quiet(Port), counted(Kind, F)],
+    ct:log("~p: ~b frames, ~b bytes", [Kind, length(Batch), sizes(Batch)]),
+    ?assert(Batch =/= []),
+    ?assert(sizes(Batch) =< ?WINDOW),
+    held_by_credit(Port, Kind, Numbers, Rounds - 1, sizes(Batch), lists:reverse(Batch, Seen)).
+
+counted(output, {{output, _, _, _}, _, _}) -> true;
+counted(output, {{log, _, _, _}, _, _}) -> true;
+counted(send, {{send, _}, _, _}) -> true;
+counted(_, _) -> false.
+
+%% 'line NNNNNN xxx...' printed lines, in order.
+output_lines(Frames) ->
+    Text = iolist_to_binary([B || {{output, _, stdout, B}, _, _} <- Frames]),
+    [binary_to_integer(N) || <<"line ", N:6/binary, _/binary>>
+                                 <- binary:split(Text, <<"\n">>, [global, trim])].
+
+%% 'NNNNNNNNN;' records written to fd 1, in order (a record cut by the last
+%% frame, its rest not read yet, is left out).
+fd_numbers(Frames) ->
+    Text = iolist_to_binary([B || {{output, 0, fd1, B}, _, _} <- Frames]),
+    Whole = binary:part(Text, 0, case binary:matches(Text, <<";">>) of
+                                     [] -> 0;
+                                     Ms -> element(1, lists:last(Ms)) + 1
+                                 end),
+    [binary_to_integer(N) || N <- binary:split(Whole, <<";">>, [global, trim])].
+
+log_numbers(Frames) ->
+    [binary_to_integer(N) || {{log, _, <<"t">>, <<"rec ", N/binary>>}, _, _} <- Frames].
+
+send_numbers(Frames) ->
+    [N || {{send, _}, {<<"n">>, N}, _} <- Frames].
 
 %% The next frame as {Header, Body | none}; the body is the second term, if any.
 next_frame(Port) ->

@@ -180,20 +180,26 @@ static void test_frame_too_large_layout(void)
 static void test_frame_output_layout(void)
 {
     frame_in_t f;
-    frame_output(12, "fd2", "a\0b\n", 4);
+    buf_t b;
+    frame_output(&b, 12, "fd2", "a\0b\n", 4);
+    size_t size = frame_size(&b);
+    frame_send(&b);
     if (one_frame(&f) == 0) {
         expect_header(&f, 4, "output");
         expect_long(&f, 12);
         expect_atom(&f, "fd2");
         expect_binary(&f, "a\0b\n", 4);
         expect_end(&f);
+        CHECK_UINT_EQ(size, f.len);
     }
 }
 
 static void test_frame_log_layout(void)
 {
     frame_in_t f;
-    frame_log(30, "app.db", 6, "slow query", 10);
+    buf_t b;
+    frame_log(&b, 30, "app.db", 6, "slow query", 10);
+    frame_send(&b);
     if (one_frame(&f) == 0) {
         expect_header(&f, 4, "log");
         expect_long(&f, 30);

@@ -122,6 +122,7 @@ static const op_case_t g_op_cases[] = {
     {OP_STREAM, "stream", 6, 1, 1, "piai"},   {OP_STREAM_ACK, "stream_ack", 3, 0, 0, "ii"},
     {OP_METHOD, "method", 8, 1, 1, "piaalm"}, {OP_GETATTR, "getattr", 6, 1, 1, "piaa"},
     {OP_RELEASE, "release", 2, 0, 0, "a"},    {OP_SETUP, "setup", 3, 1, 0, "m"},
+    {OP_CREDIT, "credit", 3, 0, 0, "ai"},
 };
 
 #define N_OP_CASES (sizeof g_op_cases / sizeof g_op_cases[0])
@@ -139,6 +140,7 @@ static void test_proto_op_table_matches_protocol_doc(void)
     CHECK_INT_EQ(proto_op_info(OP_CANCEL)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_INTERRUPT)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_INFO)->where, ON_LOOP);
+    CHECK_INT_EQ(proto_op_info(OP_CREDIT)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_CALL)->where, ON_PYTHON);
     CHECK_INT_EQ(proto_op_info(OP_EVAL)->where, ON_PYTHON);
     CHECK_INT_EQ(proto_op_info(OP_EXEC)->where, ON_PYTHON);
