@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "atoms.h"
 #include "etf.h"
 #include "frames.h"
 #include "protocol.h"
@@ -29,6 +30,11 @@ static conv_from_ref_fn g_from_ref;
 
 /* Erlang refuses bigger integers; refusing them here gives a clear error. */
 #define CONV_MAX_BIG_BYTES (1 << 20)
+
+void conv_set_atom_budget(int64_t remaining)
+{
+    atoms_set_budget(remaining);
+}
 
 void conv_set_max_depth(int depth)
 {
@@ -161,6 +167,9 @@ static int decode_atom(const char *buf, int *index, char *out, size_t *len)
     out[o] = '\0';
     *len = o;
     *index += (int)(hdr + n);
+    if (atoms_limited()) {
+        atoms_known(NULL, out, o, 0);
+    }
     return 0;
 }
 
@@ -286,6 +295,10 @@ static PyObject *opaque(PyTypeObject *type, const conv_in_t *in, int *index)
     int start = *index;
     if (skip(in, index) < 0) {
         return bad("malformed term");
+    }
+    if (atoms_limited()) {
+        /* The node names and other atoms inside came from Erlang. */
+        etf_each_atom(in->buf, in->len, (size_t)start, g_max_depth + 2, atoms_known, NULL);
     }
     return terms_new(type, buf + start, (size_t)(*index - start));
 }
@@ -680,6 +693,16 @@ PyObject *conv_kwargs(const char *buf, size_t len, int *index)
 
 static int from_py(buf_t *b, PyObject *o, int depth);
 
+/* Raises erlang.AtomLimitError for value o (an Atom, or a Term holding atoms). */
+static int atom_limit(PyObject *o)
+{
+    PyErr_Format(terms_AtomLimitError,
+                 "the atom budget of this context (max_atoms) is used up: %R would add a new "
+                 "atom to the Erlang node",
+                 o);
+    return -1;
+}
+
 static int encode_str(buf_t *b, PyObject *o)
 {
     Py_ssize_t n;
@@ -852,12 +875,19 @@ static int from_py(buf_t *b, PyObject *o, int depth)
             PyErr_SetString(PyExc_ValueError, "an atom has at most 255 characters");
             return -1;
         }
+        if (atoms_use(NULL, s, (size_t)n, 0) < 0) {
+            return atom_limit(o);
+        }
         proto_atom_len(b, s, (size_t)n);
         return 0;
     }
     const char *etf;
     Py_ssize_t etf_len;
     if (terms_bytes(o, &etf, &etf_len)) {
+        if (atoms_limited() &&
+            etf_each_atom(etf, (size_t)etf_len, 0, g_max_depth + 2, atoms_use, NULL) == -2) {
+            return atom_limit(o);
+        }
         proto_raw(b, etf, (size_t)etf_len);
         return 0;
     }

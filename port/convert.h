@@ -11,10 +11,16 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdint.h>
+
 #include "buf.h"
 
 /// Sets the nesting limit for both directions (default PYPORT_DEFAULT_MAX_DEPTH).
 void conv_set_max_depth(int depth);
+
+/// Sets how many new atom names the codec may still send (-1: no limit; see
+/// atoms.h). Encoding a new name past it fails with erlang.AtomLimitError.
+void conv_set_atom_budget(int64_t remaining);
 
 /// Hooks that issue object references: `to_ref` encodes an object with no Erlang
 /// form (returns 0, or -1 with an error set); `from_ref` turns a {py_ref, ...}

@@ -426,6 +426,18 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
     if (rc == 0 && v != NULL && v != Py_None) {
         rc = helper1("configure_logging", v);
     }
+    v = PyDict_GetItemString(opts, "max_atoms");
+    if (rc == 0 && v != NULL) {
+        long long atoms = PyLong_Check(v) ? PyLong_AsLongLong(v) : -1;
+        if (atoms < 0) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "max_atoms must be a non-negative integer");
+            *cause = REPLY_BADARG;
+            rc = -1;
+        } else {
+            conv_set_atom_budget(atoms);
+        }
+    }
     static const struct {
         const char *key;
         credit_kind_t kind;

@@ -37,7 +37,7 @@ PyObject *op_getattr(op_args_t *a, reply_cause_t *cause);
 /// {stream, Id, Pid, Source, Window}: returns the iterable; sets *window.
 PyObject *op_stream_source(op_args_t *a, reply_cause_t *cause, long *window);
 /// {setup, Id, Opts}: context pid, preload, venv, logging, output and send credit
-/// windows. Returns the atom ok.
+/// windows, atom budget. Returns the atom ok.
 PyObject *op_setup(op_args_t *a, reply_cause_t *cause);
 
 #endif

@@ -15,6 +15,7 @@
 
 PyObject *terms_RequestTimeout;
 PyObject *terms_Error;
+PyObject *terms_AtomLimitError;
 
 /* ---- Atom: a str subclass that converts back to an atom ----------------- */
 
@@ -243,7 +244,16 @@ int terms_init(void)
         "An Erlang exception in a function called with erlang.call; args are "
         "(class, reason), e.g. (erlang.Atom('error'), erlang.Atom('badarith')).",
         PyExc_Exception, NULL);
-    return terms_Error != NULL ? 0 : -1;
+    if (terms_Error == NULL) {
+        return -1;
+    }
+    terms_AtomLimitError = PyErr_NewExceptionWithDoc(
+        "erlang.AtomLimitError",
+        "Raised when a value to send to Erlang holds an atom name that would exceed "
+        "the context's atom budget (max_atoms): Erlang's atom table is never "
+        "garbage-collected, so new atoms from Python are bounded.",
+        PyExc_ValueError, NULL);
+    return terms_AtomLimitError != NULL ? 0 : -1;
 }
 
 static int add(PyObject *m, const char *name, PyObject *obj)
@@ -262,7 +272,8 @@ int terms_add_to(PyObject *m)
         add(m, "Term", (PyObject *)&terms_TermType) < 0 ||
         add(m, "Pid", (PyObject *)&terms_PidType) < 0 ||
         add(m, "Ref", (PyObject *)&terms_RefType) < 0 ||
-        add(m, "RequestTimeout", terms_RequestTimeout) < 0 || add(m, "Error", terms_Error) < 0) {
+        add(m, "RequestTimeout", terms_RequestTimeout) < 0 || add(m, "Error", terms_Error) < 0 ||
+        add(m, "AtomLimitError", terms_AtomLimitError) < 0) {
         return -1;
     }
     return 0;

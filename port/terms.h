@@ -2,7 +2,7 @@
  * The Python types that carry Erlang terms through Python, which the codec
  * builds and tests: Atom (a str subclass), Term (any term kept as its ETF bytes),
  * and its subclasses Pid and Ref; and the exceptions the port raises in Python
- * (RequestTimeout, Error). The erlang module (pyerlang.c) exposes them. Any
+ * (RequestTimeout, Error, AtomLimitError). The erlang module (pyerlang.c) exposes them. Any
  * thread holding the GIL.
  */
 #ifndef PYPORT_TERMS_H
@@ -28,6 +28,10 @@ extern PyObject *terms_RequestTimeout;
 
 /// The exception raised for an Erlang exception in erlang.call (erlang.Error).
 extern PyObject *terms_Error;
+
+/// The exception raised when a value to send would exceed the atom budget
+/// (erlang.AtomLimitError, a ValueError).
+extern PyObject *terms_AtomLimitError;
 
 /// Readies the types and creates the exceptions, once (the erlang module's
 /// init calls it). Returns 0, or -1 with a Python error set.

@@ -38,7 +38,9 @@
          log_records_wait_for_credit/1, sends_wait_for_their_own_credit/1,
          cancel_reaches_a_request_blocked_on_credit/1,
          frame_larger_than_the_window_goes_alone/1, no_window_means_no_limit/1,
-         bad_window_is_badarg/1]).
+         bad_window_is_badarg/1,
+         atom_budget_bounds_new_atoms/1, atom_budget_spares_known_atoms/1,
+         atom_budget_covers_terms_and_replies/1, bad_atom_budget_is_badarg/1]).
 -export([ready_frame_comes_first/0, call_eval_exec_reply/0, python_error_reply/0,
          env_frame_once_per_pid/0, every_request_gets_exactly_one_reply/0,
          not_etf_is_dropped/0, compressed_etf_is_not_run/0, non_tuple_is_dropped/0,
@@ -65,7 +67,9 @@
          log_records_wait_for_credit/0, sends_wait_for_their_own_credit/0,
          cancel_reaches_a_request_blocked_on_credit/0,
          frame_larger_than_the_window_goes_alone/0, no_window_means_no_limit/0,
-         bad_window_is_badarg/0]).
+         bad_window_is_badarg/0,
+         atom_budget_bounds_new_atoms/0, atom_budget_spares_known_atoms/0,
+         atom_budget_covers_terms_and_replies/0, bad_atom_budget_is_badarg/0]).
 
 %% How long a new port may take to say ready (Python start-up, sanitizer build).
 -define(READY_TIMEOUT, 30000).
@@ -85,6 +89,9 @@
 -define(QUIET_MS, 500).
 %% Credit windows of the flow-control cases (bytes).
 -define(WINDOW, 1000).
+%% Atom budget of the atom cases, and how many new atoms Python tries.
+-define(MAX_ATOMS, 1000).
+-define(ATOM_TRIES, 100000).
 %% Python: runs f in a daemon thread a moment later, after the request that
 %% starts it has been answered (so the test sees every frame it sends).
 -define(START_LATER, "def start_later(f):\n"
@@ -97,7 +104,7 @@ suite() ->
 
 all() ->
     [{group, replies}, {group, malformed}, {group, control}, {group, lifecycle},
-     {group, hardening}, {group, flow_control}].
+     {group, hardening}, {group, flow_control}, {group, atoms}].
 
 groups() ->
     [{replies, [],
@@ -129,7 +136,10 @@ groups() ->
       [thread_output_waits_for_credit, fd_output_waits_for_credit, log_records_wait_for_credit,
        sends_wait_for_their_own_credit, cancel_reaches_a_request_blocked_on_credit,
        frame_larger_than_the_window_goes_alone, no_window_means_no_limit,
-       bad_window_is_badarg]}].
+       bad_window_is_badarg]},
+     {atoms, [],
+      [atom_budget_bounds_new_atoms, atom_budget_spares_known_atoms,
+       atom_budget_covers_terms_and_replies, bad_atom_budget_is_badarg]}].
 
 init_per_suite(Config) ->
     Exe = executable(),
@@ -1006,6 +1016,83 @@ bad_window_is_badarg(Config) ->
     Port = open_ready(Config),
     badarg(Port, fun(Id) -> {setup, Id, #{output_window => -1}} end),
     badarg(Port, fun(Id) -> {setup, Id, #{send_window => big}} end),
+    close(Port).
+
+%%% ===========================================================================
+%%% The atom budget
+%%% ===========================================================================
+
+atom_budget_bounds_new_atoms() ->
+    [{doc, "Python creating 100,000 new atoms with max_atoms 1000: at most 1000 distinct "
+           "new atom names reach Erlang, and the next one raises erlang.AtomLimitError (a "
+           "ValueError) in the operation that tried."}].
+atom_budget_bounds_new_atoms(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{max_atoms => ?MAX_ATOMS}),
+    {reply, ok} = request(Port, fun(Id) ->
+                                        exec(Id, <<"import erlang\n"
+                                                   "def flood(pid, n):\n"
+                                                   "    for i in range(n):\n"
+                                                   "        try:\n"
+                                                   "            erlang.send(pid, erlang.Atom('pyport_t_%d' % i))\n"
+                                                   "        except erlang.AtomLimitError as e:\n"
+                                                   "            return (i, isinstance(e, ValueError))\n"
+                                                   "    return (n, False)\n">>)
+                                end),
+    {reply, {Stopped, true}, Before} =
+        answer_after(Port, fun(Id) -> {call, Id, self(), 0, '__main__', flood,
+                                        [self(), ?ATOM_TRIES], #{}} end),
+    Sent = lists:usort([A || {{send, _}, A} <- Before, is_atom(A)]),
+    ?assertEqual(?MAX_ATOMS, Stopped),
+    ?assertEqual(?MAX_ATOMS, length(Sent)),
+    %% A name sent before is free to send again; a new one is not.
+    {reply, ok, Again} = answer_after(Port, fun(Id) -> exec(Id, <<"erlang.send(erlang.self(), erlang.Atom('pyport_t_7'))">>) end),
+    ?assertEqual(['pyport_t_7'], [A || {{send, _}, A} <- Again]),
+    {error, {pyerr, "AtomLimitError", _, _}} =
+        request(Port, fun(Id) -> exec(Id, <<"erlang.send(erlang.self(), erlang.Atom('brand_new'))">>) end),
+    close(Port).
+
+atom_budget_spares_known_atoms() ->
+    [{doc, "Atoms that came from Erlang (arguments, names, node names of pids) go back "
+           "without using the budget, even when it is used up."}].
+atom_budget_spares_known_atoms(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{max_atoms => 0}),
+    Sent = {'pyport_known_atom', [self()], #{key => value}},
+    ?assertEqual({reply, Sent}, request(Port, fun(Id) -> {eval, Id, self(), 0, <<"x">>,
+                                                          #{x => Sent}} end)),
+    ?assertEqual({reply, [true, false, none, nan]},
+                 request(Port, fun(Id) -> eval(Id, <<"[True, False, None, float('nan')]">>) end)),
+    {error, {pyerr, "AtomLimitError", _, _}} =
+        request(Port, fun(Id) -> eval(Id, <<"__import__('erlang').atom('never_seen_here')">>) end),
+    close(Port).
+
+atom_budget_covers_terms_and_replies() ->
+    [{doc, "erlang.Term bytes holding a new atom, a reply, a stream item and erlang.call "
+           "arguments are all refused past the budget, with AtomLimitError."}].
+atom_budget_covers_terms_and_replies(Config) ->
+    Port = open_ready(Config),
+    set_windows(Port, #{max_atoms => 0}),
+    Etf = term_to_binary({fresh_atom_in_term_bytes}),
+    {error, {pyerr, "AtomLimitError", _, _}} =
+        request(Port, fun(Id) -> {eval, Id, self(), 0, <<"__import__('erlang').Term(b)">>,
+                                  #{b => {bytes, Etf}}} end),
+    {error, {pyerr, "AtomLimitError", _, _}} =
+        request(Port, fun(Id) -> {stream, Id, self(), 0,
+                                  {eval, <<"iter([__import__('erlang').atom('s_new')])">>, #{}},
+                                  4} end),
+    {error, {pyerr, "AtomLimitError", _, _}} =
+        request(Port, fun(Id) -> eval(Id, <<"__import__('erlang').call('f', "
+                                            "__import__('erlang').atom('cb_new'))">>) end),
+    alive(Port),
+    close(Port).
+
+bad_atom_budget_is_badarg() ->
+    [{doc, "A max_atoms that is not a non-negative integer is refused by setup with badarg."}].
+bad_atom_budget_is_badarg(Config) ->
+    Port = open_ready(Config),
+    badarg(Port, fun(Id) -> {setup, Id, #{max_atoms => -5}} end),
+    badarg(Port, fun(Id) -> {setup, Id, #{max_atoms => infinity}} end),
     close(Port).
 
 %%% ===========================================================================
