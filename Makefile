@@ -10,7 +10,7 @@ DEB_PACKAGES := gcc libc6-dev make cmake pkg-config erlang-nox erlang-dev \
 
 APP_DIR := $(BUILD)/pyport
 
-.PHONY: all deps configure build test test-fast demo bench rebar-priv clean
+.PHONY: all deps configure build test test-fast demo bench soak rebar-priv clean
 
 all: build
 
@@ -41,6 +41,12 @@ bench: build
 	cmake --build $(BUILD) --target bench_echo -j $(JOBS)
 	escript bench/bench.escript $(BUILD)
 	escript bench/plot.escript $$(ls -t bench/results/*.term | head -1) docs/performance.svg
+
+# Half an hour of everything at once (not in CI): calls, callbacks, streams,
+# timeouts, restarts, kills and floods; lost/duplicated must be 0.
+SOAK_SECONDS ?= 1800
+soak: build
+	escript bench/soak.escript $(BUILD) $(SOAK_SECONDS)
 
 # For rebar3 (rebar.config): the port program and its Python helpers in ./priv.
 rebar-priv:

@@ -311,16 +311,15 @@ stream_cancel(Ref) -> py_stream:cancel(Ref).
 
 %% @doc Calls method `Method' of the referenced object with `Args'.
 -spec call_method(tuple(), atom() | binary() | string(), list()) -> py_result().
-call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx), is_list(Args) ->
-    case py_protocol:name(Method) of
-        {error, badarg} -> {error, {badarg, "method name must be an atom, binary or string"}};
-        Name ->
+call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx) ->
+    case py_args:check([py_args:name("method", Method), py_args:args(Args)]) of
+        {ok, [Name, A]} ->
             Self = self(),
             py_request:run(Ctx, Self,
-                           fun(Id, Parent) ->
-                                   py_protocol:method(Id, Self, Parent, Ref, Name, Args, #{})
-                           end,
-                           infinity)
+                           fun(Id, Parent) -> py_protocol:method(Id, Self, Parent, Ref, Name, A, #{}) end,
+                           infinity);
+        Error ->
+            Error
     end;
 call_method(_, _, _) ->
     {error, {badarg, "not an object reference"}}.
@@ -328,8 +327,9 @@ call_method(_, _, _) ->
 %% @doc Attribute `Name' of the referenced object.
 -spec getattr(tuple(), atom() | binary() | string()) -> py_result().
 getattr({py_ref, Ctx, _, _, _} = Ref, Name0) when is_pid(Ctx) ->
-    case py_protocol:name(Name0) of
-        {error, badarg} -> {error, {badarg, "attribute name must be an atom, binary or string"}};
+    case py_args:name("attribute", Name0) of
+        {error, _} = Error ->
+            Error;
         Name ->
             Self = self(),
             py_request:run(Ctx, Self,
@@ -449,7 +449,7 @@ configure_logging() -> configure_logging(#{}).
 configure_logging(Opts) ->
     Level = python_level(maps:get(level, Opts, info)),
     Results = [apply_setting(Pool, logging, Level) || Pool <- py_context_router:pools()],
-    ok = py_context_router:set_setting('$all', logging, Level),   % pools started later
+    ok = py_settings:set('$all', logging, Level),   % pools started later
     first_error(Results).
 
 python_level(emergency) -> 50;
@@ -467,7 +467,7 @@ python_level(N) when is_integer(N) -> N.
 apply_setting(Pool, Key, Value) ->
     Results = [py_context:setup(Ctx, #{Key => Value}) || Ctx <- py_context_router:contexts(Pool)],
     case first_error(Results) of
-        ok -> py_context_router:set_setting(Pool, Key, Value);
+        ok -> py_settings:set(Pool, Key, Value);
         Error -> Error
     end.
 

@@ -1,55 +1,57 @@
 %% @doc Erlang functions callable from Python (`erlang.call(Name, *Args)',
 %% `erlang.Name(*Args)'). The registry is a public ETS table read on every
-%% callback; registration goes through py_context_router, which owns it. A
+%% callback (created once by the application's top supervisor). A
 %% callback runs in the Erlang process waiting for the request that made it (so
 %% `self()', its group leader and its bound contexts are the caller's, and nested
 %% py:call/eval/exec use the caller's environment), or, for callbacks from Python
 %% threads or from requests nobody waits for, in a fresh process.
 -module(py_callback).
 
--export([register/2, unregister/1, run/3, spawn_handler/4, table/0]).
+-export([new_table/0, register/2, unregister/1, run/4, spawn_handler/4]).
 
 -define(TABLE, py_callbacks).
 
-%% @doc The name of the registry table (created by py_context_router).
--spec table() -> atom().
-table() -> ?TABLE.
+%% @doc Creates the registry (once, by the application's top supervisor).
+-spec new_table() -> ok.
+new_table() ->
+    _ = ets:new(?TABLE, [named_table, public, set, {read_concurrency, true}]),
+    ok.
 
 %% @doc Registers `Fun' (called with the list of arguments) or `{Module, Function}'
 %% (called as `Module:Function(Args)') under `Name'.
 -spec register(atom() | binary(), fun((list()) -> term()) | {module(), atom()}) -> ok.
 register(Name, Fun) ->
-    py_context_router:init_pool_registry(),
     true = ets:insert(?TABLE, {key(Name), Fun}),
     ok.
 
 %% @doc Removes a registration.
 -spec unregister(atom() | binary()) -> ok.
 unregister(Name) ->
-    py_context_router:init_pool_registry(),
     true = ets:delete(?TABLE, key(Name)),
     ok.
 
-%% @doc Runs callback `CbId' (`Name' with the ETF-encoded argument list `Args')
-%% and returns its reply frame. Exceptions become `{error, {Class, Reason}}'
-%% replies, raised in Python as erlang.Error.
--spec run(integer(), binary(), binary()) -> binary().
-run(CbId, Name, Args) ->
-    try call(Name, binary_to_term(Args)) of
-        Value -> py_protocol:callback_reply(CbId, ok, Value)
-    catch
-        Class:Reason -> py_protocol:callback_reply(CbId, error, {Class, Reason})
+%% @doc Runs callback `CbId' (`Name' with the ETF-encoded argument list `Args',
+%% decoded under the context's atom budget) and returns its reply frame.
+%% Exceptions become `{error, {Class, Reason}}' replies, raised in Python as
+%% erlang.Error.
+-spec run(integer(), binary(), binary(), py_term:budget()) -> binary().
+run(CbId, Name, Args, Budget) ->
+    case py_term:decode(Args, Budget) of
+        {ok, Decoded} ->
+            try call(Name, Decoded) of
+                Value -> py_protocol:callback_reply(CbId, ok, Value)
+            catch
+                Class:Reason -> py_protocol:callback_reply(CbId, error, {Class, Reason})
+            end;
+        {error, Reason} ->
+            py_protocol:callback_reply(CbId, error, {error, Reason})
     end.
 
-%% Runs a callback and writes its reply to the context.
--spec handle(pid(), integer(), binary(), binary()) -> ok.
-handle(Ctx, CbId, Name, Args) ->
-    py_request:send_frame(Ctx, run(CbId, Name, Args)).
-
-%% @doc Runs a callback in a new process (nobody waits for its request).
--spec spawn_handler(pid(), integer(), binary(), binary()) -> pid().
-spawn_handler(Ctx, CbId, Name, Args) ->
-    spawn(fun() -> handle(Ctx, CbId, Name, Args) end).
+%% @doc Runs a callback in a new process (nobody waits for its request) and
+%% writes its reply to the context's OS process.
+-spec spawn_handler(py_inflight:handle(), integer(), binary(), binary()) -> pid().
+spawn_handler(H, CbId, Name, Args) ->
+    spawn(fun() -> py_inflight:write(H, run(CbId, Name, Args, py_inflight:budget(H))) end).
 
 call(<<"_pyport.", Builtin/binary>>, Args) ->
     builtin(Builtin, Args);

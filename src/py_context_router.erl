@@ -15,7 +15,7 @@
          start_pool/2, start_pool/3, stop_pool/1,
          register_pool/2, register_pool/3, unregister_pool/1, unregister_pool/2,
          lookup_pool/2, list_pool_registrations/0, init_pool_registry/0,
-         pools/0, call_timeout/1, context_up/3, settings/1, set_setting/3]).
+         pools/0, call_timeout/1, new_table/0, start_context/3]).
 
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2]).
 
@@ -26,7 +26,6 @@
 
 -define(REGISTRY, py_pool_registry).
 -define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
--define(SETTINGS_KEY(Pool), {?MODULE, settings, Pool}).
 -define(BOUND_KEY(Pool), {?MODULE, bound, Pool}).
 %% Starting a pool waits for every context's Python to be ready.
 -define(START_POOL_TIMEOUT, 120000).
@@ -135,8 +134,13 @@ start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
 -spec start_pool(pool_name(), pos_integer(), map() | atom()) -> {ok, [pid()]} | {error, term()}.
 start_pool(Pool, Size, Mode) when is_atom(Mode) ->
     start_pool(Pool, Size, #{});
-start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0, is_map(Opts) ->
-    gen_server:call(?MODULE, {start_pool, Pool, Size, Opts}, ?START_POOL_TIMEOUT).
+start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0 ->
+    case py_options:validate_pool(Opts) of
+        {ok, _, Valid} -> gen_server:call(?MODULE, {start_pool, Pool, Size, Valid}, ?START_POOL_TIMEOUT);
+        Error -> Error
+    end;
+start_pool(_, _, _) ->
+    {error, {badarg, "start_pool(Name, Size, Opts): an atom, a positive integer and a map"}}.
 
 %% @doc Stops a named pool and its OS processes.
 -spec stop_pool(pool_name()) -> ok.
@@ -146,28 +150,24 @@ stop_pool(Pool) ->
 %% @doc Routes every call to `Module' (any function) to `Pool'.
 -spec register_pool(pool_name(), atom() | binary()) -> ok.
 register_pool(Pool, Module) ->
-    init_pool_registry(),
     true = ets:insert(?REGISTRY, {{key(Module), '_'}, Pool, {Module, '_'}}),
     ok.
 
 %% @doc Routes calls to `Module.Func' to `Pool' (wins over a module registration).
 -spec register_pool(pool_name(), atom() | binary(), atom() | binary()) -> ok.
 register_pool(Pool, Module, Func) ->
-    init_pool_registry(),
     true = ets:insert(?REGISTRY, {{key(Module), key(Func)}, Pool, {Module, Func}}),
     ok.
 
 %% @doc Removes a module registration.
 -spec unregister_pool(atom() | binary()) -> ok.
 unregister_pool(Module) ->
-    init_pool_registry(),
     true = ets:delete(?REGISTRY, {key(Module), '_'}),
     ok.
 
 %% @doc Removes a module/function registration.
 -spec unregister_pool(atom() | binary(), atom() | binary()) -> ok.
 unregister_pool(Module, Func) ->
-    init_pool_registry(),
     true = ets:delete(?REGISTRY, {key(Module), key(Func)}),
     ok.
 
@@ -193,30 +193,18 @@ lookup_pool(Module, Func) ->
 %% they were registered.
 -spec list_pool_registrations() -> [{{atom() | binary(), atom() | binary()}, pool_name()}].
 list_pool_registrations() ->
-    init_pool_registry(),
     [{Names, Pool} || {_, Pool, Names} <- ets:tab2list(?REGISTRY)].
 
-%% @doc Makes sure the registry tables exist (they are created with the router;
-%% calling this again does nothing).
+%% @doc erlang_python compatibility: the registry exists as long as the
+%% application runs, so there is nothing to do.
 -spec init_pool_registry() -> ok.
-init_pool_registry() ->
-    case ets:info(?REGISTRY, name) of
-        undefined -> gen_server:call(?MODULE, init_registry);
-        _ -> ok
-    end.
+init_pool_registry() -> ok.
 
-%% @doc Settings that every context of `Pool' applies after each start (set at
-%% run time: `venv', `logging').
--spec settings(pool_name() | undefined) -> map().
-settings(Pool) ->
-    maps:merge(persistent_term:get(?SETTINGS_KEY('$all'), #{}),
-               persistent_term:get(?SETTINGS_KEY(Pool), #{})).
-
-%% @doc Records a setting for `Pool', or for every pool with `'$all''
-%% (contexts started later apply it; running ones are told by the caller).
--spec set_setting(pool_name(), atom(), term()) -> ok.
-set_setting(Pool, Key, Value) ->
-    gen_server:call(?MODULE, {set_setting, Pool, Key, Value}).
+%% @doc Creates the pool registry (once, by the application's top supervisor).
+-spec new_table() -> ok.
+new_table() ->
+    _ = ets:new(?REGISTRY, [named_table, public, set, {read_concurrency, true}]),
+    ok.
 
 %% @doc The started pools.
 -spec pools() -> [pool_name()].
@@ -230,10 +218,17 @@ call_timeout(Pool) ->
         {_, Timeout} -> Timeout
     end.
 
-%% @private A context of a pool (re)started with a new pid.
--spec context_up(pool_name(), pos_integer(), pid()) -> ok.
-context_up(Pool, Index, Pid) ->
-    gen_server:cast(?MODULE, {context_up, Pool, Index, Pid}).
+%% @private Starts context `Index' of `Pool' (the pool's supervisor calls this);
+%% the router publishes its pid once it is up, and again after each restart.
+-spec start_context(pool_name(), pos_integer(), map()) -> {ok, pid()} | {error, term()}.
+start_context(Pool, Index, Opts) ->
+    case py_context:start_link(Opts#{pool => Pool, index => Index}) of
+        {ok, Pid} ->
+            gen_server:cast(?MODULE, {context_up, Pool, Index, Pid}),
+            {ok, Pid};
+        Error ->
+            Error
+    end.
 
 %%% ===========================================================================
 %%% gen_server
@@ -241,7 +236,6 @@ context_up(Pool, Index, Pid) ->
 
 %% @private
 init([]) ->
-    ensure_registry(),
     {ok, #{pools => #{}}}.
 
 %% @private
@@ -250,7 +244,7 @@ handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
         {ok, _} ->
             {reply, {ok, contexts(Pool)}, S};
         error ->
-            Opts = maps:merge(application:get_env(pyport, context_opts, #{}), Opts0),
+            Opts = Opts0,
             case supervisor:start_child(py_pools_sup, py_context_sup:child_spec(Pool, Size, Opts)) of
                 {ok, Sup} ->
                     publish(Pool, Sup, Opts),
@@ -266,13 +260,6 @@ handle_call({stop_pool, Pool}, _From, S = #{pools := Pools}) ->
     _ = supervisor:delete_child(py_pools_sup, {pool, Pool}),
     _ = persistent_term:erase(?POOL_KEY(Pool)),
     {reply, ok, S#{pools := maps:remove(Pool, Pools)}};
-handle_call({set_setting, Pool, Key, Value}, _From, S) ->
-    Old = persistent_term:get(?SETTINGS_KEY(Pool), #{}),
-    persistent_term:put(?SETTINGS_KEY(Pool), maps:put(Key, Value, Old)),
-    {reply, ok, S};
-handle_call(init_registry, _From, S) ->
-    ensure_registry(),
-    {reply, ok, S};
 handle_call(pools, _From, S = #{pools := Pools}) ->
     {reply, maps:keys(Pools), S}.
 
@@ -292,26 +279,12 @@ handle_info(_Msg, S) ->
 %%% Internals
 %%% ===========================================================================
 
-%% The public tables of the application live as long as the router.
-ensure_registry() ->
-    Tables = [{?REGISTRY, [{read_concurrency, true}]},
-              {py_callback:table(), [{read_concurrency, true}]},
-              {py_state:table(), [{write_concurrency, true}, {read_concurrency, true}]},
-              {py_stream:table(), [{write_concurrency, true}]}],
-    lists:foreach(
-      fun({Name, Opts}) ->
-              case ets:info(Name, name) of
-                  undefined -> ets:new(Name, [named_table, public, set | Opts]);
-                  _ -> ok
-              end
-      end, Tables).
-
 %% Publishes the pool's contexts (in index order) for the read path.
 publish(Pool, Sup, Opts) ->
     Children = [{I, Pid} || {{py_context, I}, Pid, _, _} <- supervisor:which_children(Sup),
                             is_pid(Pid)],
     Ctxs = list_to_tuple([Pid || {_, Pid} <- lists:keysort(1, Children)]),
-    Timeout = maps:get(call_timeout, Opts, maps:get(call_timeout, py_context:default_opts())),
+    Timeout = maps:get(call_timeout, Opts, py_options:default(call_timeout)),
     case persistent_term:get(?POOL_KEY(Pool), undefined) of
         {Ctxs, Timeout} -> ok;
         _ -> persistent_term:put(?POOL_KEY(Pool), {Ctxs, Timeout})

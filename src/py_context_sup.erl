@@ -23,6 +23,13 @@ start_link(Pool, Size, Opts) ->
 
 %% @private
 init({Pool, Size, Opts}) ->
-    Children = [py_context:child_spec(Opts#{id => {py_context, I}, pool => Pool, index => I})
+    %% The router starts each context, so that it learns the new pid after every
+    %% restart.
+    Children = [#{id => {py_context, I},
+                  start => {py_context_router, start_context, [Pool, I, Opts]},
+                  restart => permanent,
+                  shutdown => 5000,
+                  type => worker,
+                  modules => [py_context, py_context_server]}
                 || I <- lists:seq(1, Size)],
     {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Children}}.

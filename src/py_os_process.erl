@@ -5,14 +5,12 @@
 %% beyond a cached page size.
 -module(py_os_process).
 
--export([open/2, backoff/3, default_restart/0, rss_bytes/1, kill/1]).
+-include_lib("kernel/include/logger.hrl").
 
-%% A port that lived at least this long restarts at once; a shorter life is a
-%% crash loop and backs off.
--define(STABLE_MS, 1000).
-%% First and last backoff delay of a crash loop.
--define(BACKOFF_MIN_MS, 100).
--define(BACKOFF_MAX_MS, 10000).
+-export([open/2, backoff/3, rss_bytes/1, kill/1, crash_file/2, report_crash/3]).
+
+%% Lines of a crash dump quoted in the log (the whole dump stays in its file).
+-define(CRASH_LOG_LINES, 12).
 
 %% @doc Starts the pyport program for a context named `Name' with the options
 %% of py_context (max_frame, max_depth, max_nesting, python_path, python, env,
@@ -41,18 +39,13 @@ open(Name, Opts) ->
         error:Reason -> {error, {cannot_start_port, Exe, Reason}}
     end.
 
-%% @doc The backoff settings a context starts from (its `restart' option).
--spec default_restart() -> map().
-default_restart() ->
-    #{min => ?BACKOFF_MIN_MS, max => ?BACKOFF_MAX_MS, stable => ?STABLE_MS}.
-
 %% @doc Milliseconds to wait before the next start, after an OS process that
 %% lived `Uptime' ms (`infinity' for a deliberate kill) when the previous wait
 %% was `Previous': 0 for a process that had been stable, else from `min'
 %% doubling to `max' (`Restart': the context's `restart' option).
 -spec backoff(non_neg_integer() | infinity, non_neg_integer(), map()) -> non_neg_integer().
 backoff(Uptime, Previous, Restart) ->
-    #{min := Min, max := Max, stable := Stable} = maps:merge(default_restart(), Restart),
+    #{min := Min, max := Max, stable := Stable} = maps:merge(py_options:restart_defaults(), Restart),
     if
         Uptime >= Stable -> 0;
         Previous =:= 0 -> Min;
@@ -77,6 +70,44 @@ rss_bytes(_) ->
 kill(OsPid) ->
     _ = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
     ok.
+
+%% @doc Where the OS processes of context `Name' write a crash dump (Python's
+%% faulthandler: the stack of every thread on a fatal signal).
+-spec crash_file(binary(), map()) -> file:filename().
+crash_file(Name, Opts) ->
+    Dir = case maps:find(crash_dir, Opts) of
+              {ok, D} -> to_list(D);
+              error -> filename:join(tmp_dir(), "pyport-crash")
+          end,
+    Safe = [case C of $/ -> $_; _ -> C end || C <- unicode:characters_to_list(Name)],
+    filename:join(Dir, "pyport-" ++ Safe ++ ".crash").
+
+%% @doc After an OS process of context `Name' died: if it left a crash dump,
+%% keeps it as `<file>.<OsPid>' for operators and logs its first lines through
+%% logger (metadata: pyport_context, os_pid, crash_dump).
+-spec report_crash(binary(), integer() | undefined, map()) -> ok.
+report_crash(Name, OsPid, Opts) ->
+    File = crash_file(Name, Opts),
+    case file:read_file(File) of
+        {ok, Dump} when byte_size(Dump) > 0 ->
+            Kept = File ++ "." ++ case OsPid of undefined -> "unknown"; _ -> integer_to_list(OsPid) end,
+            _ = file:rename(File, Kept),
+            Lines = lists:sublist(binary:split(Dump, <<"\n">>, [global, trim_all]),
+                                  ?CRASH_LOG_LINES),
+            ?LOG_ERROR("pyport context ~ts: OS process ~p crashed; Python said:~n~ts~n"
+                       "(full dump: ~ts)", [Name, OsPid, lists:join("\n", Lines), Kept],
+                       #{pyport_context => Name, os_pid => OsPid, crash_dump => Kept}),
+            ok;
+        _ ->
+            ok
+    end.
+
+tmp_dir() ->
+    case os:getenv("TMPDIR") of
+        false -> "/tmp";
+        "" -> "/tmp";
+        Dir -> Dir
+    end.
 
 executable(Opts) ->
     case maps:find(executable, Opts) of

@@ -6,15 +6,14 @@
 
 -include("../include/pyport_wire.hrl").
 
--export([call/7, eval/5, exec/4, drop_env/1, cancel/1, interrupt/1, info/1,
+-export([new_id/0, call/7, eval/5, exec/4, drop_env/1, cancel/1, interrupt/1, info/1,
          method/7, getattr/5, release/1, stream/5, stream_ack/2, setup/2, callback_reply/3,
-         split/1, name/1, code/1, locals/1, exit_reason/1, error_result/1, version/0]).
+         credit/2, split/1, name/1, code/1, locals/1, exit_reason/2, error_result/1,
+         error_body/1, version/0, port_atoms/0]).
 
 -export_type([request_id/0, parent/0, frame/0]).
 
 -type request_id() :: pos_integer().
-%% The request whose erlang.call the caller is serving (the new request belongs
-%% to its call chain), or 0 for a top-level request.
 -type parent() :: request_id() | 0.
 -type frame() :: binary().
 
@@ -22,7 +21,25 @@
 -spec version() -> pos_integer().
 version() -> ?PYPORT_PROTOCOL_VERSION.
 
-%% @doc `{call, Id, Pid, Parent, Module, Function, Args, Kwargs}'.
+%% @doc Every atom the port writes in frame headers, error bodies and info
+%% maps. Frames are decoded with `[safe]' (they may create no atom), so these
+%% must exist: naming them here makes them exist while this module is loaded.
+-spec port_atoms() -> [atom()].
+port_atoms() ->
+    [ready, reply, error, env, output, stream_data, callback, send, log, exiting,
+     stdout, stderr, fd1, fd2,
+     pyerr, badarg, too_large, cancelled,
+     current, idle, id, op, running_ms, envs, queue, calls, os_pid, rss_bytes, python_version,
+     call, eval, exec, method, getattr, stream, setup, unknown].
+
+%% @doc A fresh request id (unique on this node; the port only needs uniqueness
+%% among the requests in flight on it).
+-spec new_id() -> request_id().
+new_id() -> erlang:unique_integer([positive]).
+
+%% @doc `{call, Id, Pid, Parent, Module, Function, Args, Kwargs}'. `Parent' is
+%% the request whose callback the caller runs (0: none): the port serves the
+%% request inside that request's erlang.call wait.
 -spec call(request_id(), pid(), parent(), atom() | binary(), atom() | binary(), list(), map()) ->
     frame().
 call(Id, Pid, Parent, M, F, Args, Kwargs) ->
@@ -57,8 +74,7 @@ info(Id) -> term_to_binary({info, Id}).
 
 %% @doc `{method, Id, Pid, Parent, Ref, Name, Args, Kwargs}': call a method of a
 %% referenced object.
--spec method(request_id(), pid(), parent(), tuple(), atom() | binary(), list(), map()) ->
-    frame().
+-spec method(request_id(), pid(), parent(), tuple(), atom() | binary(), list(), map()) -> frame().
 method(Id, Pid, Parent, Ref, Name, Args, Kwargs) ->
     term_to_binary({method, Id, Pid, Parent, Ref, Name, Args, Kwargs}).
 
@@ -90,12 +106,24 @@ setup(Id, Opts) -> term_to_binary({setup, Id, Opts}).
 callback_reply(CbId, Status, Value) ->
     term_to_binary({callback_reply, CbId, Status, Value}).
 
+%% @doc `{credit, Kind, Bytes}': Erlang delivered `Bytes' of output (`output')
+%% or messages (`send'); the port may send that much more.
+-spec credit(output | send, non_neg_integer()) -> frame().
+credit(Kind, Bytes) when Kind =:= output; Kind =:= send -> term_to_binary({credit, Kind, Bytes}).
+
 %% @doc Splits a frame from the port into its header term and the ETF bytes of
-%% its body (empty when the frame has no body). Only the header is decoded.
--spec split(frame()) -> {tuple(), binary()}.
+%% its body (empty when the frame has no body). Only the header is decoded, and
+%% it may create no atom: `error' if it is not a term the port writes.
+-spec split(frame()) -> {ok, tuple(), binary()} | error.
 split(Frame) ->
-    {Header, Used} = binary_to_term(Frame, [used]),
-    {Header, binary_part(Frame, Used, byte_size(Frame) - Used)}.
+    try binary_to_term(Frame, [used, safe]) of
+        {Header, Used} when is_tuple(Header) ->
+            {ok, Header, binary_part(Frame, Used, byte_size(Frame) - Used)};
+        _ ->
+            error
+    catch
+        error:badarg -> error
+    end.
 
 %% @doc A module or function name as sent: atoms and binaries as they are,
 %% strings as UTF-8 binaries. `{error, badarg}' for anything else.
@@ -129,16 +157,20 @@ locals(M) when is_map(M) -> M;
 locals(_) -> {error, badarg}.
 
 %% @doc What an exit status of the port means. Statuses above 128 are deaths by
-%% signal (as the BEAM reports them); pyport's own statuses are named.
--spec exit_reason(non_neg_integer()) -> term().
-exit_reason(?PYPORT_EXIT_OK) -> {exit, 0};
-exit_reason(?PYPORT_EXIT_USAGE) -> {exit, ?PYPORT_EXIT_USAGE, usage};
-exit_reason(?PYPORT_EXIT_PYTHON) -> {exit, ?PYPORT_EXIT_PYTHON, python_failed_to_start};
-exit_reason(?PYPORT_EXIT_FRAMING) -> {exit, ?PYPORT_EXIT_FRAMING, framing_lost};
-exit_reason(?PYPORT_EXIT_OOM) -> {exit, ?PYPORT_EXIT_OOM, out_of_memory};
-exit_reason(?PYPORT_EXIT_IO) -> {exit, ?PYPORT_EXIT_IO, io_error};
-exit_reason(N) when N > 128, N < 128 + 65 -> {signal, signal_name(N - 128)};
-exit_reason(N) -> {exit, N}.
+%% signal (as the BEAM reports them). pyport's own statuses are named only when
+%% `Own' says the port itself chose it (it announced it, or it had not started
+%% Python code yet); otherwise the status is the user's (`os._exit(66)').
+-spec exit_reason(non_neg_integer(), boolean()) -> term().
+exit_reason(N, _) when N > 128, N < 128 + 65 -> {signal, signal_name(N - 128)};
+exit_reason(N, true) -> own_exit(N);
+exit_reason(N, false) -> {exit, N}.
+
+own_exit(?PYPORT_EXIT_USAGE) -> {exit, ?PYPORT_EXIT_USAGE, usage};
+own_exit(?PYPORT_EXIT_PYTHON) -> {exit, ?PYPORT_EXIT_PYTHON, python_failed_to_start};
+own_exit(?PYPORT_EXIT_FRAMING) -> {exit, ?PYPORT_EXIT_FRAMING, framing_lost};
+own_exit(?PYPORT_EXIT_OOM) -> {exit, ?PYPORT_EXIT_OOM, out_of_memory};
+own_exit(?PYPORT_EXIT_IO) -> {exit, ?PYPORT_EXIT_IO, io_error};
+own_exit(N) -> {exit, N}.
 
 signal_name(1) -> 'SIGHUP';
 signal_name(2) -> 'SIGINT';
@@ -164,3 +196,13 @@ error_result({pyerr, Type, Message, Traceback}) ->
     {{error, {Type, Message}}, #{type => Type, message => Message, traceback => Traceback}};
 error_result(Other) ->
     {{error, Other}, undefined}.
+
+%% @doc error_result/1 of an error body as the port sent it (ETF bytes). The
+%% port builds error bodies from its own atoms and strings only.
+-spec error_body(binary()) -> {{error, term()}, map() | undefined}.
+error_body(Body) ->
+    try binary_to_term(Body, [safe]) of
+        Term -> error_result(Term)
+    catch
+        error:badarg -> {{error, {badarg, "undecodable error from the port"}}, undefined}
+    end.

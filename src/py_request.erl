@@ -1,64 +1,25 @@
 %% @doc The request path, run in the calling process. A caller on the context's
-%% node records its request in the context's in-flight table and writes the frame
-%% straight to the port (any local process may `port_command' a port); callers on
-%% other nodes, and callers that find no port (restarting), hand the frame to the
-%% context process. The answer comes back to the caller's alias, and so do the
-%% callbacks Python makes while the request runs: the caller runs them itself
-%% (py_callback) and keeps waiting. While it runs a callback of request R of
-%% context C, the requests it makes to C carry Parent = R (docs/protocol.md): the
-%% port serves them inside R's erlang.call, and nothing else.
+%% node records its request in the context's in-flight table (py_inflight) and
+%% writes the frame straight to the port (any local process may `port_command' a
+%% port); callers on other nodes, and callers that find the gate closed, hand
+%% the request to the context's server. The answer comes back to the caller's
+%% alias (py_reply), and so do the callbacks Python makes while the request runs
+%% (the caller runs them itself, py_callback) and the output it prints (the
+%% caller writes it to its own group leader, as Erlang's io does).
 %%
-%% In-flight entries are `{Id, Reply, EnvPid, GroupLeader}': `Reply' is the
-%% caller's alias, or `{stream, Owner, Ref, Window}' for a stream. Exactly one party takes
-%% an entry (the answer, the death sweep, a cancel, or the writer whose write
-%% failed), which is what gives every request exactly one answer.
+%% A request made while the caller runs a callback of request R on the same
+%% context carries R as its parent: the port serves it inside R's wait, and
+%% serves nothing else there (docs/protocol.md).
 -module(py_request).
 
--export([run/4, submit/6, new_id/0, send_frame/2, parent/1]).
+-export([run/4, submit/7, send_frame/2, parent/1, budget/1, decode/2]).
 
 %% How long a timed-out caller waits for the context to confirm its cancel.
 -define(CANCEL_ACK_MS, 5000).
-
--export_type([reply_to/0]).
-
--type reply_to() :: reference() | {stream, pid(), reference(), pos_integer()}.
-
-%% @doc A fresh request id (unique on this node; the port only needs uniqueness
-%% among the requests in flight on it).
--spec new_id() -> pos_integer().
-new_id() -> erlang:unique_integer([positive]).
-
-%% The in-flight table of a local context, or `undefined'.
--spec table(pid()) -> ets:tid() | undefined.
-table(Ctx) -> persistent_term:get({py_context, Ctx}, undefined).
-
-%% Absolute deadline (monotonic ms) of a timeout.
--spec deadline(timeout()) -> integer() | infinity.
-deadline(infinity) -> infinity;
-deadline(T) -> erlang:monotonic_time(millisecond) + T.
-
-%% @doc The parent of a request the calling process makes to `Ctx' now: the
-%% request whose callback it is running on that context, or 0.
--spec parent(pid()) -> py_protocol:parent().
-parent(Ctx) ->
-    case get({pyport_parent, Ctx}) of
-        undefined -> 0;
-        Parent -> Parent
-    end.
-
-%% Runs Fun as a callback of request Id of Ctx: requests it makes to Ctx belong
-%% to Id's call chain.
-with_parent(Ctx, Id, Fun) ->
-    Key = {pyport_parent, Ctx},
-    Old = put(Key, Id),
-    try
-        Fun()
-    after
-        case Old of
-            undefined -> erase(Key);
-            _ -> put(Key, Old)
-        end
-    end.
+%% How long the caller's group leader may take to accept a chunk of output.
+-define(IO_TIMEOUT, 5000).
+%% New atoms the results of contexts on other nodes may create on this one.
+-define(REMOTE_MAX_ATOMS, 5000).
 
 %% @doc Sends the request built by `Build(Id, Parent)' for the environment of
 %% `EnvPid' and waits for its answer, running callbacks meanwhile. Python
@@ -66,53 +27,60 @@ with_parent(Ctx, Id, Fun) ->
 %% work is cancelled and no late answer can reach the caller.
 -spec run(pid(), pid(), fun((pos_integer(), py_protocol:parent()) -> binary()), timeout()) ->
     {ok, term()} | {error, term()}.
-run(Ctx, EnvPid, Build, Timeout) when is_pid(Ctx) ->
-    Id = new_id(),
-    Frame = Build(Id, parent(Ctx)),
-    Mref = erlang:monitor(process, Ctx, [{alias, demonitor}]),
-    Deadline = deadline(Timeout),
-    case submit(Ctx, Id, Mref, EnvPid, Frame, Deadline) of
-        ok ->
-            wait(Ctx, Id, Mref, Deadline);
-        {error, _} = Error ->
-            erlang:demonitor(Mref, [flush]),
-            Error
-    end;
-run(_, _, _, _) ->
-    {error, {badarg, "a context must be a pid"}}.
+run(Ctx0, EnvPid, Build, Timeout0) ->
+    case {py_args:context(Ctx0), py_args:timeout(Timeout0)} of
+        {{error, _} = Error, _} ->
+            Error;
+        {_, {error, _} = Error} ->
+            Error;
+        {Ctx, Timeout} ->
+            Id = py_protocol:new_id(),
+            Parent = parent(Ctx),
+            Frame = Build(Id, Parent),
+            Mref = erlang:monitor(process, Ctx, [{alias, demonitor}]),
+            Deadline = deadline(Timeout),
+            case submit(Ctx, Id, Mref, EnvPid, Frame, Deadline, Parent) of
+                ok ->
+                    wait(Ctx, Id, Mref, Deadline);
+                {error, _} = Error ->
+                    erlang:demonitor(Mref, [flush]),
+                    Error
+            end
+    end.
 
 %% @doc Submits a request frame without waiting. The answer (or stream items)
 %% go to `Reply'.
--spec submit(pid(), pos_integer(), reply_to(), pid(), binary(), integer() | infinity) ->
-    ok | {error, term()}.
-submit(Ctx, Id, Reply, EnvPid, Frame, Deadline) when node(Ctx) =:= node() ->
-    case table(Ctx) of
+-spec submit(pid(), pos_integer(), py_inflight:reply_to(), pid(), binary(),
+             integer() | infinity, py_protocol:parent()) -> ok | {error, term()}.
+submit(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    case py_inflight:handle(Ctx) of
         undefined ->
-            via_context(Ctx, Id, Reply, EnvPid, Frame, Deadline);
-        Tab ->
-            try ets:lookup(Tab, '$port') of
-                [{_, Port, MaxQueue, MaxFrame}] ->
-                    Size = byte_size(Frame),
-                    InFlight = ets:info(Tab, size) - 1,
-                    if
-                        Size > MaxFrame ->
-                            {error, {too_large, Size, MaxFrame}};
-                        InFlight >= MaxQueue ->
-                            {error, {overloaded, InFlight, MaxQueue}};
-                        is_port(Port) ->
-                            direct(Ctx, Tab, Port, Id, Reply, EnvPid, Frame, Deadline);
-                        true ->
-                            via_context(Ctx, Id, Reply, EnvPid, Frame, Deadline)
-                    end
-            catch
-                error:badarg -> via_context(Ctx, Id, Reply, EnvPid, Frame, Deadline)
+            enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
+        H ->
+            case py_inflight:admit(H, byte_size(Frame)) of
+                ok ->
+                    case writable(H, Parent) of
+                        none -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
+                        Port -> direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent)
+                    end;
+                Error ->
+                    Error
             end
-    end;
-submit(Ctx, Id, Reply, EnvPid, Frame, Deadline) ->
-    via_context(Ctx, Id, Reply, EnvPid, Frame, Deadline).
+    end.
 
-direct(Ctx, Tab, Port, Id, Reply, EnvPid, Frame, Deadline) ->
-    true = ets:insert(Tab, {Id, Reply, EnvPid, group_leader()}),
+%% A request of a call chain goes to the OS process running the chain even
+%% while the gate is closed for new work.
+writable(H, 0) ->
+    py_inflight:open_port(H);
+writable(H, _) ->
+    case py_inflight:live_port(H) of
+        {Port, _} -> Port;
+        none -> none
+    end.
+
+direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    watched(Ctx, EnvPid),
+    ok = py_inflight:add(H, Id, Reply, EnvPid, group_leader()),
     try erlang:port_command(Port, Frame) of
         true -> ok
     catch
@@ -120,112 +88,172 @@ direct(Ctx, Tab, Port, Id, Reply, EnvPid, Frame, Deadline) ->
             %% The port closed under us. If the entry is still ours nobody will
             %% answer it: hand the request to the context. Otherwise the death
             %% sweep took it and its answer is on the way.
-            case ets:take(Tab, Id) of
-                [_] -> via_context(Ctx, Id, Reply, EnvPid, Frame, Deadline);
-                [] -> ok
+            case py_inflight:take(H, Id) of
+                {ok, _, _, _} -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
+                error -> ok
             end
     end.
 
-via_context(Ctx, Id, Reply, EnvPid, Frame, Deadline) ->
-    Ctx ! {'$py_req', Id, Reply, EnvPid, group_leader(), Frame, Deadline},
-    ok.
-
-%% @doc Writes a frame that takes no answer (callback replies, releases): to
-%% the port if it is up, else nowhere (the Python side it was for is gone).
--spec send_frame(pid(), binary()) -> ok.
-send_frame(Ctx, Frame) when node(Ctx) =:= node() ->
-    case table(Ctx) of
-        undefined ->
-            ok;
-        Tab ->
-            try ets:lookup_element(Tab, '$port', 2) of
-                Port when is_port(Port) ->
-                    try erlang:port_command(Port, Frame) catch error:badarg -> ok end,
-                    ok;
-                _ ->
-                    ok
-            catch
-                error:badarg -> ok
-            end
+%% The context must know the owner of an environment before its first request
+%% waits in the OS process, so that the owner's death cancels it there: once
+%% per calling process and context (always for requests made on behalf of
+%% another process).
+watched(Ctx, EnvPid) when EnvPid =:= self() ->
+    Key = {?MODULE, watched, Ctx},
+    case get(Key) of
+        undefined -> put(Key, true), py_context_server:watch(Ctx, EnvPid);
+        true -> ok
     end;
+watched(Ctx, EnvPid) ->
+    py_context_server:watch(Ctx, EnvPid).
+
+enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    py_context_server:enqueue(Ctx, Id, Reply, EnvPid, group_leader(), Frame, Deadline, Parent).
+
+%% @doc Writes a frame that takes no answer (a callback reply, a release) to the
+%% context's live OS process. When there is none, the Python side it was for is
+%% gone with it.
+-spec send_frame(pid(), binary()) -> ok.
 send_frame(Ctx, Frame) ->
-    Ctx ! {'$py_frame', Frame},
-    ok.
+    case py_inflight:handle(Ctx) of
+        undefined when node(Ctx) =/= node() -> py_context_server:forward_frame(Ctx, Frame);
+        undefined -> ok;
+        H -> _ = py_inflight:write(H, Frame), ok
+    end.
+
+%% @doc The request whose callback the calling process runs on `Ctx' now (0: none).
+-spec parent(pid()) -> py_protocol:parent().
+parent(Ctx) ->
+    case get({?MODULE, chain, Ctx}) of
+        undefined -> 0;
+        Id -> Id
+    end.
+
+%% @doc The atom budget that results from `Ctx' are decoded under.
+-spec budget(pid()) -> py_term:budget().
+budget(Ctx) ->
+    case py_inflight:handle(Ctx) of
+        undefined -> remote_budget();
+        H -> py_inflight:budget(H)
+    end.
+
+%% @doc Decodes a body from `Ctx' (under its atom budget).
+-spec decode(pid(), binary()) -> {ok, term()} | {error, term()}.
+decode(Ctx, Body) -> py_term:decode(Body, budget(Ctx)).
+
+remote_budget() ->
+    Key = {?MODULE, remote_budget},
+    case persistent_term:get(Key, undefined) of
+        undefined ->
+            B = py_term:new_budget(?REMOTE_MAX_ATOMS),
+            persistent_term:put(Key, B),
+            B;
+        B ->
+            B
+    end.
+
+deadline(infinity) -> infinity;
+deadline(T) -> erlang:monotonic_time(millisecond) + T.
+
+remaining(infinity) -> infinity;
+remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
 wait(Ctx, Id, Mref, Deadline) ->
-    receive
-        {Mref, callback, CbId, Name, Args} ->
-            Reply = with_parent(Ctx, Id, fun() -> py_callback:run(CbId, Name, Args) end),
+    case py_reply:next(Mref, remaining(Deadline)) of
+        {callback, CbId, Name, Args} ->
+            Reply = in_chain(Ctx, Id, fun() -> py_callback:run(CbId, Name, Args, budget(Ctx)) end),
             case remaining(Deadline) of
                 0 ->
                     %% The deadline passed while the callback ran: the cancel must
                     %% reach the port before the reply, so both go through the
                     %% context, in this order.
-                    Ctx ! {'$py_cancel', Id, Mref},
-                    Ctx ! {'$py_frame', Reply},
-                    cancelled(Mref);
+                    py_context_server:cancel(Ctx, Id, Mref),
+                    py_context_server:forward_frame(Ctx, Reply),
+                    cancelled(Ctx, Mref);
                 _ ->
                     send_frame(Ctx, Reply),
                     wait(Ctx, Id, Mref, Deadline)
             end;
-        {Mref, Status, Body} ->
+        {output, _Stream, Bytes, {Server, ReqId, Size}} ->
+            _ = py_output:put_chars(group_leader(), py_output:printable(Bytes),
+                                    min(?IO_TIMEOUT, remaining(Deadline))),
+            py_context_server:output_done(Server, ReqId, Size),
+            wait(Ctx, Id, Mref, Deadline);
+        {answer, Status, Body} ->
             erlang:demonitor(Mref, [flush]),
-            result(Status, Body);
-        {'DOWN', Mref, process, _, Reason} ->
-            {error, {context_died, Reason}}
-    after remaining(Deadline) ->
-        Ctx ! {'$py_cancel', Id, Mref},
-        cancelled(Mref)
+            result(Ctx, Status, Body);
+        {down, Reason} ->
+            {error, {context_died, Reason}};
+        cancel_ack ->
+            wait(Ctx, Id, Mref, Deadline);
+        timeout ->
+            py_context_server:cancel(Ctx, Id, Mref),
+            cancelled(Ctx, Mref)
+    end.
+
+%% Runs Fun as part of request Id's call chain on Ctx: requests it makes to Ctx
+%% carry Id as their parent.
+in_chain(Ctx, Id, Fun) ->
+    Key = {?MODULE, chain, Ctx},
+    Prev = put(Key, Id),
+    try
+        Fun()
+    after
+        case Prev of
+            undefined -> erase(Key);
+            _ -> put(Key, Prev)
+        end
     end.
 
 %% Waits until the context confirms the cancel: the request was dropped or asked
 %% to stop, and the context holds new requests until it has stopped, so the
 %% caller's next request never goes to an OS process about to be killed.
-cancelled(Mref) ->
-    receive
-        {Mref, cancel_ack} -> timed_out(Mref);
-        {Mref, callback, _, _, _} -> cancelled(Mref);   % stopped before it gets a reply
-        {Mref, Status, Body} -> forget(Mref), result(Status, Body);
-        {'DOWN', Mref, process, _, Reason} -> {error, {context_died, Reason}}
-    after ?CANCEL_ACK_MS ->
-        timed_out(Mref)
+%% Callbacks and output that arrive meanwhile are for a request that is being
+%% stopped: the context takes their credit back itself.
+cancelled(Ctx, Mref) ->
+    case py_reply:next(Mref, ?CANCEL_ACK_MS) of
+        cancel_ack -> timed_out(Ctx, Mref);
+        {callback, _, _, _} -> cancelled(Ctx, Mref);
+        {output, _, _, _} -> cancelled(Ctx, Mref);
+        {answer, Status, Body} -> forget(Mref), result(Ctx, Status, Body);
+        {down, Reason} -> {error, {context_died, Reason}};
+        timeout -> timed_out(Ctx, Mref)
     end.
 
-timed_out(Mref) ->
+timed_out(Ctx, Mref) ->
     %% An answer that got in before the alias went inactive is still taken.
-    receive
-        {Mref, Status, Body} when Status =/= callback, Status =/= cancel_ack ->
+    case py_reply:next(Mref, 0) of
+        {answer, Status, Body} ->
             forget(Mref),
-            result(Status, Body)
-    after 0 ->
-        forget(Mref),
-        {error, timeout}
+            result(Ctx, Status, Body);
+        {down, Reason} ->
+            {error, {context_died, Reason}};
+        timeout ->
+            forget(Mref),
+            {error, timeout};
+        _ ->
+            timed_out(Ctx, Mref)
     end.
 
 %% Deactivates the alias (nothing sent to it can arrive any more) and drops what
-%% arrived before: callbacks nobody will run, the cancel's acknowledgement.
+%% arrived before: callbacks nobody will run, output, the cancel's acknowledgement.
 forget(Mref) ->
     erlang:demonitor(Mref, [flush]),
     flush(Mref).
 
 flush(Mref) ->
-    receive
-        {Mref, callback, _, _, _} -> flush(Mref);
-        {Mref, cancel_ack} -> flush(Mref)
-    after 0 ->
-        ok
+    case py_reply:next(Mref, 0) of
+        timeout -> ok;
+        _ -> flush(Mref)
     end.
 
-remaining(infinity) -> infinity;
-remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
-
-result(reply, Body) ->
-    {ok, binary_to_term(Body)};
-result(error, Body) ->
-    {Error, Details} = py_protocol:error_result(binary_to_term(Body)),
+result(Ctx, reply, Body) ->
+    decode(Ctx, Body);
+result(_, error, Body) ->
+    {Error, Details} = py_protocol:error_body(Body),
     Details =/= undefined andalso put(pyport_last_error, Details),
     Error;
-result(died, Reason) ->
+result(_, died, Reason) ->
     {error, {context_died, Reason}};
-result(failed, Reason) ->
+result(_, failed, Reason) ->
     {error, Reason}.

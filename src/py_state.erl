@@ -1,17 +1,20 @@
 %% @doc Shared state: a public ETS table visible from every process, every
 %% context and from Python (erlang.state_get/set/delete/keys/incr/decr). Keys
 %% and values are any terms; a Python str key is a binary on the Erlang side.
-%% The table is created by py_context_router, which owns it.
+%% The table is created once, by the application's top supervisor.
 -module(py_state).
 
--export([store/2, fetch/1, remove/1, keys/0, clear/0, incr/1, incr/2, decr/1, decr/2,
-         table/0]).
+-export([new_table/0, store/2, fetch/1, remove/1, keys/0, clear/0, incr/1, incr/2, decr/1,
+         decr/2]).
 
 -define(TABLE, py_state).
 
-%% @doc The name of the state table.
--spec table() -> atom().
-table() -> ?TABLE.
+%% @doc Creates the table (once, by the application's top supervisor).
+-spec new_table() -> ok.
+new_table() ->
+    _ = ets:new(?TABLE, [named_table, public, set, {write_concurrency, true},
+                         {read_concurrency, true}]),
+    ok.
 
 %% @doc Stores `Value' under `Key'.
 -spec store(term(), term()) -> ok.

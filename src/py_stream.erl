@@ -1,68 +1,67 @@
 %% @doc Streaming from Python generators and async generators. A stream is one
 %% request whose items come back as they are produced: the owner receives
-%% `{py_stream, Ref, {data, V}}' messages, then `{py_stream, Ref, done}' or
-%% `{py_stream, Ref, {error, E}}'. Flow control: the port sends at most a window
-%% of items ahead of the context's acknowledgements, and the context acknowledges
-%% only while the owner's mailbox holds less than a window; so a slow consumer
-%% slows the generator down, and neither the port nor the mailbox grows without
-%% bound.
+%% `{py_stream, Ref, {data, V}}' messages, then exactly one of
+%% `{py_stream, Ref, done}' or `{py_stream, Ref, {error, E}}' (also when the
+%% context dies: `{error, {context_died, Reason}}'). A stream ends with its
+%% owner too: the context cancels the streams of a process that dies.
+%% Flow control: see py_streams.
 -module(py_stream).
 
--export([start/5, start_eval/4, cancel/1, collect/3, table/0]).
+-export([start/5, start_eval/4, cancel/1, collect/3]).
 
--define(TABLE, py_streams).
 %% Items the port may send ahead of acknowledgements.
 -define(WINDOW, 16).
 
-%% @doc The table of running streams (Ref -> {Ctx, Id}), owned by the router.
--spec table() -> atom().
-table() -> ?TABLE.
-
 %% @doc Starts streaming `Module.Function(*Args, **Kwargs)' from `Ctx' to the
-%% caller. `Opts': `window' (items ahead of acknowledgements).
+%% caller. `Opts': `kwargs', `window' (items ahead of acknowledgements).
 -spec start(pid(), term(), term(), list(), map()) -> {ok, reference()} | {error, term()}.
 start(Ctx, M, F, Args, Opts) ->
-    case {py_protocol:name(M), py_protocol:name(F)} of
-        {{error, badarg}, _} -> {error, {badarg, "module name must be an atom, binary or string"}};
-        {_, {error, badarg}} -> {error, {badarg, "function name must be an atom, binary or string"}};
-        _ when not is_list(Args) -> {error, {badarg, "arguments must be a list"}};
-        {Mod, Fun} -> submit(Ctx, {call, Mod, Fun, Args, maps:get(kwargs, Opts, #{})}, Opts)
+    case py_args:check([py_args:name("module", M), py_args:name("function", F),
+                        py_args:args(Args), py_args:kwargs("keyword arguments",
+                                                           maps:get(kwargs, Opts, #{}))]) of
+        {ok, [Mod, Fun, A, Kw]} -> submit(Ctx, {call, Mod, Fun, A, Kw}, Opts);
+        Error -> Error
     end.
 
 %% @doc Starts streaming the iterable that the expression `Code' evaluates to.
 -spec start_eval(pid(), iodata(), map(), map()) -> {ok, reference()} | {error, term()}.
 start_eval(Ctx, Code, Locals, Opts) ->
-    case {py_protocol:code(Code), py_protocol:locals(Locals)} of
-        {{error, badarg}, _} -> {error, {badarg, "code must be a binary, string or iolist"}};
-        {_, {error, badarg}} -> {error, {badarg, "locals must be a map"}};
-        {Bin, Map} -> submit(Ctx, {eval, Bin, Map}, Opts)
+    case py_args:check([py_args:code(Code), py_args:kwargs("locals", Locals)]) of
+        {ok, [Bin, Map]} -> submit(Ctx, {eval, Bin, Map}, Opts);
+        Error -> Error
     end.
 
-submit(Ctx, Source, Opts) ->
-    Ref = make_ref(),
-    Id = py_request:new_id(),
-    Window = maps:get(window, Opts, ?WINDOW),
-    Frame = py_protocol:stream(Id, self(), py_request:parent(Ctx), Source, Window),
-    true = ets:insert(?TABLE, {Ref, Ctx, Id}),
-    case py_request:submit(Ctx, Id, {stream, self(), Ref, Window}, self(), Frame, infinity) of
-        ok ->
-            {ok, Ref};
-        {error, _} = Error ->
-            ets:delete(?TABLE, Ref),
-            Error
+submit(Ctx0, Source, Opts) ->
+    case {py_args:context(Ctx0), maps:get(window, Opts, ?WINDOW)} of
+        {{error, _} = Error, _} ->
+            Error;
+        {_, Window} when not is_integer(Window); Window < 1 ->
+            {error, {badarg, "window must be a positive integer"}};
+        {Ctx, Window} ->
+            Ref = make_ref(),
+            Id = py_protocol:new_id(),
+            Parent = py_request:parent(Ctx),
+            Frame = py_protocol:stream(Id, self(), Parent, Source, Window),
+            ok = py_streams:insert(Ref, Ctx, Id),
+            case py_request:submit(Ctx, Id, {stream, self(), Ref, Window}, self(), Frame,
+                                   infinity, Parent) of
+                ok ->
+                    {ok, Ref};
+                {error, _} = Error ->
+                    ok = py_streams:delete(Ref),
+                    Error
+            end
     end.
 
 %% @doc Stops a stream. When this returns, no message for `Ref' is in the
 %% caller's mailbox or will arrive.
 -spec cancel(reference()) -> ok.
 cancel(Ref) ->
-    case ets:take(?TABLE, Ref) of
-        [{_, Ctx, Id}] ->
-            catch py_context:stream_cancel(Ctx, Id),
-            flush(Ref);
-        [] ->
-            flush(Ref)
-    end.
+    case py_streams:take(Ref) of
+        {Ctx, Id} -> catch py_context_server:stream_cancel(Ctx, Id);
+        error -> ok
+    end,
+    flush(Ref).
 
 flush(Ref) ->
     receive

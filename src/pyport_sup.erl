@@ -13,6 +13,13 @@ start_link() ->
 
 %% @private
 init([]) ->
+    %% The public tables of the application live as long as it runs: created
+    %% here, by the process that outlives every other of the application. Each
+    %% belongs to the module that knows its rows.
+    ok = py_callback:new_table(),
+    ok = py_state:new_table(),
+    ok = py_streams:new_table(),
+    ok = py_context_router:new_table(),
     Children = [#{id => py_context_router,
                   start => {py_context_router, start_link, []},
                   type => worker},

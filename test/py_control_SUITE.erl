@@ -243,7 +243,7 @@ monitor_delivers_restarted(_Config) ->
 
 pool_contexts_are_workers() ->
     [{doc, "The pools' contexts are ordinary workers: under py_pools_sup each pool has a "
-      "supervisor whose children are the router's contexts, type worker, module py_context."}].
+      "supervisor whose children are the router's contexts, type worker, modules py_context and py_context_server."}].
 pool_contexts_are_workers(_Config) ->
     PoolSups = [{Id, Pid} || {Id, Pid, supervisor, _} <- supervisor:which_children(py_pools_sup)],
     ?assertMatch({_, _}, lists:keyfind({pool, default}, 1, PoolSups)),
@@ -252,7 +252,7 @@ pool_contexts_are_workers(_Config) ->
          Ctxs = py_context_router:contexts(Pool),
          ?assert(length(Ctxs) > 0),
          ?assertEqual(lists:sort(Ctxs),
-                      lists:sort([P || {_, P, worker, [py_context]} <- Children])),
+                      lists:sort([P || {_, P, worker, [py_context, py_context_server]} <- Children])),
          ?assertEqual(length(Children), length(Ctxs))
      end || {{pool, Pool}, Sup} <- PoolSups].
 
@@ -262,7 +262,7 @@ child_spec_in_own_supervisor() ->
       "process exits."}].
 child_spec_in_own_supervisor(_Config) ->
     {ok, Sup} = supervisor:start_link(?MODULE, py_context:child_spec(#{id => my_ctx})),
-    [{my_ctx, Ctx, worker, [py_context]}] = supervisor:which_children(Sup),
+    [{my_ctx, Ctx, worker, [py_context, py_context_server]}] = supervisor:which_children(Sup),
     #{os_pid := OldOsPid} = py_context:info(Ctx),
     ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)),
     exit(Ctx, kill),
@@ -272,7 +272,7 @@ child_spec_in_own_supervisor(_Config) ->
                            _ -> false
                        end
                end),
-    [{my_ctx, Ctx2, worker, [py_context]}] = supervisor:which_children(Sup),
+    [{my_ctx, Ctx2, worker, [py_context, py_context_server]}] = supervisor:which_children(Sup),
     ?assertEqual({ok, 2}, py_context:eval(Ctx2, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)),
     wait_until(fun() -> not os_pid_alive(OldOsPid) end),
     ok = gen_server:stop(Sup).

@@ -41,7 +41,9 @@ control_frames_test() ->
     ?assertEqual({cancel, 10}, binary_to_term(py_protocol:cancel(10))),
     ?assertEqual({interrupt, keyboard}, binary_to_term(py_protocol:interrupt(keyboard))),
     ?assertEqual({interrupt, memory}, binary_to_term(py_protocol:interrupt(memory))),
-    ?assertEqual({info, 11}, binary_to_term(py_protocol:info(11))).
+    ?assertEqual({info, 11}, binary_to_term(py_protocol:info(11))),
+    ?assertEqual({credit, output, 4096}, binary_to_term(py_protocol:credit(output, 4096))),
+    ?assertEqual({credit, send, 1}, binary_to_term(py_protocol:credit(send, 1))).
 
 interrupt_rejects_other_kinds_test() ->
     ?assertError(function_clause, py_protocol:interrupt(sigterm)).
@@ -60,26 +62,39 @@ version_test() ->
 split_two_terms_test() ->
     Body = term_to_binary({ok, [1, 2, 3]}),
     Frame = <<(term_to_binary({reply, 42}))/binary, Body/binary>>,
-    ?assertEqual({{reply, 42}, Body}, py_protocol:split(Frame)),
-    {_, B} = py_protocol:split(Frame),
+    ?assertEqual({ok, {reply, 42}, Body}, py_protocol:split(Frame)),
+    {ok, _, B} = py_protocol:split(Frame),
     ?assertEqual({ok, [1, 2, 3]}, binary_to_term(B)).
 
 split_one_term_test() ->
     Frame = term_to_binary({ready, 1, <<"3.11.7">>, 1234}),
-    ?assertEqual({{ready, 1, <<"3.11.7">>, 1234}, <<>>}, py_protocol:split(Frame)).
+    ?assertEqual({ok, {ready, 1, <<"3.11.7">>, 1234}, <<>>}, py_protocol:split(Frame)).
 
 split_error_frame_test() ->
     Body = term_to_binary({pyerr, "ValueError", "bad", "Traceback..."}),
     Frame = <<(term_to_binary({error, 3}))/binary, Body/binary>>,
-    ?assertEqual({{error, 3}, Body}, py_protocol:split(Frame)).
+    ?assertEqual({ok, {error, 3}, Body}, py_protocol:split(Frame)).
 
 split_does_not_decode_the_body_test() ->
     %% The body is handed on undecoded: bytes that are not a term stay bytes.
     Frame = <<(term_to_binary({reply, 5}))/binary, 131, 255, 1, 2>>,
-    ?assertEqual({{reply, 5}, <<131, 255, 1, 2>>}, py_protocol:split(Frame)).
+    ?assertEqual({ok, {reply, 5}, <<131, 255, 1, 2>>}, py_protocol:split(Frame)).
 
 split_rejects_non_etf_test() ->
-    ?assertError(badarg, py_protocol:split(<<"not a term">>)).
+    ?assertEqual(error, py_protocol:split(<<"not a term">>)),
+    ?assertEqual(error, py_protocol:split(term_to_binary(not_a_tuple))).
+
+split_creates_no_atom_test() ->
+    %% A header naming an atom that does not exist is not the port's: refused,
+    %% and the atom is not created.
+    Name = <<"py_protocol_tests_never_an_atom">>,
+    Header = <<131, 104, 2, 119, (byte_size(Name)), Name/binary, 97, 1>>,
+    ?assertEqual(error, py_protocol:split(Header)),
+    ?assertError(badarg, binary_to_existing_atom(Name, utf8)).
+
+port_atoms_exist_test() ->
+    [?assertEqual(A, binary_to_existing_atom(atom_to_binary(A, utf8), utf8))
+     || A <- py_protocol:port_atoms()].
 
 %%% name/1 and code/1 -----------------------------------------------------------
 
@@ -122,29 +137,29 @@ locals_test() ->
 %%% exit_reason/1 ---------------------------------------------------------------
 
 exit_reason_pyport_statuses_test() ->
-    ?assertEqual({exit, 0}, py_protocol:exit_reason(0)),
-    ?assertEqual({exit, 64, usage}, py_protocol:exit_reason(64)),
-    ?assertEqual({exit, 65, python_failed_to_start}, py_protocol:exit_reason(65)),
-    ?assertEqual({exit, 66, framing_lost}, py_protocol:exit_reason(66)),
-    ?assertEqual({exit, 67, out_of_memory}, py_protocol:exit_reason(67)),
-    ?assertEqual({exit, 68, io_error}, py_protocol:exit_reason(68)).
+    ?assertEqual({exit, 0}, py_protocol:exit_reason(0, true)),
+    ?assertEqual({exit, 64, usage}, py_protocol:exit_reason(64, true)),
+    ?assertEqual({exit, 65, python_failed_to_start}, py_protocol:exit_reason(65, true)),
+    ?assertEqual({exit, 66, framing_lost}, py_protocol:exit_reason(66, true)),
+    ?assertEqual({exit, 67, out_of_memory}, py_protocol:exit_reason(67, true)),
+    ?assertEqual({exit, 68, io_error}, py_protocol:exit_reason(68, true)).
+
+exit_reason_user_statuses_are_not_named_test() ->
+    %% os._exit(66) in Python is the user's status, not pyport's framing_lost.
+    [?assertEqual({exit, N}, py_protocol:exit_reason(N, false)) || N <- [0, 64, 65, 66, 67, 68]].
 
 exit_reason_signals_test() ->
-    ?assertEqual({signal, 'SIGSEGV'}, py_protocol:exit_reason(139)),
-    ?assertEqual({signal, 'SIGKILL'}, py_protocol:exit_reason(137)),
-    ?assertEqual({signal, 'SIGABRT'}, py_protocol:exit_reason(134)),
-    ?assertEqual({signal, 'SIGTERM'}, py_protocol:exit_reason(143)),
-    ?assertEqual({signal, 'SIGBUS'}, py_protocol:exit_reason(135)),
+    [?assertEqual({signal, 'SIGSEGV'}, py_protocol:exit_reason(139, Own)) || Own <- [true, false]],
+    ?assertEqual({signal, 'SIGKILL'}, py_protocol:exit_reason(137, false)),
+    ?assertEqual({signal, 'SIGABRT'}, py_protocol:exit_reason(134, false)),
+    ?assertEqual({signal, 'SIGTERM'}, py_protocol:exit_reason(143, false)),
+    ?assertEqual({signal, 'SIGBUS'}, py_protocol:exit_reason(135, false)),
     %% A signal without a name in the table keeps its number.
-    ?assertEqual({signal, 40}, py_protocol:exit_reason(168)).
+    ?assertEqual({signal, 40}, py_protocol:exit_reason(168, false)).
 
 exit_reason_other_statuses_test() ->
-    ?assertEqual({exit, 1}, py_protocol:exit_reason(1)),
-    ?assertEqual({exit, 2}, py_protocol:exit_reason(2)),
-    ?assertEqual({exit, 63}, py_protocol:exit_reason(63)),
-    ?assertEqual({exit, 69}, py_protocol:exit_reason(69)),
-    ?assertEqual({exit, 128}, py_protocol:exit_reason(128)),
-    ?assertEqual({exit, 255}, py_protocol:exit_reason(255)).
+    [?assertEqual({exit, N}, py_protocol:exit_reason(N, Own))
+     || N <- [1, 2, 63, 69, 128, 255], Own <- [true, false]].
 
 %%% error_result/1 --------------------------------------------------------------
 

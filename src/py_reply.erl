@@ -1,0 +1,79 @@
+%% @doc What reaches a process that waits for a request: the one answer, the
+%% callbacks Python makes while the request runs, the output it prints, the
+%% acknowledgement of a cancel; and the messages that end a stream at its owner.
+%% The senders (the context's server, the in-flight table's heir) and the
+%% receiver (py_request) both go through this module, so the message shapes live
+%% here alone. A waiter is reached through its alias: once it gives up, the
+%% runtime drops whatever is still sent to it.
+-module(py_reply).
+
+-export([answer/3, callback/4, output/4, cancel_ack/1, stream_item/3, next/2]).
+
+-export_type([status/0, event/0]).
+
+%% `reply' and `error' carry the undecoded body from the port; `died' and
+%% `failed' carry the reason.
+-type status() :: reply | error | died | failed.
+-type event() :: {answer, status(), term()}
+               | {callback, integer(), binary(), binary()}
+               | {output, binary(), binary(), term()}
+               | cancel_ack
+               | {down, term()}
+               | timeout.
+
+%% @doc The one answer of a request: to the caller's alias, or the end of a
+%% stream at its owner (whose row in the stream table goes with it).
+-spec answer(py_inflight:reply_to(), status(), term()) -> ok.
+answer(Mref, Status, Payload) when is_reference(Mref) ->
+    Mref ! {Mref, Status, Payload},
+    ok;
+answer({stream, Owner, Ref, _}, Status, Payload) ->
+    Owner ! {py_stream, Ref, stream_end(Status, Payload)},
+    py_streams:delete(Ref).
+
+stream_end(reply, _) -> done;
+stream_end(error, Body) -> element(1, py_protocol:error_body(Body));
+stream_end(died, Reason) -> {error, {context_died, Reason}};
+stream_end(failed, Reason) -> {error, Reason}.
+
+%% @doc A callback of the request waited for at `Reply': `sent', or `no_waiter'
+%% when nobody runs callbacks there (a stream owner).
+-spec callback(py_inflight:reply_to(), integer(), binary(), binary()) -> sent | no_waiter.
+callback(Mref, CbId, Name, Args) when is_reference(Mref) ->
+    Mref ! {Mref, callback, CbId, Name, Args},
+    sent;
+callback(_, _, _, _) ->
+    no_waiter.
+
+%% @doc Output the request printed: the waiter writes it to its group leader,
+%% then hands `Token' back to the context (py_context_server:output_done/2).
+-spec output(reference(), binary(), binary(), term()) -> ok.
+output(Mref, Stream, Bytes, Token) ->
+    Mref ! {Mref, output, Stream, Bytes, Token},
+    ok.
+
+%% @doc The context has dropped or stopped the waiter's cancelled request.
+-spec cancel_ack(reference()) -> ok.
+cancel_ack(Mref) ->
+    Mref ! {Mref, cancel_ack},
+    ok.
+
+%% @doc One item of a stream, to its owner.
+-spec stream_item(pid(), reference(), term()) -> ok.
+stream_item(Owner, Ref, Item) ->
+    Owner ! {py_stream, Ref, {data, Item}},
+    ok.
+
+%% @doc The next event for the waiter of `Mref' (the monitor of the context,
+%% with an alias), or `timeout' after `Timeout' ms.
+-spec next(reference(), timeout()) -> event().
+next(Mref, Timeout) ->
+    receive
+        {Mref, callback, CbId, Name, Args} -> {callback, CbId, Name, Args};
+        {Mref, output, Stream, Bytes, Token} -> {output, Stream, Bytes, Token};
+        {Mref, cancel_ack} -> cancel_ack;
+        {Mref, Status, Payload} -> {answer, Status, Payload};
+        {'DOWN', Mref, process, _, Reason} -> {down, Reason}
+    after Timeout ->
+        timeout
+    end.
