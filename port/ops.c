@@ -427,7 +427,9 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
         rc = helper1("configure_logging", v);
     }
     v = PyDict_GetItemString(opts, "max_atoms");
-    if (rc == 0 && v != NULL) {
+    if (rc == 0 && v == Py_None) {
+        conv_set_atom_budget(-1); /* none: no limit */
+    } else if (rc == 0 && v != NULL) {
         long long atoms = PyLong_Check(v) ? PyLong_AsLongLong(v) : -1;
         if (atoms < 0) {
             PyErr_Clear();

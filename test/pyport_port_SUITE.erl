@@ -1339,8 +1339,15 @@ exit_status(Port) ->
 
 %% As exit_status/1, writing a byte every POLL_MS meanwhile (for a port behind a
 %% shell pipeline whose first command only ends when its output pipe breaks).
+%% A write that finds the pipe gone closes the port with an exit signal: trapped.
 exit_status_nudging(Port) ->
-    exit_status_nudging(Port, erlang:monotonic_time(millisecond) + ?EXIT_STATUS_TIMEOUT).
+    Trap = process_flag(trap_exit, true),
+    try
+        exit_status_nudging(Port, erlang:monotonic_time(millisecond) + ?EXIT_STATUS_TIMEOUT)
+    after
+        receive {'EXIT', Port, _} -> ok after 0 -> ok end,
+        process_flag(trap_exit, Trap)
+    end.
 
 exit_status_nudging(Port, Deadline) ->
     receive
