@@ -45,12 +45,12 @@ os_pid({direct, Port}) ->
 os_pid({routed, Owner}) ->
     gen_server:call(Owner, os_pid).
 
-%% @doc The frame of py:call (`{call, Id, Pid, M, F, Args, Kwargs}'); the echo
-%% answers its last element, `Kwargs'.
+%% @doc The frame of py:call (`{call, Id, Pid, Parent, M, F, Args, Kwargs}'); the
+%% echo answers its last element, `Kwargs'.
 -spec call(target(), atom(), atom(), list(), map()) -> {ok, term()} | {error, term()}.
 call(Target, M, F, Args, Kwargs) ->
     Id = erlang:unique_integer([positive]),
-    request(Target, Id, term_to_binary({call, Id, self(), M, F, Args, Kwargs})).
+    request(Target, Id, py_protocol:call(Id, self(), 0, M, F, Args, Kwargs)).
 
 %% @doc `{echo, Id, Pid, X}': the echo answers `X'.
 -spec echo(target(), term()) -> {ok, term()} | {error, term()}.

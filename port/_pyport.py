@@ -6,6 +6,7 @@ activation, logging to Erlang, memory statistics. Runs on the Python thread; the
 functions of the `erlang` module prefixed with `_` send frames to Erlang.
 """
 
+import contextvars
 import gc
 import glob
 import importlib
@@ -19,6 +20,11 @@ import erlang
 _loop = None
 _tasks = {}    # request id -> asyncio.Task awaiting a coroutine result
 _streams = {}  # request id -> _Stream
+
+# The request a coroutine or stream runs for, seen from C (port/async.c): each
+# task has its own copy, so while a task runs this names its request (a cancel
+# is raised in it, its erlang.call says whose callback it is).
+request = contextvars.ContextVar("pyport_request", default=0)
 
 
 # ---- the event loop ------------------------------------------------------------
@@ -59,13 +65,30 @@ def _maybe_stop():
         stop()
 
 
-async def _await(awaitable):
-    return await awaitable
+class _Raised:
+    """SystemExit or KeyboardInterrupt raised by a coroutine or a stream: the
+    task returns it instead of raising it, because asyncio lets those two out of
+    the event loop (they would end the OS process, or stop every other
+    coroutine). Its request is answered with the exception, as a synchronous
+    request would be."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc):
+        self.exc = exc
+
+
+async def _await(req_id, awaitable):
+    request.set(req_id)
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return _Raised(exc)
 
 
 def start_task(req_id, owner, awaitable):
     """Await `awaitable` on the loop; answer request `req_id` when it is done."""
-    task = _get_loop().create_task(_await(awaitable))
+    task = _get_loop().create_task(_await(req_id, awaitable))
     _tasks[req_id] = task
 
     def done(t):
@@ -82,7 +105,11 @@ def _finish(req_id, owner, task, value):
     elif task is not None and task.exception() is not None:
         erlang._finish(req_id, owner, "error", task.exception())
     else:
-        erlang._finish(req_id, owner, "ok", task.result() if task is not None else value)
+        result = task.result() if task is not None else value
+        if isinstance(result, _Raised):
+            erlang._finish(req_id, owner, "error", result.exc)
+        else:
+            erlang._finish(req_id, owner, "ok", result)
 
 
 def cancel(req_id):
@@ -124,6 +151,13 @@ class _Stream:
         self.credit -= 1
 
     async def pump(self):
+        request.set(self.req_id)
+        try:
+            return await self._pump()
+        except (SystemExit, KeyboardInterrupt) as exc:
+            return _Raised(exc)
+
+    async def _pump(self):
         import asyncio
         source = self.source
         try:

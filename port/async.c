@@ -9,21 +9,23 @@
 #include <string.h>
 
 #include "buf.h"
+#include "control.h"
 #include "convert.h"
 #include "envs.h"
+#include "frames.h"
 #include "inbox.h"
-#include "log.h"
-#include "outbox.h"
+#include "output.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
 #include "reply.h"
+#include "terms.h"
 #include "worker.h"
 
 static PyObject *g_helpers; /* owned: the _pyport module */
 static long g_pending;      /* async requests started and not yet answered */
 static PyObject *g_drain;   /* owned: erlang._drain */
+static PyObject *g_request; /* owned: _pyport.request, the running task's request */
 
 int async_init(void)
 {
@@ -37,7 +39,24 @@ int async_init(void)
     }
     g_drain = PyObject_GetAttrString(erlang, "_drain");
     Py_DECREF(erlang);
-    return g_drain != NULL ? 0 : -1;
+    g_request = PyObject_GetAttrString(g_helpers, "request");
+    return g_drain != NULL && g_request != NULL ? 0 : -1;
+}
+
+int64_t async_current_request(void)
+{
+    PyObject *v = NULL; // owned
+    if (g_request == NULL || PyContextVar_Get(g_request, NULL, &v) < 0 || v == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    long long id = PyLong_AsLongLong(v);
+    Py_DECREF(v);
+    if (id == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return id;
 }
 
 PyObject *async_helpers(void)
@@ -83,15 +102,17 @@ void async_run(void)
     int rc = helper("run", "(iO)", inbox_fd(), g_drain);
     rd_event_loop(0);
     if (rc < 0) {
-        /* KeyboardInterrupt or SystemExit from a coroutine stops the loop; the
-           task itself is answered by its done-callback on the next run. */
-        PyErr_Print();
+        /* Tasks return SystemExit and KeyboardInterrupt instead of raising them
+           (_pyport._Raised); whatever still escapes the loop (a callback of the
+           loop itself) is reported, never allowed to end the process: the
+           tasks go on at the next run. */
+        PyErr_WriteUnraisable(NULL);
     }
 }
 
 static PyObject *owner_obj(const char *pid, size_t len)
 {
-    return pyerl_term_new(&pyerl_PidType, pid, len);
+    return terms_new(&terms_PidType, pid, len);
 }
 
 int async_start(int64_t id, const char *pid, size_t len, PyObject *awaitable)
@@ -102,7 +123,10 @@ int async_start(int64_t id, const char *pid, size_t len, PyObject *awaitable)
     }
     int rc = helper("start_task", "(LOO)", (long long)id, owner, awaitable);
     Py_DECREF(owner);
-    g_pending += rc == 0;
+    if (rc == 0) {
+        g_pending++;
+        ctl_task_add(id);
+    }
     return rc;
 }
 
@@ -114,21 +138,24 @@ int async_stream(int64_t id, const char *pid, size_t len, PyObject *source, long
     }
     int rc = helper("start_stream", "(LOOl)", (long long)id, owner, source, window);
     Py_DECREF(owner);
-    g_pending += rc == 0;
+    if (rc == 0) {
+        g_pending++;
+        ctl_task_add(id);
+    }
     return rc;
 }
 
 void async_cancel(int64_t id)
 {
     if (helper("cancel", "(L)", (long long)id) < 0) {
-        PyErr_Print();
+        PyErr_WriteUnraisable(NULL);
     }
 }
 
 void async_ack(int64_t id, long n)
 {
     if (helper("stream_ack", "(Ll)", (long long)id, n) < 0) {
-        PyErr_Print();
+        PyErr_WriteUnraisable(NULL);
     }
 }
 
@@ -136,7 +163,7 @@ void async_ack(int64_t id, long n)
 
 static int owner_bytes(PyObject *owner, const char **pid, Py_ssize_t *len)
 {
-    if (!pyerl_term_bytes(owner, pid, len)) {
+    if (!terms_bytes(owner, pid, len)) {
         PyErr_SetString(PyExc_TypeError, "owner must be an erlang.Pid");
         return -1;
     }
@@ -166,11 +193,12 @@ static PyObject *mod_finish(PyObject *self, PyObject *args)
         PyErr_SetObject((PyObject *)Py_TYPE(value), value);
         reply_error(&r, REPLY_PYERR);
     } else {
-        reply_error_atom(&r, "cancelled");
+        reply_cancelled(&r);
     }
     env_owner_restore(prev);
     reply_send(&r);
     g_pending--;
+    ctl_task_remove(id);
     Py_RETURN_NONE;
 }
 
@@ -187,12 +215,7 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
         return NULL;
     }
     buf_t b;
-    buf_init(&b, 128);
-    proto_begin(&b);
-    proto_tuple(&b, 2);
-    proto_atom(&b, "stream_data");
-    proto_long(&b, id);
-    proto_body(&b);
+    frame_begin_stream_data(&b, id);
     env_owner_t prev = env_owner_set(pid, (size_t)len);
     int rc = conv_from_py(&b, value);
     env_owner_restore(prev);
@@ -200,7 +223,7 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
         buf_destroy(&b);
         return NULL;
     }
-    pyerl_flush_output();
+    output_flush();
     proto_end(&b, PYPORT_HARD_MAX_FRAME);
     size_t n;
     char *frame = buf_steal(&b, &n);
@@ -214,15 +237,10 @@ static PyObject *mod_drain(PyObject *self, PyObject *unused)
     (void)self;
     (void)unused;
     inbox_drain();
-    job_t *job;
-    while ((job = inbox_pop()) != NULL) {
-        worker_handle(job);
-        if (worker_stopping()) {
-            helper("stop", "()");
-            break;
-        }
+    serve_t s = {.wait = SERVE_RETURN};
+    if (worker_serve(&s) == SERVE_STOPPED) {
+        helper("stop", "()");
     }
-    reply_flush();
     PyErr_Clear();
     Py_RETURN_NONE;
 }
@@ -240,14 +258,10 @@ static PyObject *mod_log(PyObject *self, PyObject *args)
         return NULL;
     }
     buf_t b;
-    buf_init(&b, (size_t)(name_len + msg_len) + 64);
-    proto_begin(&b);
-    proto_tuple(&b, 4);
-    proto_atom(&b, "log");
-    proto_long(&b, level);
-    proto_binary(&b, name, (size_t)name_len);
-    proto_binary(&b, msg, (size_t)msg_len);
-    proto_send(&b);
+    frame_log(&b, level, name, (size_t)name_len, msg, (size_t)msg_len);
+    if (output_send_metered(&b, CREDIT_OUTPUT, 1) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

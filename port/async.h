@@ -20,6 +20,10 @@ int async_init(void);
 /// Returns the helper module _pyport (borrowed).
 PyObject *async_helpers(void);
 
+/// Returns the request whose coroutine or stream runs now (the task's
+/// _pyport.request), or 0 outside a task.
+int64_t async_current_request(void);
+
 /// Returns the number of coroutines and streams still running.
 long async_pending(void);
 

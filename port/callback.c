@@ -1,40 +1,29 @@
 /*
- * erlang.call (see callback.h). A waiter lives on the waiting thread's stack and
- * is linked into g_waiters while it waits; the reply job is handed over under
- * g_mu. The Python thread serves nested requests with worker_handle while it
- * waits, so Python -> Erlang -> Python -> ... nests without deadlock and nothing
- * is ever replayed.
+ * erlang.call (see callback.h). The waiter lives on the calling thread's stack
+ * (waiters.c). The Python thread serves the requests of the waiting request's
+ * call chain (worker_serve) while it waits, so Python -> Erlang -> Python -> ...
+ * nests without deadlock and nothing is ever replayed, while other callers'
+ * requests wait for the chain to return.
  */
 #include "callback.h"
 
 #include <ei.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
+#include "async.h"
 #include "buf.h"
 #include "control.h"
 #include "convert.h"
-#include "outbox.h"
-#include "protocol.h"
-#include "pyerlang.h"
+#include "frames.h"
+#include "inbox.h"
 #include "pyport/wire.h"
-#include "reader.h"
-#include "reply.h"
+#include "terms.h"
+#include "waiters.h"
 #include "worker.h"
 
-typedef struct waiter {
-    struct waiter *next;
-    int64_t id;
-    int on_python_thread;
-    pthread_cond_t cond;
-    job_t *reply; /* owned once set */
-} waiter_t;
-
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static waiter_t *g_waiters;
 static atomic_llong g_next_id;
-static int g_depth;
+static int g_depth; /* callback waits nested on the Python thread */
 static int g_max_depth = PYPORT_DEFAULT_MAX_NESTING;
 
 void cb_set_max_nesting(int depth)
@@ -42,82 +31,18 @@ void cb_set_max_nesting(int depth)
     g_max_depth = depth;
 }
 
-int cb_depth(void)
+/* The request whose erlang.call this is: the one on top of the stack, or the
+   coroutine's (a task runs at depth 0); 0 on another Python thread. */
+static int64_t cb_request(void)
 {
-    return g_depth;
-}
-
-static void link_waiter(waiter_t *w)
-{
-    pthread_mutex_lock(&g_mu);
-    w->next = g_waiters;
-    g_waiters = w;
-    pthread_mutex_unlock(&g_mu);
-}
-
-/* Unlinks w; returns its reply (owned) if one arrived. */
-static job_t *unlink_waiter(waiter_t *w)
-{
-    pthread_mutex_lock(&g_mu);
-    for (waiter_t **p = &g_waiters; *p != NULL; p = &(*p)->next) {
-        if (*p == w) {
-            *p = w->next;
-            break;
-        }
+    if (!ctl_is_python_thread()) {
+        return 0;
     }
-    job_t *reply = w->reply;
-    w->reply = NULL;
-    pthread_mutex_unlock(&g_mu);
-    return reply;
+    int64_t top = ctl_current();
+    return top != 0 ? top : async_current_request();
 }
 
-static int64_t reply_id(const job_t *job)
-{
-    long long id = 0;
-    int index = job->index;
-    ei_decode_longlong(job->frame, &index, &id);
-    return id;
-}
-
-/* Gives job to its waiter; returns 1 if taken, 0 if the waiter is on the Python
-   thread (and job was not taken), -1 if nobody waits for it. */
-static int hand_over(job_t *job, int from_python_thread)
-{
-    int64_t id = reply_id(job);
-    int rc = -1;
-    pthread_mutex_lock(&g_mu);
-    for (waiter_t *w = g_waiters; w != NULL; w = w->next) {
-        if (w->id != id) {
-            continue;
-        }
-        if (w->on_python_thread && !from_python_thread) {
-            rc = 0;
-        } else {
-            w->reply = job;
-            pthread_cond_signal(&w->cond);
-            rc = 1;
-        }
-        break;
-    }
-    pthread_mutex_unlock(&g_mu);
-    return rc;
-}
-
-void cb_route(job_t *job)
-{
-    if (hand_over(job, 0) != 1) {
-        inbox_push(job); /* the Python thread takes it (or drops it) */
-    }
-}
-
-void cb_store(job_t *job)
-{
-    if (hand_over(job, 1) != 1) {
-        job_free(job); /* its caller gave up (a signal interrupted the wait) */
-    }
-}
-
-static int send_request(int64_t id, PyObject *name, PyObject *args)
+static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *args)
 {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(name, &n);
@@ -125,14 +50,7 @@ static int send_request(int64_t id, PyObject *name, PyObject *args)
         return -1;
     }
     buf_t b;
-    buf_init(&b, 256);
-    proto_begin(&b);
-    proto_tuple(&b, 4);
-    proto_atom(&b, "callback");
-    proto_long(&b, id);
-    proto_long(&b, ctl_is_python_thread() ? ctl_current() : 0);
-    proto_binary(&b, s, (size_t)n);
-    proto_body(&b);
+    frame_begin_callback(&b, id, request, s, (size_t)n);
     PyObject *list = PySequence_List(args); // owned
     int rc = list != NULL ? conv_from_py(&b, list) : -1;
     Py_XDECREF(list);
@@ -140,7 +58,7 @@ static int send_request(int64_t id, PyObject *name, PyObject *args)
         buf_destroy(&b);
         return -1;
     }
-    proto_send(&b);
+    frame_send(&b);
     return 0;
 }
 
@@ -159,50 +77,55 @@ static PyObject *decode_reply(job_t *job)
     if (value == NULL || strcmp(status, "ok") == 0) {
         return value;
     }
-    pyerl_raise_error(value);
+    terms_raise_error(value);
     Py_DECREF(value);
     return NULL;
 }
 
-/* The Python thread waits by serving: nested requests run here. */
-static int wait_serving(waiter_t *w)
+typedef struct {
+    waiter_t *w;
+    int64_t request; /* the request whose erlang.call waits */
+} wait_t;
+
+static int reply_arrived(void *ctx)
 {
-    for (;;) {
-        pthread_mutex_lock(&g_mu);
-        int done = w->reply != NULL;
-        pthread_mutex_unlock(&g_mu);
-        if (done) {
-            return 0;
-        }
-        job_t *job = inbox_pop();
-        if (job == NULL) {
-            reply_flush();
-            Py_BEGIN_ALLOW_THREADS rd_wait();
-            Py_END_ALLOW_THREADS if (PyErr_CheckSignals() < 0)
-            {
-                return -1;
-            }
-            continue;
-        }
-        if (job->op == OP_CALLBACK_REPLY) {
-            cb_store(job);
-        } else if (job->op == JOB_STOP) {
-            worker_handle(job); /* records the stop for worker_run */
-            PyErr_SetString(pyerl_RequestTimeout, "the context is stopping");
-            return -1;
-        } else {
-            worker_handle(job);
-        }
+    return waiters_done(((wait_t *)ctx)->w);
+}
+
+/* While request R waits in erlang.call, the Python thread takes the requests of
+   R's call chain (made from R's callback: Parent == R) and every job that is not
+   a request; other requests wait in order. */
+static int in_chain(const job_t *job, void *ctx)
+{
+    return job->id == 0 || job->parent == ((wait_t *)ctx)->request;
+}
+
+/* The Python thread waits by serving: nested requests run here. Returns 0 when
+   the reply arrived, or -1 with an error set (an action for the waiting
+   request, a signal handler's error, or the port stopping). */
+static int wait_serving(waiter_t *w, int64_t request)
+{
+    wait_t ctx = {w, request};
+    serve_t s = {.filter = in_chain,
+                 .done = reply_arrived,
+                 .ctx = &ctx,
+                 .wait = SERVE_BLOCK,
+                 .interruptible = 1};
+    switch (worker_serve(&s)) {
+    case SERVE_DONE:
+        return 0;
+    case SERVE_STOPPED:
+        PyErr_SetString(terms_RequestTimeout, "the context is stopping");
+        return -1;
+    default:
+        return -1;
     }
 }
 
 static void wait_sleeping(waiter_t *w)
 {
-    Py_BEGIN_ALLOW_THREADS pthread_mutex_lock(&g_mu);
-    while (w->reply == NULL) {
-        pthread_cond_wait(&w->cond, &g_mu);
-    }
-    pthread_mutex_unlock(&g_mu);
+    Py_BEGIN_ALLOW_THREADS
+    waiters_sleep(w);
     Py_END_ALLOW_THREADS
 }
 
@@ -216,28 +139,25 @@ PyObject *cb_call(PyObject *name, PyObject *args)
     }
     waiter_t w;
     memset(&w, 0, sizeof w);
-    w.id = atomic_fetch_add(&g_next_id, 1) + 1;
-    w.on_python_thread = on_python;
-    pthread_cond_init(&w.cond, NULL);
-    link_waiter(&w);
+    waiters_add(&w, atomic_fetch_add(&g_next_id, 1) + 1, on_python);
     PyObject *result = NULL;
-    if (send_request(w.id, name, args) == 0) {
+    int64_t request = cb_request();
+    if (send_request(w.id, request, name, args) == 0) {
         int rc = 0;
         if (on_python) {
             g_depth++;
-            rc = wait_serving(&w);
+            rc = wait_serving(&w, request);
             g_depth--;
         } else {
             wait_sleeping(&w);
         }
-        job_t *reply = unlink_waiter(&w);
+        job_t *reply = waiters_remove(&w);
         if (rc == 0 && reply != NULL) {
             result = decode_reply(reply);
         }
         job_free(reply);
     } else {
-        job_free(unlink_waiter(&w));
+        job_free(waiters_remove(&w));
     }
-    pthread_cond_destroy(&w.cond);
     return result;
 }

@@ -10,10 +10,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "atoms.h"
 #include "etf.h"
+#include "frames.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
+#include "terms.h"
 
 /* The input being decoded: every skip is bounded by its length (ei_skip_term
    is not: it ignores errors inside tuples and lists). */
@@ -28,6 +30,11 @@ static conv_from_ref_fn g_from_ref;
 
 /* Erlang refuses bigger integers; refusing them here gives a clear error. */
 #define CONV_MAX_BIG_BYTES (1 << 20)
+
+void conv_set_atom_budget(int64_t remaining)
+{
+    atoms_set_budget(remaining);
+}
 
 void conv_set_max_depth(int depth)
 {
@@ -91,7 +98,7 @@ static PyObject *atom_object(const char *name, size_t len)
         Py_RETURN_NONE;
     }
     if (len >= ATOM_CACHE_NAME) {
-        return pyerl_atom_new(name, len);
+        return terms_atom_new(name, len);
     }
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++) {
@@ -101,7 +108,7 @@ static PyObject *atom_object(const char *name, size_t len)
     if (slot->atom != NULL && slot->len == len && memcmp(slot->name, name, len) == 0) {
         return Py_NewRef(slot->atom);
     }
-    PyObject *a = pyerl_atom_new(name, len); // owned
+    PyObject *a = terms_atom_new(name, len); // owned
     if (a == NULL) {
         return NULL;
     }
@@ -111,14 +118,58 @@ static PyObject *atom_object(const char *name, size_t len)
     return a;
 }
 
+/* Decodes the atom at *index into out (MAXATOMLEN_UTF8 bytes) as UTF-8 with its
+   byte length in *len (a NUL inside an atom is kept: ei's decoder would end the
+   name there). The frame was walked (etf.c), so the bytes are there. */
 static int decode_atom(const char *buf, int *index, char *out, size_t *len)
 {
-    erlang_char_encoding from;
-    erlang_char_encoding to;
-    if (ei_decode_atom_as(buf, index, out, MAXATOMLEN_UTF8, ERLANG_UTF8, &from, &to) < 0) {
+    const unsigned char *p = (const unsigned char *)buf + *index;
+    size_t n;
+    size_t hdr;
+    int latin1;
+    switch (p[0]) {
+    case ERL_ATOM_EXT:
+    case ERL_ATOM_UTF8_EXT:
+        n = ((size_t)p[1] << 8) | p[2];
+        hdr = 3;
+        latin1 = p[0] == ERL_ATOM_EXT;
+        break;
+    case ERL_SMALL_ATOM_EXT:
+    case ERL_SMALL_ATOM_UTF8_EXT:
+        n = p[1];
+        hdr = 2;
+        latin1 = p[0] == ERL_SMALL_ATOM_EXT;
+        break;
+    default:
         return -1;
     }
-    *len = strlen(out);
+    size_t o = 0;
+    if (latin1) {
+        if (n > 255) {
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = p[hdr + i];
+            if (c < 0x80) {
+                out[o++] = (char)c;
+            } else {
+                out[o++] = (char)(0xc0 | (c >> 6));
+                out[o++] = (char)(0x80 | (c & 0x3f));
+            }
+        }
+    } else {
+        if (n >= MAXATOMLEN_UTF8) {
+            return -1;
+        }
+        memcpy(out, p + hdr, n);
+        o = n;
+    }
+    out[o] = '\0';
+    *len = o;
+    *index += (int)(hdr + n);
+    if (atoms_limited()) {
+        atoms_known(NULL, out, o, 0);
+    }
     return 0;
 }
 
@@ -245,7 +296,11 @@ static PyObject *opaque(PyTypeObject *type, const conv_in_t *in, int *index)
     if (skip(in, index) < 0) {
         return bad("malformed term");
     }
-    return pyerl_term_new(type, buf + start, (size_t)(*index - start));
+    if (atoms_limited()) {
+        /* The node names and other atoms inside came from Erlang. */
+        etf_each_atom(in->buf, in->len, (size_t)start, g_max_depth + 2, atoms_known, NULL);
+    }
+    return terms_new(type, buf + start, (size_t)(*index - start));
 }
 
 static PyObject *decode_binary(const conv_in_t *in, int *index, int as_bytes)
@@ -307,7 +362,7 @@ static PyObject *decode_list(const conv_in_t *in, int *index, int depth)
     /* An improper list has no Python form: keep the whole list as a Term. */
     Py_DECREF(list);
     *index = start;
-    return opaque(&pyerl_TermType, in, index);
+    return opaque(&terms_TermType, in, index);
 }
 
 static PyObject *decode_string(const conv_in_t *in, int *index)
@@ -334,7 +389,8 @@ static int is_atom_named(const conv_in_t *in, int index, const char *name)
     const char *buf = in->buf;
     char atom[MAXATOMLEN_UTF8];
     size_t len;
-    return decode_atom(buf, &index, atom, &len) == 0 && strcmp(atom, name) == 0;
+    return decode_atom(buf, &index, atom, &len) == 0 && len == strlen(name) &&
+           memcmp(atom, name, len) == 0;
 }
 
 static PyObject *decode_tuple(const conv_in_t *in, int *index, int depth)
@@ -403,7 +459,7 @@ static PyObject *decode_map(const conv_in_t *in, int *index, int depth)
             /* An unhashable key (a list, a map): keep it as an opaque Term. */
             PyErr_Clear();
             int at = kstart;
-            Py_SETREF(k, opaque(&pyerl_TermType, in, &at));
+            Py_SETREF(k, opaque(&terms_TermType, in, &at));
             rc = k != NULL ? PyDict_SetItem(d, k, v) : -1;
         }
         Py_XDECREF(k);
@@ -500,14 +556,14 @@ static PyObject *to_py(const conv_in_t *in, int *index, int depth)
         return decode_map(in, index, depth);
     case ERL_PID_EXT:
     case ERL_NEW_PID_EXT:
-        return opaque(&pyerl_PidType, in, index);
+        return opaque(&terms_PidType, in, index);
     case ERL_REFERENCE_EXT:
     case ERL_NEW_REFERENCE_EXT:
     case ERL_NEWER_REFERENCE_EXT:
-        return opaque(&pyerl_RefType, in, index);
+        return opaque(&terms_RefType, in, index);
     default:
         /* Bit strings, ports, funs: carried unchanged. */
-        return opaque(&pyerl_TermType, in, index);
+        return opaque(&terms_TermType, in, index);
     }
 }
 
@@ -517,7 +573,7 @@ PyObject *conv_to_py(const char *buf, size_t len, int *index)
     return to_py(&in, index, 0);
 }
 
-static PyObject *name(const conv_in_t *in, int *index)
+static PyObject *any_name(const conv_in_t *in, int *index)
 {
     const char *buf = in->buf;
     int type;
@@ -588,6 +644,18 @@ static PyObject *name(const conv_in_t *in, int *index)
     }
 }
 
+/* A name as any_name, refused when it contains NUL: Python's import machinery
+   and C APIs would see only the text before it. */
+static PyObject *name(const conv_in_t *in, int *index)
+{
+    PyObject *s = any_name(in, index); // owned
+    if (s != NULL && PyUnicode_FindChar(s, 0, 0, PyUnicode_GET_LENGTH(s), 1) >= 0) {
+        Py_DECREF(s);
+        return bad("a name must not contain a NUL character");
+    }
+    return s;
+}
+
 PyObject *conv_name(const char *buf, size_t len, int *index)
 {
     conv_in_t in = {buf, len};
@@ -624,6 +692,16 @@ PyObject *conv_kwargs(const char *buf, size_t len, int *index)
 /* ---- Python -> Erlang ----------------------------------------------------- */
 
 static int from_py(buf_t *b, PyObject *o, int depth);
+
+/* Raises erlang.AtomLimitError for value o (an Atom, or a Term holding atoms). */
+static int atom_limit(PyObject *o)
+{
+    PyErr_Format(terms_AtomLimitError,
+                 "the atom budget of this context (max_atoms) is used up: %R would add a new "
+                 "atom to the Erlang node",
+                 o);
+    return -1;
+}
 
 static int encode_str(buf_t *b, PyObject *o)
 {
@@ -787,7 +865,7 @@ static int from_py(buf_t *b, PyObject *o, int depth)
         proto_binary(b, PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o));
         return 0;
     }
-    if (PyObject_TypeCheck(o, &pyerl_AtomType)) {
+    if (PyObject_TypeCheck(o, &terms_AtomType)) {
         Py_ssize_t n;
         const char *s = PyUnicode_AsUTF8AndSize(o, &n);
         if (s == NULL) {
@@ -797,12 +875,19 @@ static int from_py(buf_t *b, PyObject *o, int depth)
             PyErr_SetString(PyExc_ValueError, "an atom has at most 255 characters");
             return -1;
         }
+        if (atoms_use(NULL, s, (size_t)n, 0) < 0) {
+            return atom_limit(o);
+        }
         proto_atom_len(b, s, (size_t)n);
         return 0;
     }
     const char *etf;
     Py_ssize_t etf_len;
-    if (pyerl_term_bytes(o, &etf, &etf_len)) {
+    if (terms_bytes(o, &etf, &etf_len)) {
+        if (atoms_limited() &&
+            etf_each_atom(etf, (size_t)etf_len, 0, g_max_depth + 2, atoms_use, NULL) == -2) {
+            return atom_limit(o);
+        }
         proto_raw(b, etf, (size_t)etf_len);
         return 0;
     }
@@ -858,7 +943,10 @@ int conv_from_py(buf_t *b, PyObject *obj)
 #define CONV_MAX_MESSAGE (16 * 1024)
 #define CONV_MAX_TRACEBACK (256 * 1024)
 
-static void encode_pystr(buf_t *b, PyObject *s, size_t max)
+/* Calls emit(b, text, len) with the UTF-8 text of s (a str, or NULL), cut to
+   max bytes with a marker. */
+static void with_text(buf_t *b, PyObject *s, size_t max,
+                      void (*emit)(buf_t *b, const char *text, size_t len))
 {
     static const char cut[] = " ... [truncated]";
     Py_ssize_t n = 0;
@@ -869,7 +957,7 @@ static void encode_pystr(buf_t *b, PyObject *s, size_t max)
         n = (Py_ssize_t)strlen(p);
     }
     if ((size_t)n <= max) {
-        proto_string(b, p, (size_t)n);
+        emit(b, p, (size_t)n);
         return;
     }
     size_t keep = max;
@@ -878,12 +966,12 @@ static void encode_pystr(buf_t *b, PyObject *s, size_t max)
     }
     char *text = PyMem_Malloc(keep + sizeof cut);
     if (text == NULL) {
-        proto_string(b, p, keep);
+        emit(b, p, keep);
         return;
     }
     memcpy(text, p, keep);
     memcpy(text + keep, cut, sizeof cut);
-    proto_string(b, text, keep + sizeof cut - 1);
+    emit(b, text, keep + sizeof cut - 1);
     PyMem_Free(text);
 }
 
@@ -942,8 +1030,8 @@ void conv_exception(buf_t *b)
     proto_tuple(b, 4);
     proto_atom(b, "pyerr");
     proto_string(b, name, strlen(name));
-    encode_pystr(b, msg, CONV_MAX_MESSAGE);
-    encode_pystr(b, tb_text, CONV_MAX_TRACEBACK);
+    with_text(b, msg, CONV_MAX_MESSAGE, proto_string);
+    with_text(b, tb_text, CONV_MAX_TRACEBACK, proto_string);
     Py_XDECREF(msg);
     Py_XDECREF(tb_text);
     Py_DECREF(exc);
@@ -954,9 +1042,7 @@ void conv_badarg(buf_t *b)
     PyObject *exc = take_exception();                       // owned
     PyObject *msg = exc != NULL ? PyObject_Str(exc) : NULL; // owned
     PyErr_Clear();
-    proto_tuple(b, 2);
-    proto_atom(b, "badarg");
-    encode_pystr(b, msg, CONV_MAX_MESSAGE);
+    with_text(b, msg, CONV_MAX_MESSAGE, frame_body_badarg);
     Py_XDECREF(msg);
     Py_XDECREF(exc);
 }

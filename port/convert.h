@@ -1,8 +1,9 @@
 /*
  * The codec: Erlang terms (ETF, decoded with ei) to Python objects and back, as
- * tabled in docs/types.md. The only file that knows both ei.h and Python.h. One
- * pass, linear in the size of the term, with a nesting limit that gives a clear
- * error instead of a stack overflow. Python thread only (needs the GIL).
+ * tabled in docs/types.md, and Python exceptions to error terms. One pass,
+ * linear in the size of the term, with a nesting limit that gives a clear error
+ * instead of a stack overflow. Builds on the term types of terms.c. Any thread
+ * holding the GIL.
  */
 #ifndef PYPORT_CONVERT_H
 #define PYPORT_CONVERT_H
@@ -10,10 +11,16 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdint.h>
+
 #include "buf.h"
 
 /// Sets the nesting limit for both directions (default PYPORT_DEFAULT_MAX_DEPTH).
 void conv_set_max_depth(int depth);
+
+/// Sets how many new atom names the codec may still send (-1: no limit; see
+/// atoms.h). Encoding a new name past it fails with erlang.AtomLimitError.
+void conv_set_atom_budget(int64_t remaining);
 
 /// Hooks that issue object references: `to_ref` encodes an object with no Erlang
 /// form (returns 0, or -1 with an error set); `from_ref` turns a {py_ref, ...}

@@ -7,7 +7,6 @@
 #include "envs.h"
 
 #include <ei.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
@@ -18,14 +17,14 @@
 #include "convert.h"
 #include "etf.h"
 #include "protocol.h"
-#include "pyerlang.h"
+#include "stats.h"
+#include "terms.h"
 
 static PyObject *g_table;    /* owned: bytes(pid) -> namespace dict */
 static PyObject *g_refs;     /* owned: bytes(pid) -> {ref id: object} */
 static PyObject *g_template; /* owned or NULL: preload namespace */
 static PyObject *g_last_key; /* owned: bytes of the last pid looked up */
 static PyObject *g_last_env; /* borrowed from g_table */
-static atomic_size_t g_count;
 static char g_ctx[64];
 static size_t g_ctx_len;
 static unsigned long long g_incarnation;
@@ -106,7 +105,7 @@ PyObject *env_get(const char *pid, size_t len, int *created)
         }
         env = fresh;
         Py_DECREF(fresh); /* the table holds it */
-        atomic_fetch_add(&g_count, 1);
+        stats_envs_add(1);
         *created = 1;
     }
     Py_XSETREF(g_last_key, key);
@@ -132,7 +131,7 @@ int env_drop(const char *pid, size_t len)
         /* Clear first so cycles through the namespace's functions free now. */
         Py_INCREF(env);
         if (PyDict_DelItem(g_table, key) == 0) {
-            atomic_fetch_sub(&g_count, 1);
+            stats_envs_add(-1);
         }
         PyDict_Clear(env);
         Py_DECREF(env);
@@ -145,11 +144,6 @@ int env_drop(const char *pid, size_t len)
     PyErr_Clear();
     Py_DECREF(key);
     return existed;
-}
-
-size_t env_count(void)
-{
-    return atomic_load(&g_count);
 }
 
 /* ---- references -------------------------------------------------------------- */
@@ -172,7 +166,7 @@ PyObject *env_owner_pid(void)
     if (g_owner.pid == NULL) {
         Py_RETURN_NONE;
     }
-    return pyerl_term_new(&pyerl_PidType, g_owner.pid, g_owner.len);
+    return terms_new(&terms_PidType, g_owner.pid, g_owner.len);
 }
 
 static int to_ref(buf_t *b, PyObject *obj)

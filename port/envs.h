@@ -5,7 +5,7 @@
  * first use and dropped when Erlang says the pid died. A reference is the term
  * {py_ref, Context, Incarnation, Owner, RefId}; it is valid on the context (and
  * OS process incarnation) that made it, until released or its owner dies.
- * Python thread only, except env_count, which any thread may read.
+ * Python thread only; the number of namespaces is published in stats.c.
  */
 #ifndef PYPORT_ENVS_H
 #define PYPORT_ENVS_H
@@ -25,9 +25,6 @@ PyObject *env_get(const char *pid, size_t len, int *created);
 
 /// Drops the namespace and the references of a pid; returns 1 if it had either.
 int env_drop(const char *pid, size_t len);
-
-/// Returns the number of live namespaces. Any thread.
-size_t env_count(void);
 
 /// New namespaces start as a copy of `ns` (the preload namespace); NULL: empty.
 void env_set_template(PyObject *ns);

@@ -1,13 +1,16 @@
 /*
  * Job queue to the Python thread (see inbox.h). The eventfd is written only when
- * another thread makes the queue go from empty to non-empty, so a burst of frames
- * costs one wake-up, and frames the Python thread read itself cost none.
+ * another thread makes the queue go from empty to non-empty (or the Python thread
+ * asked to be woken by the next push), so a burst of frames costs one wake-up,
+ * and frames the Python thread read itself cost none. A request leaves the queue
+ * and becomes claimed under the same lock a cancel takes to look for it, so a
+ * cancel always finds its request queued, claimed, running or ended.
  */
 #include "inbox.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -22,6 +25,8 @@ static job_t *g_head;
 static job_t *g_tail;
 static size_t g_len;
 static int g_efd = -1;
+static _Atomic uint64_t g_seq;
+static atomic_int g_want_wake;
 
 void inbox_init(void)
 {
@@ -63,10 +68,22 @@ void inbox_push(job_t *job)
     }
     g_tail = job;
     g_len++;
+    atomic_fetch_add(&g_seq, 1);
     pthread_mutex_unlock(&g_mu);
-    if (was_empty && !ctl_is_python_thread()) {
-        wake(); /* the Python thread never needs to wake itself */
+    /* The Python thread never needs to wake itself. */
+    if (!ctl_is_python_thread() && (atomic_exchange(&g_want_wake, 0) || was_empty)) {
+        wake();
     }
+}
+
+void inbox_want_wake(void)
+{
+    atomic_store(&g_want_wake, 1);
+}
+
+uint64_t inbox_seq(void)
+{
+    return atomic_load(&g_seq);
 }
 
 void inbox_kick(void)
@@ -74,17 +91,35 @@ void inbox_kick(void)
     wake();
 }
 
-job_t *inbox_pop(void)
+/* Takes job (whose predecessor is prev, NULL at the head) out of the list. */
+static void unlink_locked(job_t *prev, job_t *job)
+{
+    if (prev != NULL) {
+        prev->next = job->next;
+    } else {
+        g_head = job->next;
+    }
+    if (g_tail == job) {
+        g_tail = prev;
+    }
+    g_len--;
+    job->next = NULL;
+}
+
+job_t *inbox_pop(inbox_filter_t filter, void *ctx)
 {
     pthread_mutex_lock(&g_mu);
+    job_t *prev = NULL;
     job_t *job = g_head;
+    while (job != NULL && filter != NULL && !filter(job, ctx)) {
+        prev = job;
+        job = job->next;
+    }
     if (job != NULL) {
-        g_head = job->next;
-        if (g_head == NULL) {
-            g_tail = NULL;
+        unlink_locked(prev, job);
+        if (job->id > 0) {
+            ctl_claim(job->id);
         }
-        g_len--;
-        job->next = NULL;
     }
     pthread_mutex_unlock(&g_mu);
     return job;
@@ -105,16 +140,7 @@ job_t *inbox_take(int64_t id)
         job = job->next;
     }
     if (job != NULL) {
-        if (prev != NULL) {
-            prev->next = job->next;
-        } else {
-            g_head = job->next;
-        }
-        if (g_tail == job) {
-            g_tail = prev;
-        }
-        g_len--;
-        job->next = NULL;
+        unlink_locked(prev, job);
     }
     pthread_mutex_unlock(&g_mu);
     return job;
@@ -126,33 +152,6 @@ size_t inbox_len(void)
     size_t n = g_len;
     pthread_mutex_unlock(&g_mu);
     return n;
-}
-
-int inbox_wait(int timeout_ms)
-{
-    for (;;) {
-        if (inbox_len() > 0) {
-            return 1;
-        }
-        drain();
-        /* A push between the check above and the drain left the queue non-empty
-           and its wake-up consumed: look again before sleeping. */
-        if (inbox_len() > 0) {
-            return 1;
-        }
-        struct pollfd p = {.fd = g_efd, .events = POLLIN};
-        int rc = poll(&p, 1, timeout_ms);
-        if (rc == 0) {
-            return inbox_len() > 0;
-        }
-        if (rc < 0 && errno != EINTR) {
-            log_error("poll(inbox): %s", strerror(errno));
-            abort();
-        }
-        if (rc < 0) {
-            return inbox_len() > 0; /* a signal: let the caller check for it */
-        }
-    }
 }
 
 void job_free(job_t *job)

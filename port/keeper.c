@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "control.h"
 
 /* Long enough for the runtime to read the dead port's EOF and exit status. */
 #define KEEPER_LINGER_MS 200
@@ -22,7 +22,7 @@ static void keep(int in_fd, int watch_fd)
 {
     prctl(PR_SET_NAME, "pyport-keeper");
     signal(SIGINT, SIG_IGN);
-    signal(SIGUSR2, SIG_IGN);
+    signal(CTL_SIGNAL, SIG_IGN);
     signal(SIGTERM, SIG_IGN);
     for (int fd = 0; fd < 1024; fd++) {
         if (fd != in_fd && fd != watch_fd) {

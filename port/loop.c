@@ -1,27 +1,29 @@
 /*
  * The libuv loop thread (see loop.h). All handles live in this file and are
  * touched only on the loop thread, except g_async, which other threads signal
- * through uv_async_send. Handle memory is static; shutdown closes every handle
+ * through uv_async_send (a write was parked, reading changes hands, credit
+ * returned, Erlang has gone). Handle memory is static; shutdown closes every handle
  * and runs the loop until uv_loop_close succeeds. The pipe from Erlang is read
  * here only while this thread owns reading (reader.c).
  */
 #include "loop.h"
 
-#include <ei.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
 
-#include "buf.h"
+#include "credit.h"
+#include "exits.h"
+#include "frames.h"
 #include "log.h"
 #include "outbox.h"
-#include "protocol.h"
 #include "pyport/wire.h"
 #include "reader.h"
 
@@ -44,6 +46,9 @@ static atomic_int g_started;
 static atomic_int g_stopping;
 static atomic_int g_exit_requested;
 static char g_read_buf[LOOP_READ_CHUNK];
+static char g_capture_buf[LOOP_READ_CHUNK];
+static size_t g_capture_overhead; /* bytes of an fd output frame besides the data */
+static int g_capture_paused;
 
 static void check_uv(int rc, const char *what)
 {
@@ -81,7 +86,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     g_eof = 1;
     if (n != UV_EOF) {
         log_error("read from Erlang failed: %s", uv_strerror((int)n));
-        _exit(PYPORT_EXIT_IO);
+        exit_now(PYPORT_EXIT_IO);
     }
     rd_eof();
 }
@@ -94,22 +99,75 @@ static void start_reading(void)
     }
 }
 
-/* A request has run long: read on its behalf (cancel, info, callback replies). */
+/* A job has run long: write the replies held back for the burst before it, and
+   read on its behalf (cancel, info, callback replies). */
 static void takeover_cb(uv_poll_t *p, int status, int events)
 {
     (void)p;
     (void)events;
-    if (status == 0 && rd_on_timer()) {
+    if (status != 0) {
+        return;
+    }
+    outbox_flush();
+    if (rd_on_timer()) {
         start_reading();
     }
 }
 
 /* ---- stray output on fd 1 and fd 2 ---------------------------------------- */
 
+/* The pipes behind fd 1/2 are read only as far as the output credit window
+   allows: while it is used up they are not read, so writers to fd 1/2 block on
+   the full pipe until credit returns (async_cb resumes). */
+
+/* Bytes to read now for one output frame, 0 when the window is used up. */
+static size_t capture_room(void)
+{
+    size_t room = credit_room(CREDIT_OUTPUT);
+    if (room == SIZE_MAX || room >= g_capture_overhead + LOOP_READ_CHUNK) {
+        return LOOP_READ_CHUNK;
+    }
+    if (room > g_capture_overhead) {
+        return room - g_capture_overhead;
+    }
+    /* A window smaller than a frame's header: one byte, alone in flight. */
+    return credit_idle(CREDIT_OUTPUT) ? 1 : 0;
+}
+
+static void capture_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *out)
+{
+    (void)h;
+    (void)suggested;
+    *out = uv_buf_init(g_capture_buf, (unsigned)capture_room());
+}
+
+static void capture_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+
+static void capture_reading(int on)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!g_capture_open[i]) {
+            continue;
+        }
+        if (on) {
+            check_uv(uv_read_start((uv_stream_t *)&g_capture[i], capture_alloc_cb, capture_cb),
+                     "uv_read_start(capture)");
+        } else {
+            uv_read_stop((uv_stream_t *)&g_capture[i]);
+        }
+    }
+    g_capture_paused = !on;
+}
+
 static void capture_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
+    if (n == UV_ENOBUFS) {
+        capture_reading(0); /* no credit left: resumed when it returns */
+        return;
+    }
     if (n < 0) {
         uv_read_stop(s);
+        g_capture_open[(uv_pipe_t *)s == &g_capture[1]] = 0;
         return;
     }
     if (n == 0) {
@@ -117,14 +175,12 @@ static void capture_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
     }
     int which = (uv_pipe_t *)s == &g_capture[1];
     buf_t f;
-    buf_init(&f, (size_t)n + 48);
-    proto_begin(&f);
-    proto_tuple(&f, 4);
-    proto_atom(&f, "output");
-    proto_long(&f, 0);
-    proto_atom(&f, which ? "fd2" : "fd1");
-    proto_binary(&f, b->base, (size_t)n);
-    proto_send(&f);
+    frame_output(&f, 0, which ? "fd2" : "fd1", b->base, (size_t)n);
+    credit_charge(CREDIT_OUTPUT, frame_size(&f));
+    frame_send(&f);
+    if (capture_room() == 0) {
+        capture_reading(0);
+    }
 }
 
 /* ---- writing when the pipe was full ---------------------------------------- */
@@ -184,6 +240,9 @@ static void async_cb(uv_async_t *a)
     } else if (rd_loop_owns()) {
         start_reading();
     }
+    if (g_capture_paused && capture_room() > 0) {
+        capture_reading(1);
+    }
 }
 
 static void *thread_main(void *arg)
@@ -220,16 +279,19 @@ void loop_start(const loop_cfg_t *cfg)
     check_uv(uv_pipe_open(&g_in, cfg->in_fd), "uv_pipe_open(stdin)");
     check_uv(uv_poll_init(&g_loop, &g_takeover, rd_timer_fd()), "uv_poll_init(timer)");
     check_uv(uv_poll_start(&g_takeover, UV_READABLE, takeover_cb), "uv_poll_start(timer)");
+    buf_t empty;
+    frame_output(&empty, 0, "fd1", "", 0);
+    g_capture_overhead = frame_size(&empty);
+    buf_destroy(&empty);
     for (int i = 0; i < 2; i++) {
         if (cfg->capture_fd[i] < 0) {
             continue;
         }
         check_uv(uv_pipe_init(&g_loop, &g_capture[i], 0), "uv_pipe_init");
         check_uv(uv_pipe_open(&g_capture[i], cfg->capture_fd[i]), "uv_pipe_open(capture)");
-        check_uv(uv_read_start((uv_stream_t *)&g_capture[i], alloc_cb, capture_cb),
-                 "uv_read_start");
         g_capture_open[i] = 1;
     }
+    capture_reading(1);
     sigset_t all;
     sigset_t old;
     sigfillset(&all);

@@ -20,18 +20,20 @@
 #include <unistd.h>
 
 #include "async.h"
-#include "buf.h"
 #include "callback.h"
 #include "control.h"
 #include "convert.h"
+#include "credit.h"
 #include "dispatch.h"
 #include "envs.h"
+#include "exits.h"
+#include "frames.h"
 #include "inbox.h"
 #include "keeper.h"
 #include "log.h"
 #include "loop.h"
 #include "outbox.h"
-#include "protocol.h"
+#include "output.h"
 #include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
@@ -54,18 +56,20 @@ typedef struct {
     int max_nesting;
     const char *paths[MAIN_MAX_PATHS];
     int npaths;
+    const char *crash_file; /* where faulthandler writes, NULL: the port's stderr */
 } options_t;
 
 static int g_in_fd = -1;
 static int g_out_fd = -1;
 static int g_capture_rd[2] = {-1, -1};
 static int g_keeper_fd = -1;
+static int g_crash_fd = -1;
 
 static void usage(void)
 {
     fprintf(stderr,
             "usage: pyport [--name NAME] [--max-frame BYTES] [--max-depth N] [--max-nesting N]\n"
-            "              [--python EXECUTABLE] [--path DIR]...\n"
+            "              [--python EXECUTABLE] [--path DIR]... [--crash-file PATH]\n"
             "pyport is started by the pyport Erlang application as a port program;\n"
             "it speaks the protocol of docs/protocol.md on stdin/stdout.\n");
 }
@@ -91,6 +95,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"max-nesting", required_argument, NULL, 'N'},
         {"python", required_argument, NULL, 'p'},
         {"path", required_argument, NULL, 'P'},
+        {"crash-file", required_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -100,6 +105,7 @@ static void parse_options(int argc, char **argv, options_t *o)
     o->max_depth = PYPORT_DEFAULT_MAX_DEPTH;
     o->max_nesting = PYPORT_DEFAULT_MAX_NESTING;
     o->npaths = 0;
+    o->crash_file = NULL;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
@@ -124,6 +130,9 @@ static void parse_options(int argc, char **argv, options_t *o)
                 exit(PYPORT_EXIT_USAGE);
             }
             o->paths[o->npaths++] = optarg;
+            break;
+        case 'c':
+            o->crash_file = optarg;
             break;
         case 'h':
             usage();
@@ -158,6 +167,7 @@ static void atfork_child(void)
     close(g_capture_rd[0]);
     close(g_capture_rd[1]);
     close(g_keeper_fd);
+    close(g_crash_fd);
 }
 
 /* Moves the protocol to private fds; fd 0 reads /dev/null and fds 1 and 2 write
@@ -257,8 +267,8 @@ static int start_python(const options_t *o)
     cb_set_max_nesting(o->max_nesting);
     worker_cfg_t wcfg = {.max_frame = o->max_frame};
     PyObject *sys_path = PySys_GetObject("path"); // borrowed
-    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 || env_init() < 0 ||
-        worker_init(&wcfg) < 0 || async_init() < 0) {
+    if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 ||
+        output_init() < 0 || env_init() < 0 || worker_init(&wcfg) < 0 || async_init() < 0) {
         PyErr_Print();
         return -1;
     }
@@ -271,26 +281,15 @@ static int start_python(const options_t *o)
         }
         Py_DECREF(p);
     }
-    /* Tracebacks of crashes (segfaults) go to the BEAM's stderr. */
+    /* Tracebacks of crashes (segfaults) go to the crash file, which Erlang reads
+       after the death, or else to the BEAM's stderr. */
+    int crash_fd = g_crash_fd >= 0 ? g_crash_fd : log_fd();
     PyObject *fh = PyImport_ImportModule("faulthandler");                               // owned
-    PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", log_fd()) : NULL; // owned
+    PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", crash_fd) : NULL; // owned
     Py_XDECREF(r);
     Py_XDECREF(fh);
     PyErr_Clear();
     return 0;
-}
-
-static void send_ready(const char *version)
-{
-    buf_t b;
-    buf_init(&b, 64);
-    proto_begin(&b);
-    proto_tuple(&b, 4);
-    proto_atom(&b, "ready");
-    proto_long(&b, PYPORT_PROTOCOL_VERSION);
-    proto_binary(&b, version, strlen(version));
-    proto_long(&b, getpid());
-    proto_send(&b);
 }
 
 int main(int argc, char **argv)
@@ -310,12 +309,21 @@ int main(int argc, char **argv)
         return PYPORT_EXIT_USAGE;
     }
     log_init(protect_fds(), opts.name);
+    if (opts.crash_file != NULL) {
+        /* Opened (and emptied) now, so a crash can always be written. */
+        g_crash_fd = open(opts.crash_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (g_crash_fd < 0) {
+            log_error("cannot open the crash file %s: %s", opts.crash_file, strerror(errno));
+            return PYPORT_EXIT_USAGE;
+        }
+    }
     if (g_keeper_fd < 0) {
         log_warn("no keeper process: a death may be reported as a closed port");
     }
     ctl_init();
     inbox_init();
     outbox_init(g_out_fd, loop_wake);
+    credit_init(loop_wake);
 
     loop_cfg_t lcfg = {
         .in_fd = g_in_fd,
@@ -328,10 +336,17 @@ int main(int argc, char **argv)
     }
     char version[32];
     python_version(version, sizeof version);
-    dispatch_init(opts.max_frame, opts.max_depth, version);
-    rd_init(g_in_fd, opts.max_frame);
+    dispatch_cfg_t dcfg = {
+        .max_frame = opts.max_frame,
+        .max_depth = opts.max_depth,
+        .python_version = version,
+        .exit_soon = loop_exit_soon,
+    };
+    dispatch_init(&dcfg);
+    rd_init(g_in_fd, opts.max_frame, loop_wake);
     loop_start(&lcfg);
-    send_ready(version);
+    frame_ready(version, getpid());
+    exit_set_announce(frame_exiting);
 
     worker_run();
 

@@ -8,13 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "exits.h"
 #include "log.h"
 #include "pyport/wire.h"
 
 static void oom(size_t n)
 {
     log_error("out of memory allocating %zu bytes", n);
-    _exit(PYPORT_EXIT_OOM);
+    exit_now(PYPORT_EXIT_OOM);
 }
 
 void *mem_alloc(size_t n)

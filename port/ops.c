@@ -9,10 +9,10 @@
 #include <ei.h>
 #include <string.h>
 
-#include "async.h"
 #include "convert.h"
+#include "credit.h"
 #include "envs.h"
-#include "pyerlang.h"
+#include "terms.h"
 
 /* Compiled code objects kept per mode; the cache is emptied when it grows past this. */
 #define OPS_CODE_CACHE 512
@@ -113,6 +113,11 @@ static PyObject *compiled(op_args_t *a, int mode, reply_cause_t *cause)
     long n;
     const char *p = a->frame + a->index + 5;
     ei_decode_binary(a->frame, &a->index, NULL, &n);
+    if (memchr(p, 0, (size_t)n) != NULL) {
+        /* Compiling stops at a NUL: refused rather than run cut short. */
+        PyErr_SetString(PyExc_ValueError, "code must not contain a NUL byte");
+        return NULL;
+    }
     *cause = REPLY_PYERR;
     PyObject *cache = mode == Py_eval_input ? g_eval_cache : g_exec_cache;
     PyObject *key = PyBytes_FromStringAndSize(p, n); // owned
@@ -247,7 +252,7 @@ PyObject *op_exec(op_args_t *a, reply_cause_t *cause)
         return NULL;
     }
     Py_DECREF(r);
-    return pyerl_atom_new("ok", 2);
+    return terms_atom_new("ok", 2);
 }
 
 /* Decodes a reference and a name; returns the object (new) and sets *name. */
@@ -349,6 +354,10 @@ static int preload(PyObject *code_text)
     if (src == NULL) {
         return -1;
     }
+    if (memchr(src, 0, (size_t)n) != NULL) {
+        PyErr_SetString(PyExc_ValueError, "preload code must not contain a NUL byte");
+        return -1;
+    }
     PyObject *code = Py_CompileString(src, "<pyport-preload>", Py_file_input); // owned
     if (code == NULL) {
         return -1;
@@ -378,8 +387,10 @@ static int preload(PyObject *code_text)
 /* Calls _pyport.<fn>(arg) and discards the result. */
 static int helper1(const char *fn, PyObject *arg)
 {
-    PyObject *r = PyObject_CallMethod(async_helpers(), fn, "O", arg); // owned
+    PyObject *helpers = PyImport_ImportModule("_pyport");                              // owned
+    PyObject *r = helpers != NULL ? PyObject_CallMethod(helpers, fn, "O", arg) : NULL; // owned
     Py_XDECREF(r);
+    Py_XDECREF(helpers);
     return r != NULL ? 0 : -1;
 }
 
@@ -400,7 +411,7 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
     PyObject *v = PyDict_GetItemString(opts, "context"); // borrowed
     const char *pid;
     Py_ssize_t len;
-    if (v != NULL && pyerl_term_bytes(v, &pid, &len)) {
+    if (v != NULL && terms_bytes(v, &pid, &len)) {
         env_set_context(pid, (size_t)len);
     }
     v = PyDict_GetItemString(opts, "preload");
@@ -415,6 +426,39 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
     if (rc == 0 && v != NULL && v != Py_None) {
         rc = helper1("configure_logging", v);
     }
+    v = PyDict_GetItemString(opts, "max_atoms");
+    if (rc == 0 && v == Py_None) {
+        conv_set_atom_budget(-1); /* none: no limit */
+    } else if (rc == 0 && v != NULL) {
+        long long atoms = PyLong_Check(v) ? PyLong_AsLongLong(v) : -1;
+        if (atoms < 0) {
+            PyErr_Clear();
+            PyErr_SetString(PyExc_ValueError, "max_atoms must be a non-negative integer");
+            *cause = REPLY_BADARG;
+            rc = -1;
+        } else {
+            conv_set_atom_budget(atoms);
+        }
+    }
+    static const struct {
+        const char *key;
+        credit_kind_t kind;
+    } windows[] = {{"output_window", CREDIT_OUTPUT}, {"send_window", CREDIT_SEND}};
+    for (size_t i = 0; rc == 0 && i < sizeof windows / sizeof windows[0]; i++) {
+        v = PyDict_GetItemString(opts, windows[i].key);
+        if (v == NULL) {
+            continue;
+        }
+        long long bytes = PyLong_Check(v) ? PyLong_AsLongLong(v) : -1;
+        if (bytes < 0) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError, "%s must be a non-negative integer", windows[i].key);
+            *cause = REPLY_BADARG;
+            rc = -1;
+        } else {
+            credit_set_window(windows[i].kind, bytes);
+        }
+    }
     Py_DECREF(opts);
-    return rc == 0 ? pyerl_atom_new("ok", 2) : NULL;
+    return rc == 0 ? terms_atom_new("ok", 2) : NULL;
 }

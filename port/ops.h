@@ -36,7 +36,8 @@ PyObject *op_method(op_args_t *a, reply_cause_t *cause);
 PyObject *op_getattr(op_args_t *a, reply_cause_t *cause);
 /// {stream, Id, Pid, Source, Window}: returns the iterable; sets *window.
 PyObject *op_stream_source(op_args_t *a, reply_cause_t *cause, long *window);
-/// {setup, Id, Opts}: context pid, preload, venv, logging. Returns the atom ok.
+/// {setup, Id, Opts}: context pid, preload, venv, logging, output and send credit
+/// windows, atom budget. Returns the atom ok.
 PyObject *op_setup(op_args_t *a, reply_cause_t *cause);
 
 #endif

@@ -7,9 +7,12 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -28,11 +31,17 @@ typedef struct item {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static item_t *g_head;
 static item_t *g_tail;
-static size_t g_bytes;
 static int g_busy;
 static int g_parked;
 static int g_fd = -1;
 static void (*g_wake_loop)(void);
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 void outbox_init(int fd, void (*wake_loop)(void))
 {
@@ -40,20 +49,26 @@ void outbox_init(int fd, void (*wake_loop)(void))
     g_wake_loop = wake_loop;
 }
 
-static void append_locked(char *frame, size_t len)
+/* The item is allocated before the lock is taken: an allocation that fails
+   ends the process through exit_now, which writes under this lock. */
+static item_t *new_item(char *frame, size_t len)
 {
     item_t *it = mem_alloc(sizeof *it);
     it->next = NULL;
     it->data = frame;
     it->len = len;
     it->off = 0;
+    return it;
+}
+
+static void append_locked(item_t *it)
+{
     if (g_tail != NULL) {
         g_tail->next = it;
     } else {
         g_head = it;
     }
     g_tail = it;
-    g_bytes += len;
 }
 
 /* Writes queued items until the queue is empty or the fd would block.
@@ -87,7 +102,6 @@ static int write_locked(void)
             _exit(PYPORT_EXIT_IO);
         }
         size_t left = (size_t)w;
-        g_bytes -= left;
         while (left > 0 && g_head != NULL) {
             item_t *it = g_head;
             size_t rest = it->len - it->off;
@@ -124,16 +138,18 @@ static void flush_locked(void)
 
 void outbox_push(char *frame, size_t len)
 {
+    item_t *it = new_item(frame, len);
     pthread_mutex_lock(&g_mu);
-    append_locked(frame, len);
+    append_locked(it);
     flush_locked();
     pthread_mutex_unlock(&g_mu);
 }
 
 void outbox_queue(char *frame, size_t len)
 {
+    item_t *it = new_item(frame, len);
     pthread_mutex_lock(&g_mu);
-    append_locked(frame, len);
+    append_locked(it);
     pthread_mutex_unlock(&g_mu);
 }
 
@@ -168,10 +184,53 @@ int outbox_on_writable(void)
     return more;
 }
 
-size_t outbox_pending_bytes(void)
+/* Writes n bytes at p, polling for room in the pipe until deadline (monotonic
+   ms). Returns 0, or -1 on error or timeout. */
+static int write_all(const char *p, size_t n, int64_t deadline)
 {
-    pthread_mutex_lock(&g_mu);
-    size_t n = g_bytes;
-    pthread_mutex_unlock(&g_mu);
-    return n;
+    while (n > 0) {
+        ssize_t w = write(g_fd, p, n);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            return -1;
+        }
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            return -1;
+        }
+        struct pollfd pfd = {.fd = g_fd, .events = POLLOUT};
+        poll(&pfd, 1, (int)left);
+    }
+    return 0;
+}
+
+void outbox_final(const char *frame, size_t len, int within_ms)
+{
+    int64_t deadline = now_ms() + within_ms;
+    /* Wait for a writer in writev (it holds no lock meanwhile) to finish. */
+    for (;;) {
+        pthread_mutex_lock(&g_mu);
+        if (!g_busy) {
+            break;
+        }
+        pthread_mutex_unlock(&g_mu);
+        if (now_ms() >= deadline) {
+            return;
+        }
+        struct timespec t = {0, 1000000};
+        nanosleep(&t, NULL);
+    }
+    /* Everything queued first (a frame may be partly written), then ours; the
+       lock is kept: nobody writes after the last frame. */
+    g_busy = 1;
+    for (item_t *it = g_head; it != NULL; it = it->next) {
+        if (write_all(it->data + it->off, it->len - it->off, deadline) < 0) {
+            return;
+        }
+    }
+    write_all(frame, len, deadline);
 }

@@ -29,7 +29,10 @@ int outbox_parked(void);
 /// Loop thread: the fd became writable; returns 1 while more remains to write.
 int outbox_on_writable(void);
 
-/// Returns the number of bytes queued and not yet written.
-size_t outbox_pending_bytes(void);
+/// The process is about to exit: writes everything queued and then frame (not
+/// owned), waiting for room in the pipe for at most within_ms, and keeps the
+/// outbox locked so nothing follows. Allocates nothing. Any thread that does not
+/// hold the outbox (exit_now never runs inside it).
+void outbox_final(const char *frame, size_t len, int within_ms);
 
 #endif

@@ -1,7 +1,8 @@
 /*
- * Envelope parsing and frame building (see protocol.h and docs/protocol.md).
- * The op table below is the single list of requests the port understands.
- * Stateless; callable from any thread.
+ * Envelope parsing and term encoding (see protocol.h and docs/protocol.md).
+ * The op table below is the single list of requests the port understands;
+ * frames.c, next to it, is the single list of frames the port sends.
+ * Stateless but for the walk depth set at start-up; callable from any thread.
  */
 #include "protocol.h"
 
@@ -9,27 +10,29 @@
 #include <string.h>
 
 #include "etf.h"
-#include "frame.h"
-#include "outbox.h"
+#include "packet.h"
 #include "pyport/wire.h"
 
+/* clang-format off */
 static const proto_op_info_t g_ops[OP_COUNT] = {
-    [OP_CALL] = {"call", 7, 1, ON_PYTHON},         /* {call, Id, Pid, M, F, Args, Kw} */
-    [OP_EVAL] = {"eval", 5, 1, ON_PYTHON},         /* {eval, Id, Pid, Code, Locals} */
-    [OP_EXEC] = {"exec", 4, 1, ON_PYTHON},         /* {exec, Id, Pid, Code} */
-    [OP_DROP_ENV] = {"drop_env", 2, 0, ON_PYTHON}, /* {drop_env, Pid} */
-    [OP_CANCEL] = {"cancel", 2, 0, ON_LOOP},       /* {cancel, Id} */
-    [OP_INTERRUPT] = {"interrupt", 2, 0, ON_LOOP}, /* {interrupt, keyboard|memory} */
-    [OP_INFO] = {"info", 2, 1, ON_LOOP},           /* {info, Id} */
-    [OP_CALLBACK_REPLY] = {"callback_reply", 4, 0,
-                           ON_LOOP},                   /* {callback_reply, CbId, ok|error, T} */
-    [OP_STREAM] = {"stream", 5, 1, ON_PYTHON},         /* {stream, Id, Pid, Source, Window} */
-    [OP_STREAM_ACK] = {"stream_ack", 3, 0, ON_PYTHON}, /* {stream_ack, Id, N} */
-    [OP_METHOD] = {"method", 7, 1, ON_PYTHON},         /* {method, Id, Pid, Ref, Name, Args, Kw} */
-    [OP_GETATTR] = {"getattr", 5, 1, ON_PYTHON},       /* {getattr, Id, Pid, Ref, Name} */
-    [OP_RELEASE] = {"release", 2, 0, ON_PYTHON},       /* {release, Ref} */
-    [OP_SETUP] = {"setup", 3, 1, ON_PYTHON},           /* {setup, Id, Opts} */
+    /*                     name              arity id parent where */
+    [OP_CALL]           = {"call",           8,    1, 1, ON_PYTHON}, /* {call, Id, Pid, Parent, M, F, Args, Kw} */
+    [OP_EVAL]           = {"eval",           6,    1, 1, ON_PYTHON}, /* {eval, Id, Pid, Parent, Code, Locals} */
+    [OP_EXEC]           = {"exec",           5,    1, 1, ON_PYTHON}, /* {exec, Id, Pid, Parent, Code} */
+    [OP_DROP_ENV]       = {"drop_env",       2,    0, 0, ON_PYTHON}, /* {drop_env, Pid} */
+    [OP_CANCEL]         = {"cancel",         2,    0, 0, ON_LOOP},   /* {cancel, Id} */
+    [OP_INTERRUPT]      = {"interrupt",      2,    0, 0, ON_LOOP},   /* {interrupt, keyboard|memory} */
+    [OP_INFO]           = {"info",           2,    1, 0, ON_LOOP},   /* {info, Id} */
+    [OP_CALLBACK_REPLY] = {"callback_reply", 4,    0, 0, ON_LOOP},   /* {callback_reply, CbId, ok|error, T} */
+    [OP_STREAM]         = {"stream",         6,    1, 1, ON_PYTHON}, /* {stream, Id, Pid, Parent, Source, Window} */
+    [OP_STREAM_ACK]     = {"stream_ack",     3,    0, 0, ON_PYTHON}, /* {stream_ack, Id, N} */
+    [OP_METHOD]         = {"method",         8,    1, 1, ON_PYTHON}, /* {method, Id, Pid, Parent, Ref, Name, Args, Kw} */
+    [OP_GETATTR]        = {"getattr",        6,    1, 1, ON_PYTHON}, /* {getattr, Id, Pid, Parent, Ref, Name} */
+    [OP_RELEASE]        = {"release",        2,    0, 0, ON_PYTHON}, /* {release, Ref} */
+    [OP_SETUP]          = {"setup",          3,    1, 0, ON_PYTHON}, /* {setup, Id, Opts} */
+    [OP_CREDIT]         = {"credit",         3,    0, 0, ON_LOOP},   /* {credit, output|send, Bytes} */
 };
+/* clang-format on */
 
 const proto_op_info_t *proto_op_info(proto_op_t op)
 {
@@ -45,9 +48,9 @@ void proto_set_max_depth(int depth)
     g_walk_depth = depth + 2;
 }
 
-int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
+int proto_peek(const char *frame, size_t len, proto_head_t *head, const char **err)
 {
-    if (proto_peek_header(frame, len, job, err) < 0) {
+    if (proto_peek_header(frame, len, head, err) < 0) {
         return -1;
     }
     /* One bounded walk before anything decodes the frame: ei trusts the lengths
@@ -57,19 +60,32 @@ int proto_peek(const char *frame, size_t len, job_t *job, const char **err)
                "or nesting far deeper than max_depth)";
         return -1;
     }
+    if (g_ops[head->op].has_parent) {
+        /* The parent follows the caller pid; the op reads both again. */
+        long pid_end = etf_skip(frame, len, (size_t)head->index, 0);
+        int index = (int)pid_end;
+        long long parent;
+        if (pid_end < 0 || ei_decode_longlong(frame, &index, &parent) < 0 || parent < 0) {
+            *err = "the parent request must be a non-negative integer";
+            return -1;
+        }
+        head->parent = parent;
+    }
     return 0;
 }
 
-int proto_peek_header(const char *frame, size_t len, job_t *job, const char **err)
+int proto_peek_header(const char *frame, size_t len, proto_head_t *head, const char **err)
 {
     const unsigned char *b = (const unsigned char *)frame;
     char atom[MAXATOMLEN_UTF8];
     int arity;
     size_t first;
 
-    job->id = 0;
-    job->op = -1;
-    if (len < 2 || len > PYPORT_HARD_MAX_FRAME || b[0] != 131) {
+    head->id = 0;
+    head->op = -1;
+    head->index = 0;
+    head->parent = 0;
+    if (len < 2 || len > PYPORT_HARD_MAX_FRAME || b[0] != PROTO_ETF_VERSION) {
         *err = "not an ETF term (bad version byte or compressed)";
         return -1;
     }
@@ -104,22 +120,22 @@ int proto_peek_header(const char *frame, size_t len, job_t *job, const char **er
     }
     if (op < 0) {
         *err = "unknown op";
-        job->id = have_id && id > 0 ? id : 0; /* still answer it if we can */
+        head->id = have_id && id > 0 ? id : 0; /* still answer it if we can */
         return -1;
     }
-    job->op = op;
+    head->op = op;
     if (g_ops[op].has_id) {
         if (!have_id || id <= 0) {
             *err = "bad request id";
             return -1;
         }
-        job->id = id;
+        head->id = id;
     }
     if (arity != g_ops[op].arity) {
         *err = "wrong number of fields for op";
         return -1;
     }
-    job->index = g_ops[op].has_id ? index : (int)op_end;
+    head->index = g_ops[op].has_id ? index : (int)op_end;
     return 0;
 }
 
@@ -152,25 +168,17 @@ int proto_pid_span(const char *frame, size_t frame_len, int *index, int *start, 
         (b)->len = (size_t)i_;                                                                     \
     } while (0)
 
+/* The one place that writes the ETF version byte of a term the port sends. */
+void proto_body(buf_t *b)
+{
+    char v = (char)PROTO_ETF_VERSION;
+    buf_append(b, &v, 1);
+}
+
 void proto_begin(buf_t *b)
 {
     buf_reserve(b, PYPORT_FRAME_HEADER_BYTES + 1);
     b->len = PYPORT_FRAME_HEADER_BYTES;
-    b->data[b->len++] = (char)131;
-}
-
-void proto_body(buf_t *b)
-{
-    char v = (char)131;
-    buf_append(b, &v, 1);
-}
-
-void proto_begin_reply(buf_t *b, const char *tag, int64_t id)
-{
-    proto_begin(b);
-    proto_tuple(b, 2);
-    proto_atom(b, tag);
-    proto_long(b, id);
     proto_body(b);
 }
 
@@ -180,16 +188,8 @@ int proto_end(buf_t *b, size_t max)
     if (n > max) {
         return -1;
     }
-    frame_put_len(b->data, (uint32_t)n);
+    packet_put_len(b->data, (uint32_t)n);
     return 0;
-}
-
-void proto_send(buf_t *b)
-{
-    proto_end(b, PYPORT_HARD_MAX_FRAME);
-    size_t len;
-    char *frame = buf_steal(b, &len);
-    outbox_push(frame, len);
 }
 
 void proto_atom(buf_t *b, const char *atom)
@@ -321,16 +321,4 @@ void proto_string(buf_t *b, const char *utf8, size_t n)
     if (!(latin1 && count < 65535)) {
         proto_nil(b);
     }
-}
-
-void proto_badarg_frame(int64_t id, const char *msg, char **frame, size_t *len)
-{
-    buf_t b;
-    buf_init(&b, 128);
-    proto_begin_reply(&b, "error", id);
-    proto_tuple(&b, 2);
-    proto_atom(&b, "badarg");
-    proto_string(&b, msg, strlen(msg));
-    proto_end(&b, PYPORT_HARD_MAX_FRAME);
-    *frame = buf_steal(&b, len);
 }

@@ -1,8 +1,9 @@
 /*
  * The envelope of the pyport wire grammar (docs/protocol.md): the op table, the
  * peek that reads a frame's op and request id without decoding its body, and the
- * helpers that frame replies and notifications. Pure functions over bytes: safe
- * from any thread.
+ * ei encoders (with the one writer of the ETF version byte) that frames.c and the
+ * codec build on. Pure functions over bytes: no state but the nesting limit set
+ * once at start-up, no I/O; safe from any thread.
  */
 #ifndef PYPORT_PROTOCOL_H
 #define PYPORT_PROTOCOL_H
@@ -11,7 +12,9 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "inbox.h"
+
+/* The first byte of every ETF term (a frame's header and body). */
+#define PROTO_ETF_VERSION 131
 
 typedef enum {
     OP_CALL,
@@ -28,6 +31,7 @@ typedef enum {
     OP_GETATTR,
     OP_RELEASE,
     OP_SETUP,
+    OP_CREDIT,
     OP_COUNT
 } proto_op_t;
 
@@ -38,8 +42,17 @@ typedef struct {
     const char *name; /* the op atom */
     int arity;        /* tuple arity including the op atom */
     int has_id;       /* second element is a request id; exactly one reply follows */
+    int has_parent;   /* a request: {Op, Id, Pid, Parent, ...} */
     proto_where_t where;
 } proto_op_info_t;
+
+/// What proto_peek read from a frame's envelope.
+typedef struct {
+    int op;         /* proto_op_t, or -1 when the op is unknown */
+    int64_t id;     /* the request id, 0 if the op has none or it could not be read */
+    int index;      /* ei index of the first field after the op (and id) */
+    int64_t parent; /* the request whose erlang.call this one serves, 0 if none */
+} proto_head_t;
 
 /// Returns the table entry for op.
 const proto_op_info_t *proto_op_info(proto_op_t op);
@@ -48,15 +61,15 @@ const proto_op_info_t *proto_op_info(proto_op_t op);
 void proto_set_max_depth(int depth);
 
 /// Checks a whole frame with one bounded walk (every length and count fits, no
-/// unknown tag, nesting bounded) and reads its op and (if any) request id into
-/// job->op, job->id, job->index. Returns 0, or -1 with *err set to a static
-/// message; on -1 job->id is still set when the id could be read, so the error
-/// can be answered. After 0, ei and the codec may decode the frame safely.
-int proto_peek(const char *frame, size_t len, job_t *job, const char **err);
+/// unknown tag, nesting bounded) and reads its envelope into *head. Returns 0,
+/// or -1 with *err set to a static message; on -1 head->id is still set when the
+/// id could be read, so the error can be answered. After 0, ei and the codec may
+/// decode the frame safely.
+int proto_peek(const char *frame, size_t len, proto_head_t *head, const char **err);
 
 /// As proto_peek for the envelope only (the first bytes of an oversized frame):
 /// reads op and id without walking the rest.
-int proto_peek_header(const char *frame, size_t len, job_t *job, const char **err);
+int proto_peek_header(const char *frame, size_t len, proto_head_t *head, const char **err);
 
 /// Decodes the caller pid at *index and returns its span (its ETF bytes) in
 /// *start/*len; advances *index. Returns 0 or -1.
@@ -65,17 +78,11 @@ int proto_pid_span(const char *frame, size_t frame_len, int *index, int *start, 
 /// Starts a frame in b (length placeholder and version byte). b must be empty.
 void proto_begin(buf_t *b);
 
-/// Starts a frame whose header is {Tag, Id}, then the version byte of the body term.
-void proto_begin_reply(buf_t *b, const char *tag, int64_t id);
-
 /// Writes the version byte that starts a second term in the frame.
 void proto_body(buf_t *b);
 
 /// Patches the frame length. Returns 0, or -1 when the frame exceeds max bytes.
 int proto_end(buf_t *b, size_t max);
-
-/// Ends the frame in b and sends it to Erlang (outbox_push); b is left empty.
-void proto_send(buf_t *b);
 
 /* ei encoders that reserve room first (they never fail on our own buffers). */
 void proto_atom(buf_t *b, const char *atom);
@@ -90,9 +97,5 @@ void proto_binary(buf_t *b, const void *p, size_t n);
 void proto_raw(buf_t *b, const void *p, size_t n);
 /// Encodes UTF-8 text as an Erlang string (a list of code points).
 void proto_string(buf_t *b, const char *utf8, size_t n);
-
-/// Builds a whole {error, Id} frame with body {badarg, Message} and returns it
-/// owned in *frame/*len.
-void proto_badarg_frame(int64_t id, const char *msg, char **frame, size_t *len);
 
 #endif

@@ -17,10 +17,10 @@
 
 #include "control.h"
 #include "dispatch.h"
-#include "frame.h"
+#include "exits.h"
+#include "packet.h"
 #include "inbox.h"
 #include "log.h"
-#include "loop.h"
 #include "pyport/wire.h"
 
 enum { RD_PYTHON, RD_LOOP };
@@ -28,7 +28,7 @@ enum { RD_PYTHON, RD_LOOP };
 #define RD_CHUNK (64 * 1024)
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static frame_reader_t g_reader;
+static packet_reader_t g_reader;
 static int g_fd = -1;
 static int g_timer = -1;
 static atomic_int g_owner;
@@ -38,7 +38,8 @@ static atomic_int g_armed;
 static atomic_int g_waiting; /* the Python thread is in rd_wait */
 static atomic_int g_eof;
 static _Atomic int64_t g_busy_since; /* when the Python thread last started work */
-static char g_buf[RD_CHUNK]; /* the Python thread's read buffer */
+static char g_buf[RD_CHUNK];         /* the Python thread's read buffer */
+static void (*g_wake_loop)(void);
 
 static void frame_cb(void *ctx, char *frame, size_t len)
 {
@@ -52,12 +53,13 @@ static void oversize_cb(void *ctx, const char *peek, size_t peek_len, size_t tot
     dispatch_oversize(peek, peek_len, total);
 }
 
-static const frame_handlers_t g_handlers = {frame_cb, oversize_cb};
+static const packet_handlers_t g_handlers = {frame_cb, oversize_cb};
 
-void rd_init(int fd, size_t max_frame)
+void rd_init(int fd, size_t max_frame, void (*wake_loop)(void))
 {
     g_fd = fd;
-    frame_reader_init(&g_reader, max_frame);
+    g_wake_loop = wake_loop;
+    packet_reader_init(&g_reader, max_frame);
     g_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (g_timer < 0) {
         log_error("timerfd_create: %s", strerror(errno));
@@ -92,52 +94,74 @@ static void python_read(void)
     }
     ssize_t n = read(g_fd, g_buf, sizeof g_buf);
     if (n > 0) {
-        frame_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
+        packet_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
         pthread_mutex_unlock(&g_mu);
         return;
     }
-    int mid_frame = !frame_reader_idle(&g_reader);
+    int mid_frame = !packet_reader_idle(&g_reader);
     pthread_mutex_unlock(&g_mu);
     if (n == 0) {
         atomic_store(&g_eof, 1);
         dispatch_eof(mid_frame);
     } else if (errno != EAGAIN && errno != EINTR) {
         log_error("read from Erlang failed: %s", strerror(errno));
-        _exit(PYPORT_EXIT_IO);
+        exit_now(PYPORT_EXIT_IO);
     }
 }
 
-/* Waits on the inbox alone while the loop thread reads. The hand-back kicks the
-   eventfd after changing the owner, and the owner is checked after each drain,
-   so a kick consumed by the drain is never lost. */
-static int wait_for_loop(void)
+/* The Python thread stopped waiting without getting reading back (a job came,
+   or a signal): the loop thread keeps reading, since the Python thread may now
+   be busy for long. If reading was handed back meanwhile, it is the Python
+   thread's, and rd_busy arms the takeover timer. */
+static void keep_loop_reading(void)
 {
-    if (!atomic_load(&g_eof) && !atomic_load(&g_event_loop)) {
+    pthread_mutex_lock(&g_mu);
+    atomic_store(&g_want_back, 0);
+    pthread_mutex_unlock(&g_mu);
+}
+
+/* Waits on the inbox alone while the loop thread reads, until a job arrives
+   after `seen`, reading is the Python thread's again, or a signal. The hand-back
+   kicks the eventfd after changing the owner, and a push while this thread
+   sleeps kicks it too (inbox_want_wake), so no wake-up is lost. */
+static void wait_for_loop(uint64_t seen)
+{
+    int asked = !atomic_load(&g_eof) && !atomic_load(&g_event_loop);
+    if (asked) {
         atomic_store(&g_want_back, 1);
-        loop_wake(); /* rd_hand_back kicks the inbox when reading is ours again */
+        g_wake_loop(); /* rd_hand_back kicks the inbox when reading is ours again */
     }
     for (;;) {
         inbox_drain();
-        if (inbox_len() > 0) {
-            return 1;
+        inbox_want_wake();
+        if (inbox_seq() != seen) {
+            break;
         }
         if (!atomic_load(&g_eof) && atomic_load(&g_owner) == RD_PYTHON) {
-            return 0; /* ours again: the caller comes back to read */
+            return; /* ours again: the caller comes back to read */
         }
         struct pollfd p = {.fd = inbox_fd(), .events = POLLIN};
         if (poll(&p, 1, -1) < 0) {
-            return inbox_len() > 0; /* a signal: let the caller check for it */
+            break; /* a signal: let the caller check for it */
         }
+    }
+    if (asked) {
+        keep_loop_reading();
     }
 }
 
-int rd_wait(void)
+void rd_wait(uint64_t seen)
 {
-    if (inbox_len() > 0) {
-        return 1;
+    if (inbox_seq() != seen) {
+        return;
     }
     if (atomic_load(&g_eof) || atomic_load(&g_owner) != RD_PYTHON) {
-        return wait_for_loop();
+        wait_for_loop(seen);
+        return;
+    }
+    inbox_want_wake();
+    if (inbox_seq() != seen) {
+        return;
     }
     struct pollfd p[2] = {{.fd = g_fd, .events = POLLIN}, {.fd = inbox_fd(), .events = POLLIN}};
     atomic_store(&g_waiting, 1);
@@ -151,13 +175,14 @@ int rd_wait(void)
             python_read();
         }
     }
-    return inbox_len() > 0;
 }
 
 void rd_busy(void)
 {
     atomic_store(&g_busy_since, ctl_now_ms());
-    if (atomic_load(&g_owner) == RD_PYTHON && !atomic_exchange(&g_armed, 1)) {
+    /* Armed whoever reads: the timer also lets the loop thread write replies
+       held back for a burst that turned out to be followed by a long request. */
+    if (!atomic_exchange(&g_armed, 1)) {
         arm(RD_TAKEOVER_MS);
     }
 }
@@ -172,7 +197,7 @@ void rd_event_loop(int on)
     }
     pthread_mutex_unlock(&g_mu);
     if (give) {
-        loop_wake();
+        g_wake_loop();
     }
 }
 
@@ -181,14 +206,14 @@ void rd_event_loop(int on)
 void rd_feed(const char *data, size_t n)
 {
     pthread_mutex_lock(&g_mu);
-    frame_feed(&g_reader, data, n, &g_handlers, NULL);
+    packet_feed(&g_reader, data, n, &g_handlers, NULL);
     pthread_mutex_unlock(&g_mu);
 }
 
 void rd_eof(void)
 {
     pthread_mutex_lock(&g_mu);
-    int mid_frame = !frame_reader_idle(&g_reader);
+    int mid_frame = !packet_reader_idle(&g_reader);
     pthread_mutex_unlock(&g_mu);
     atomic_store(&g_eof, 1);
     dispatch_eof(mid_frame);
@@ -232,8 +257,9 @@ int rd_wants_back(void)
 int rd_hand_back(void)
 {
     pthread_mutex_lock(&g_mu);
-    if (atomic_load(&g_event_loop)) {
-        /* The event loop started meanwhile: keep reading for it. */
+    if (atomic_load(&g_event_loop) || !atomic_load(&g_want_back)) {
+        /* The event loop started meanwhile, or the Python thread got busy
+           again before reading was handed back: keep reading for it. */
         pthread_mutex_unlock(&g_mu);
         return 0;
     }

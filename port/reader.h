@@ -11,25 +11,29 @@
 #define PYPORT_READER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* A request running longer than this lets the loop thread take over reading. */
 #define RD_TAKEOVER_MS 1
 
-/// Sets up the shared frame reader over the non-blocking fd. Call once, first.
-void rd_init(int fd, size_t max_frame);
+/// Sets up the shared frame reader over the non-blocking fd, and the function
+/// that wakes the loop thread when reading changes hands. Call once, first.
+void rd_init(int fd, size_t max_frame, void (*wake_loop)(void));
 
 /// Returns the timerfd the loop thread watches (see rd_on_timer).
 int rd_timer_fd(void);
 
 /* ---- the Python thread ----------------------------------------------------- */
 
-/// Waits until jobs may be waiting, or a signal arrives; reads the pipe meanwhile
-/// if it owns reading, else asks for it back (unless the event loop runs).
-/// Call without the GIL. Returns 1 if jobs are waiting.
-int rd_wait(void);
+/// Waits until a job arrives after inbox_seq() returned `seen`, a signal
+/// arrives, or reading changes hands; reads the pipe meanwhile if it owns
+/// reading, else asks for it back (unless the event loop runs). Call without the
+/// GIL; the caller looks at the inbox again after it returns.
+void rd_wait(uint64_t seen);
 
-/// The Python thread starts work (a request): arms the takeover timer, which
-/// lets the loop thread read once the thread has been busy RD_TAKEOVER_MS.
+/// The Python thread starts work (a job): arms the takeover timer, which lets
+/// the loop thread read once the thread has been busy RD_TAKEOVER_MS (and write
+/// replies held back meanwhile).
 void rd_busy(void);
 
 /// The event loop is about to run (on = 1) or has returned (on = 0). While it

@@ -5,13 +5,12 @@
  */
 #include "reply.h"
 
-#include <string.h>
-
 #include "convert.h"
+#include "frames.h"
 #include "inbox.h"
 #include "outbox.h"
+#include "output.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
 
 /* Replies left unsent while more jobs wait, so they leave in one write. */
@@ -28,20 +27,12 @@ void reply_set_max_frame(size_t max)
 void reply_begin(reply_t *r, int64_t id)
 {
     r->id = id;
-    buf_init(&r->b, 256);
-    proto_begin(&r->b);
-    proto_tuple(&r->b, 2);
-    r->tag_at = r->b.len + 2; /* after the SMALL_ATOM_UTF8 tag and its length byte */
-    proto_atom(&r->b, "reply");
-    proto_long(&r->b, id);
-    proto_body(&r->b);
-    r->body_start = r->b.len;
+    frame_begin_answer(&r->b, id, &r->at);
 }
 
 static void set_error_tag(reply_t *r)
 {
-    memcpy(r->b.data + r->tag_at, "error", 5);
-    r->b.len = r->body_start;
+    frame_answer_error(&r->b, &r->at);
 }
 
 void reply_ok(reply_t *r, PyObject *result)
@@ -61,10 +52,10 @@ void reply_error(reply_t *r, reply_cause_t cause)
     }
 }
 
-void reply_error_atom(reply_t *r, const char *reason)
+void reply_cancelled(reply_t *r)
 {
     set_error_tag(r);
-    proto_atom(&r->b, reason);
+    frame_body_cancelled(&r->b);
 }
 
 void reply_send_frame(char *frame, size_t len)
@@ -87,14 +78,11 @@ void reply_flush(void)
 void reply_send(reply_t *r)
 {
     /* Output the request printed goes out before its answer. */
-    pyerl_flush_output();
+    output_flush();
     size_t size = r->b.len - PYPORT_FRAME_HEADER_BYTES;
     if (size > g_max_frame) {
         set_error_tag(r);
-        proto_tuple(&r->b, 3);
-        proto_atom(&r->b, "too_large");
-        proto_long(&r->b, (int64_t)size);
-        proto_long(&r->b, (int64_t)g_max_frame);
+        frame_body_too_large(&r->b, size, g_max_frame);
     }
     proto_end(&r->b, PYPORT_HARD_MAX_FRAME);
     size_t len;

@@ -13,11 +13,11 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "frames.h"
 
 typedef struct {
     buf_t b;
-    size_t tag_at;
-    size_t body_start;
+    frame_answer_t at; /* where its tag and body start */
     int64_t id;
 } reply_t;
 
@@ -36,8 +36,8 @@ void reply_ok(reply_t *r, PyObject *result);
 /// Makes the body the pending Python exception ({pyerr, ...} or {badarg, ...}).
 void reply_error(reply_t *r, reply_cause_t cause);
 
-/// Makes the body the atom `reason` (e.g. cancelled) with tag error.
-void reply_error_atom(reply_t *r, const char *reason);
+/// Makes the reply {error, Id} + cancelled (the request was cancelled).
+void reply_cancelled(reply_t *r);
 
 /// Frames and sends the reply (batched when more jobs wait); frees r's buffer.
 void reply_send(reply_t *r);

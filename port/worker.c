@@ -1,56 +1,39 @@
 /*
  * The Python thread's loop and request dispatch (see worker.h). A request runs
- * between ctl_begin/ctl_end (so the loop thread can see and interrupt it) with
- * its caller as the owner of any object references it creates; its answer is
- * sent at once, or by the event loop when an awaitable result completes.
+ * between ctl_begin and ctl_end (so other threads can see and interrupt it, and
+ * an interrupt raised while its answer is encoded still belongs to it; it ends
+ * before the answer is sent, so info never shows an answered request) with its
+ * caller as the owner of any object references it creates; its answer is sent
+ * at once, or by the event loop when an awaitable result completes. All serving
+ * goes through worker_serve: the top-level loop, a callback wait and the event
+ * loop's reader differ only in which jobs they take, when they stop and how
+ * they wait.
  */
 #include "worker.h"
 
 #include <ei.h>
-#include <stdatomic.h>
 
 #include "async.h"
-#include "callback.h"
 #include "control.h"
-#include "dispatch.h"
 #include "envs.h"
+#include "frames.h"
+#include "inbox.h"
 #include "log.h"
 #include "ops.h"
-#include "outbox.h"
 #include "protocol.h"
-#include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
 #include "reply.h"
+#include "stats.h"
+#include "terms.h"
+#include "waiters.h"
 
-static atomic_long g_calls;
 static int g_stop;
 
 int worker_init(const worker_cfg_t *cfg)
 {
     reply_set_max_frame(cfg->max_frame);
     return op_init();
-}
-
-long worker_calls(void)
-{
-    return atomic_load(&g_calls);
-}
-
-int worker_stopping(void)
-{
-    return g_stop;
-}
-
-static void notify_env(const char *pid, size_t len)
-{
-    buf_t b;
-    buf_init(&b, len + 32);
-    proto_begin(&b);
-    proto_tuple(&b, 2);
-    proto_atom(&b, "env");
-    proto_raw(&b, pid, len);
-    proto_send(&b);
 }
 
 static int is_awaitable(PyObject *o)
@@ -68,29 +51,41 @@ static void run_request(job_t *job)
     reply_cause_t cause = REPLY_BADARG;
     PyObject *result = NULL; // owned
     int deferred = 0;
+    int began = 0;
+    int cancelled = 0;
     op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
     int pid_start;
     int pid_len;
-    if (proto_pid_span(job->frame, job->len, &a.index, &pid_start, &pid_len) < 0) {
+    long long parent; /* checked by proto_peek: skipped here */
+    if (proto_pid_span(job->frame, job->len, &a.index, &pid_start, &pid_len) < 0 ||
+        ei_decode_longlong(job->frame, &a.index, &parent) < 0) {
+        ctl_unclaim(job->id);
         PyErr_SetString(PyExc_ValueError, "the caller must be a pid");
         reply_error(&r, REPLY_BADARG);
         reply_send(&r);
+        stats_call_answered();
         return;
     }
     const char *pid = job->frame + pid_start;
-    rd_busy();
     env_owner_t prev = env_owner_set(pid, (size_t)pid_len);
     int created = 0;
     a.env = env_get(pid, (size_t)pid_len, &created);
     if (created) {
-        notify_env(pid, (size_t)pid_len);
+        frame_env(pid, (size_t)pid_len);
     }
     if (a.env == NULL) {
+        ctl_unclaim(job->id);
         cause = REPLY_PYERR;
     } else if (ctl_begin(job->id, job->op) < 0) {
+        ctl_unclaim(job->id);
         PyErr_SetString(PyExc_RecursionError, "requests nest too deeply");
         cause = REPLY_PYERR;
+    } else if (ctl_take() == CTL_CANCEL) {
+        /* Cancelled after it left the inbox and before it began: it never runs. */
+        began = 1;
+        cancelled = 1;
     } else {
+        began = 1;
         long window = 0;
         switch (job->op) {
         case OP_CALL:
@@ -121,24 +116,34 @@ static void run_request(job_t *job)
             PyErr_SetString(PyExc_ValueError, "op not supported");
             break;
         }
-        ctl_end();
     }
     if (result != NULL && is_awaitable(result)) {
         deferred = async_start(job->id, pid, (size_t)pid_len, result) == 0;
         cause = REPLY_PYERR;
         Py_CLEAR(result);
     }
-    if (deferred) {
-        buf_destroy(&r.b);
-    } else {
-        if (result != NULL) {
+    if (!deferred) {
+        /* Encoding may run Python code: an interrupt raised meanwhile is still
+           this request's. */
+        if (cancelled) {
+            reply_cancelled(&r);
+        } else if (result != NULL) {
             reply_ok(&r, result);
             Py_DECREF(result);
         } else {
             reply_error(&r, cause);
         }
+    }
+    /* Ended before the answer leaves: once its caller has the answer, info no
+       longer shows it running. */
+    if (began) {
+        ctl_end();
+    }
+    if (deferred) {
+        buf_destroy(&r.b);
+    } else {
         reply_send(&r);
-        atomic_fetch_add(&g_calls, 1);
+        stats_call_answered();
     }
     env_owner_restore(prev);
 }
@@ -150,17 +155,21 @@ static void run_setup(job_t *job)
     reply_begin(&r, job->id);
     reply_cause_t cause = REPLY_BADARG;
     op_args_t a = {.frame = job->frame, .len = job->len, .index = job->index, .env = NULL};
-    rd_busy();               /* preload code may run long: let the loop thread read meanwhile */
     PyObject *result = NULL; // owned
-    if (ctl_begin(job->id, job->op) == 0) {
+    int began = ctl_begin(job->id, job->op) == 0;
+    if (began) {
         result = op_setup(&a, &cause);
-        ctl_end();
+    } else {
+        ctl_unclaim(job->id);
     }
     if (result != NULL) {
         reply_ok(&r, result);
         Py_DECREF(result);
     } else {
         reply_error(&r, cause);
+    }
+    if (began) {
+        ctl_end();
     }
     reply_send(&r);
 }
@@ -175,7 +184,7 @@ static void with_pid(job_t *job, int release)
     } else if (proto_pid_span(job->frame, job->len, &index, &start, &len) == 0) {
         env_drop(job->frame + start, (size_t)len);
     } else {
-        dispatch_reject(job, "drop_env needs a pid");
+        log_warn("drop_env needs a pid");
     }
 }
 
@@ -203,6 +212,8 @@ static void cancel(job_t *job)
 
 void worker_handle(job_t *job)
 {
+    /* Any job may run Python code for long (a finalizer, preload code). */
+    rd_busy();
     switch (job->op) {
     case OP_CALL:
     case OP_EVAL:
@@ -228,32 +239,92 @@ void worker_handle(job_t *job)
         cancel(job);
         break;
     case OP_CALLBACK_REPLY:
-        cb_store(job);
-        return; /* cb_store owns it */
+        waiters_store(job);
+        return; /* waiters_store owns it */
     case JOB_STOP:
         g_stop = 1;
         break;
     default:
-        dispatch_reject(job, "op not supported");
+        frame_reject(job->id, "op not supported");
         break;
     }
     job_free(job);
 }
 
-void worker_run(void)
+int worker_raise_pending(void)
 {
-    while (!g_stop) {
-        if (async_pending() > 0) {
-            async_run();
+    /* The request on top of the stack or, while the event loop runs a task
+       (depth 0), the task's own request. */
+    int64_t task = ctl_depth() == 0 ? async_current_request() : 0;
+    switch (task != 0 ? ctl_take_task(task) : ctl_take()) {
+    case CTL_CANCEL:
+        PyErr_SetString(terms_RequestTimeout, "the Erlang caller timed out");
+        return -1;
+    case CTL_INTERRUPT:
+        PyErr_SetNone(PyExc_KeyboardInterrupt);
+        return -1;
+    case CTL_MEMORY:
+        PyErr_SetString(PyExc_MemoryError, "the context is over its max_memory limit");
+        return -1;
+    case CTL_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* Runs the Python-level signal handlers now. Returns -1 with the error set
+   when one raised and the caller takes errors; otherwise reports the error and
+   goes on (a user's handler at the top level has nobody to raise in). */
+static int check_signals(int takes_errors)
+{
+    if (PyErr_CheckSignals() == 0) {
+        return 0;
+    }
+    if (takes_errors) {
+        return -1;
+    }
+    PyErr_WriteUnraisable(NULL);
+    return 0;
+}
+
+serve_end_t worker_serve(const serve_t *s)
+{
+    for (;;) {
+        if (s->interruptible && worker_raise_pending() < 0) {
+            return SERVE_ERROR;
+        }
+        if (g_stop) {
+            return SERVE_STOPPED;
+        }
+        if (s->done != NULL && s->done(s->ctx)) {
+            return SERVE_DONE;
+        }
+        if (s->wait == SERVE_RUN_EVENT_LOOP && async_pending() > 0) {
+            async_run(); /* its reader serves the jobs meanwhile */
             continue;
         }
-        job_t *job = inbox_pop();
-        if (job == NULL) {
-            reply_flush();
-            Py_BEGIN_ALLOW_THREADS rd_wait();
-            Py_END_ALLOW_THREADS continue;
+        uint64_t seen = inbox_seq();
+        job_t *job = inbox_pop(s->filter, s->ctx);
+        if (job != NULL) {
+            worker_handle(job);
+            continue;
         }
-        worker_handle(job);
+        reply_flush();
+        if (s->wait == SERVE_RETURN) {
+            return SERVE_IDLE;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        rd_wait(seen);
+        Py_END_ALLOW_THREADS
+        if (check_signals(s->interruptible) < 0) {
+            return SERVE_ERROR;
+        }
     }
+}
+
+void worker_run(void)
+{
+    serve_t top = {.wait = SERVE_RUN_EVENT_LOOP};
+    worker_serve(&top);
     reply_flush();
 }

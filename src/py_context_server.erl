@@ -35,6 +35,10 @@
 -define(FLOW_PROTOCOL, 2).
 %% Output credit goes back to the port once this fraction of the window is due.
 -define(CREDIT_BATCH_DIVISOR, 4).
+%% Atom names the port may send beyond what is left of the budget: it counts
+%% every name that did not come from Erlang, and cannot tell the atoms that
+%% already exist in the node (free for py_term, which keeps the exact count).
+-define(PORT_ATOM_SLACK, 10000).
 
 -record(s, {
     opts :: py_options:options(),          % validated, defaults filled in
@@ -662,7 +666,7 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
     Limits = #{context => self(),
                max_atoms => case py_term:limit(Budget) of
                                 infinity -> none;
-                                Max -> max(0, Max - py_term:used(Budget))
+                                Max -> max(0, Max - py_term:used(Budget)) + ?PORT_ATOM_SLACK
                             end},
     %% Code registered for every context (py_preload, py_import) runs first,
     %% then the context's own preload.

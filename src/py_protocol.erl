@@ -37,22 +37,23 @@ port_atoms() ->
 -spec new_id() -> request_id().
 new_id() -> erlang:unique_integer([positive]).
 
-%% @doc `{call, Id, Pid, Module, Function, Args, Kwargs}'. `Parent' is the
-%% request whose callback the caller runs (0: none).
+%% @doc `{call, Id, Pid, Parent, Module, Function, Args, Kwargs}'. `Parent' is
+%% the request whose callback the caller runs (0: none): the port serves the
+%% request inside that request's erlang.call wait.
 -spec call(request_id(), pid(), parent(), atom() | binary(), atom() | binary(), list(), map()) ->
     frame().
-call(Id, Pid, _Parent, M, F, Args, Kwargs) ->
-    term_to_binary({call, Id, Pid, M, F, Args, Kwargs}).
+call(Id, Pid, Parent, M, F, Args, Kwargs) ->
+    term_to_binary({call, Id, Pid, Parent, M, F, Args, Kwargs}).
 
-%% @doc `{eval, Id, Pid, Code, Locals}'.
+%% @doc `{eval, Id, Pid, Parent, Code, Locals}'.
 -spec eval(request_id(), pid(), parent(), binary(), map()) -> frame().
-eval(Id, Pid, _Parent, Code, Locals) ->
-    term_to_binary({eval, Id, Pid, Code, Locals}).
+eval(Id, Pid, Parent, Code, Locals) ->
+    term_to_binary({eval, Id, Pid, Parent, Code, Locals}).
 
-%% @doc `{exec, Id, Pid, Code}'.
+%% @doc `{exec, Id, Pid, Parent, Code}'.
 -spec exec(request_id(), pid(), parent(), binary()) -> frame().
-exec(Id, Pid, _Parent, Code) ->
-    term_to_binary({exec, Id, Pid, Code}).
+exec(Id, Pid, Parent, Code) ->
+    term_to_binary({exec, Id, Pid, Parent, Code}).
 
 %% @doc `{drop_env, Pid}': forget the environment of a dead process.
 -spec drop_env(pid()) -> frame().
@@ -71,25 +72,26 @@ interrupt(Kind) when Kind =:= keyboard; Kind =:= memory -> term_to_binary({inter
 -spec info(request_id()) -> frame().
 info(Id) -> term_to_binary({info, Id}).
 
-%% @doc `{method, Id, Pid, Ref, Name, Args, Kwargs}': call a method of a referenced object.
+%% @doc `{method, Id, Pid, Parent, Ref, Name, Args, Kwargs}': call a method of a
+%% referenced object.
 -spec method(request_id(), pid(), parent(), tuple(), atom() | binary(), list(), map()) -> frame().
-method(Id, Pid, _Parent, Ref, Name, Args, Kwargs) ->
-    term_to_binary({method, Id, Pid, Ref, Name, Args, Kwargs}).
+method(Id, Pid, Parent, Ref, Name, Args, Kwargs) ->
+    term_to_binary({method, Id, Pid, Parent, Ref, Name, Args, Kwargs}).
 
-%% @doc `{getattr, Id, Pid, Ref, Name}': an attribute of a referenced object.
+%% @doc `{getattr, Id, Pid, Parent, Ref, Name}': an attribute of a referenced object.
 -spec getattr(request_id(), pid(), parent(), tuple(), atom() | binary()) -> frame().
-getattr(Id, Pid, _Parent, Ref, Name) ->
-    term_to_binary({getattr, Id, Pid, Ref, Name}).
+getattr(Id, Pid, Parent, Ref, Name) ->
+    term_to_binary({getattr, Id, Pid, Parent, Ref, Name}).
 
 %% @doc `{release, Ref}': forget a referenced object.
 -spec release(tuple()) -> frame().
 release(Ref) -> term_to_binary({release, Ref}).
 
-%% @doc `{stream, Id, Pid, Source, Window}': stream the items of an iterable;
-%% `Source' is `{call, M, F, Args, Kwargs}' or `{eval, Code, Locals}'.
+%% @doc `{stream, Id, Pid, Parent, Source, Window}': stream the items of an
+%% iterable; `Source' is `{call, M, F, Args, Kwargs}' or `{eval, Code, Locals}'.
 -spec stream(request_id(), pid(), parent(), tuple(), pos_integer()) -> frame().
-stream(Id, Pid, _Parent, Source, Window) ->
-    term_to_binary({stream, Id, Pid, Source, Window}).
+stream(Id, Pid, Parent, Source, Window) ->
+    term_to_binary({stream, Id, Pid, Parent, Source, Window}).
 
 %% @doc `{stream_ack, Id, N}': the consumer took N more items of stream Id.
 -spec stream_ack(request_id(), pos_integer()) -> frame().

@@ -12,17 +12,28 @@ call_frame_test() ->
     Pid = self(),
     F = py_protocol:call(7, Pid, 0, math, <<"sqrt">>, [16], #{k => 1}),
     ?assert(is_binary(F)),
-    ?assertEqual({call, 7, Pid, math, <<"sqrt">>, [16], #{k => 1}}, binary_to_term(F)).
+    ?assertEqual({call, 7, Pid, 0, math, <<"sqrt">>, [16], #{k => 1}}, binary_to_term(F)).
 
 eval_frame_test() ->
     Pid = self(),
-    ?assertEqual({eval, 8, Pid, <<"x + 1">>, #{x => 1}},
-                 binary_to_term(py_protocol:eval(8, Pid, 0, <<"x + 1">>, #{x => 1}))).
+    ?assertEqual({eval, 8, Pid, 3, <<"x + 1">>, #{x => 1}},
+                 binary_to_term(py_protocol:eval(8, Pid, 3, <<"x + 1">>, #{x => 1}))).
 
 exec_frame_test() ->
     Pid = self(),
-    ?assertEqual({exec, 9, Pid, <<"import os">>},
+    ?assertEqual({exec, 9, Pid, 0, <<"import os">>},
                  binary_to_term(py_protocol:exec(9, Pid, 0, <<"import os">>))).
+
+ref_and_stream_frames_test() ->
+    Pid = self(),
+    Ref = {py_ref, Pid, 1, Pid, 5},
+    ?assertEqual({method, 12, Pid, 4, Ref, append, [1], #{}},
+                 binary_to_term(py_protocol:method(12, Pid, 4, Ref, append, [1], #{}))),
+    ?assertEqual({getattr, 13, Pid, 0, Ref, maxlen},
+                 binary_to_term(py_protocol:getattr(13, Pid, 0, Ref, maxlen))),
+    Source = {eval, <<"range(3)">>, #{}},
+    ?assertEqual({stream, 14, Pid, 0, Source, 16},
+                 binary_to_term(py_protocol:stream(14, Pid, 0, Source, 16))).
 
 control_frames_test() ->
     Pid = self(),
@@ -44,7 +55,7 @@ frames_are_plain_uncompressed_etf_test() ->
     ?assertNotEqual(80, Tag).
 
 version_test() ->
-    ?assertEqual(1, py_protocol:version()).
+    ?assertEqual(2, py_protocol:version()).
 
 %%% split/1 -------------------------------------------------------------------
 

@@ -8,7 +8,7 @@
 #define PYPORT_WIRE_H
 
 /* Bumped on any incompatible change of the grammar in docs/protocol.md. */
-#define PYPORT_PROTOCOL_VERSION 1
+#define PYPORT_PROTOCOL_VERSION 2
 
 /* Every frame starts with a 4-byte big-endian length ({packet, 4}). */
 #define PYPORT_FRAME_HEADER_BYTES 4
@@ -35,8 +35,5 @@
 #define PYPORT_EXIT_FRAMING 66 /* the byte stream cannot be framed any more */
 #define PYPORT_EXIT_OOM 67     /* an allocation failed */
 #define PYPORT_EXIT_IO 68      /* read or write error on the protocol pipes */
-
-/* Signal the loop thread sends to the Python thread to deliver an exception. */
-#define PYPORT_SIGNAL_NAME "SIGUSR2"
 
 #endif

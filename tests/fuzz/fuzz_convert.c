@@ -25,9 +25,9 @@
 #include "etf.h"
 #include "etf_check.h"
 #include "guard.h"
-#include "inbox.h"
 #include "protocol.h"
 #include "pyerlang.h"
+#include "terms.h"
 #include "pyport/wire.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -172,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 #endif
     char *frame = guard_copy(data, size);
-    job_t job;
+    proto_head_t job;
     const char *err = NULL;
     memset(&job, 0, sizeof job);
     if (proto_peek(frame, size, &job, &err) == 0) {

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "packet.h"
 #include "memory.h"
 #include "pyport/wire.h"
 
@@ -74,7 +74,7 @@ static void on_oversize(void *ctx, const char *peek, size_t peek_len, size_t tot
     }
 }
 
-static const frame_handlers_t g_handlers = {on_frame, on_oversize};
+static const packet_handlers_t g_handlers = {on_frame, on_oversize};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -84,8 +84,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Limits from 0 to 1020 bytes, so that oversized frames are common. */
     model_t m = {data + 2, size - 2, (size_t)data[0] * 4, 0, 0};
     uint32_t seed = data[1] * 2654435761u + 1;
-    frame_reader_t r;
-    frame_reader_init(&r, m.max);
+    packet_reader_t r;
+    packet_reader_init(&r, m.max);
     size_t at = 0;
     while (at < m.n) {
         seed = seed * 1103515245u + 12345u;
@@ -95,7 +95,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         /* Each chunk in its own exact-size allocation, as the sanitizer sees it. */
         char *copy = mem_dup(m.stream + at, chunk);
-        frame_feed(&r, copy, chunk, &g_handlers, &m);
+        packet_feed(&r, copy, chunk, &g_handlers, &m);
         mem_free(copy);
         at += chunk;
     }
@@ -105,9 +105,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         be32(m.stream + rest) <= m.n - rest - PYPORT_FRAME_HEADER_BYTES) {
         broken("a whole frame was not delivered", &m);
     }
-    if (frame_reader_idle(&r) != (rest == m.n)) {
-        broken("frame_reader_idle disagrees with the stream", &m);
+    if (packet_reader_idle(&r) != (rest == m.n)) {
+        broken("packet_reader_idle disagrees with the stream", &m);
     }
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
     return 0;
 }

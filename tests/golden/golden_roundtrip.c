@@ -17,6 +17,7 @@
 #include "convert.h"
 #include "memory.h"
 #include "pyerlang.h"
+#include "terms.h"
 
 static char *slurp(const char *path, size_t *len)
 {

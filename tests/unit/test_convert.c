@@ -18,6 +18,7 @@
 #include "convert.h"
 #include "memory.h"
 #include "pyerlang.h"
+#include "terms.h"
 #include "pyport/wire.h"
 
 static PyObject *g_ns; /* globals for the Python expressions of the tests */
@@ -470,7 +471,7 @@ static void test_conv_empty_list_ext_consumes_its_tail(void)
     /* With a tail that is not [], it is an improper list: an opaque Term. */
     from_hex(&x, "836c000000006107");
     v = decode(&x);
-    CHECK(v != NULL && PyObject_TypeCheck(v, &pyerl_TermType));
+    CHECK(v != NULL && PyObject_TypeCheck(v, &terms_TermType));
     Py_XDECREF(v);
     ei_x_free(&x);
 }
@@ -993,7 +994,7 @@ static void test_conv_map_with_unhashable_keys(void)
         PyObject *val;
         int opaque = 0;
         while (PyDict_Next(v, &pos, &k, &val)) {
-            opaque += PyObject_TypeCheck(k, &pyerl_TermType);
+            opaque += PyObject_TypeCheck(k, &terms_TermType);
         }
         CHECK_INT_EQ(opaque, 3);
     }

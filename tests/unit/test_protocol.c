@@ -2,7 +2,7 @@
  * Unit tests of port/protocol.c: proto_peek on every op of the table and on
  * malformed frames (not ETF, compressed, not a tuple, unknown op, wrong arity, bad
  * ids, truncated terms), proto_string on ASCII, Latin-1, multi-byte and invalid
- * UTF-8, and the layout of proto_badarg_frame. Fixtures are built with ei_x_*.
+ * UTF-8, and proto_end. Fixtures are built with ei_x_*.
  */
 #include <ei.h>
 #include <stdint.h>
@@ -11,8 +11,7 @@
 
 #include "buf.h"
 #include "check.h"
-#include "frame.h"
-#include "inbox.h"
+#include "packet.h"
 #include "memory.h"
 #include "protocol.h"
 #include "pyport/wire.h"
@@ -82,7 +81,7 @@ static void build(ei_x_buff *x, const char *op, int with_id, long long id, const
 }
 
 /* proto_peek on an exact-size heap copy, so a sanitizer sees any over-read. */
-static int peek(const char *frame, size_t len, job_t *job, const char **err)
+static int peek(const char *frame, size_t len, proto_head_t *job, const char **err)
 {
     char *copy = mem_dup(frame, len);
     memset(job, 0x5a, sizeof *job);
@@ -110,18 +109,20 @@ typedef struct {
     const char *name;
     int arity;
     int has_id;
+    int has_parent;
     const char *fields; /* after the op and the id */
 } op_case_t;
 
-/* The op table of docs/protocol.md (and the reserved ops), with realistic fields. */
+/* The op table of docs/protocol.md, with realistic fields (i after p: Parent). */
 static const op_case_t g_op_cases[] = {
-    {OP_CALL, "call", 7, 1, "paalm"},     {OP_EVAL, "eval", 5, 1, "pbm"},
-    {OP_EXEC, "exec", 4, 1, "pb"},        {OP_DROP_ENV, "drop_env", 2, 0, "p"},
-    {OP_CANCEL, "cancel", 2, 0, "i"},     {OP_INTERRUPT, "interrupt", 2, 0, "a"},
-    {OP_INFO, "info", 2, 1, ""},          {OP_CALLBACK_REPLY, "callback_reply", 4, 0, "iaa"},
-    {OP_STREAM, "stream", 5, 1, "pai"},   {OP_STREAM_ACK, "stream_ack", 3, 0, "ii"},
-    {OP_METHOD, "method", 7, 1, "paalm"}, {OP_GETATTR, "getattr", 5, 1, "paa"},
-    {OP_RELEASE, "release", 2, 0, "a"},   {OP_SETUP, "setup", 3, 1, "m"},
+    {OP_CALL, "call", 8, 1, 1, "piaalm"},     {OP_EVAL, "eval", 6, 1, 1, "pibm"},
+    {OP_EXEC, "exec", 5, 1, 1, "pib"},        {OP_DROP_ENV, "drop_env", 2, 0, 0, "p"},
+    {OP_CANCEL, "cancel", 2, 0, 0, "i"},      {OP_INTERRUPT, "interrupt", 2, 0, 0, "a"},
+    {OP_INFO, "info", 2, 1, 0, ""},           {OP_CALLBACK_REPLY, "callback_reply", 4, 0, 0, "iaa"},
+    {OP_STREAM, "stream", 6, 1, 1, "piai"},   {OP_STREAM_ACK, "stream_ack", 3, 0, 0, "ii"},
+    {OP_METHOD, "method", 8, 1, 1, "piaalm"}, {OP_GETATTR, "getattr", 6, 1, 1, "piaa"},
+    {OP_RELEASE, "release", 2, 0, 0, "a"},    {OP_SETUP, "setup", 3, 1, 0, "m"},
+    {OP_CREDIT, "credit", 3, 0, 0, "ai"},
 };
 
 #define N_OP_CASES (sizeof g_op_cases / sizeof g_op_cases[0])
@@ -134,10 +135,12 @@ static void test_proto_op_table_matches_protocol_doc(void)
         CHECK_STR_EQ(info->name, g_op_cases[i].name);
         CHECK_INT_EQ(info->arity, g_op_cases[i].arity);
         CHECK_INT_EQ(info->has_id, g_op_cases[i].has_id);
+        CHECK_INT_EQ(info->has_parent, g_op_cases[i].has_parent);
     }
     CHECK_INT_EQ(proto_op_info(OP_CANCEL)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_INTERRUPT)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_INFO)->where, ON_LOOP);
+    CHECK_INT_EQ(proto_op_info(OP_CREDIT)->where, ON_LOOP);
     CHECK_INT_EQ(proto_op_info(OP_CALL)->where, ON_PYTHON);
     CHECK_INT_EQ(proto_op_info(OP_EVAL)->where, ON_PYTHON);
     CHECK_INT_EQ(proto_op_info(OP_EXEC)->where, ON_PYTHON);
@@ -155,7 +158,7 @@ static void test_proto_peek_accepts_every_op(void)
         ei_x_buff x;
         long long id = 1000 + (long long)i;
         build(&x, c->name, c->has_id, id, c->fields);
-        job_t job;
+        proto_head_t job;
         const char *err;
         int rc = peek(x.buff, (size_t)x.index, &job, &err);
         check_test = c->name;
@@ -163,6 +166,7 @@ static void test_proto_peek_accepts_every_op(void)
         CHECK(err == NULL);
         CHECK_INT_EQ(job.op, c->op);
         CHECK_INT_EQ(job.id, c->has_id ? id : 0);
+        CHECK_INT_EQ(job.parent, c->has_parent ? 42 : 0);
         if (c->fields[0] != '\0') {
             /* The index points at the first field after the op (and id). */
             int t = ei_type_at(x.buff, job.index);
@@ -180,8 +184,8 @@ static void test_proto_peek_accepts_every_op(void)
 static void test_proto_peek_pid_span_covers_the_pid(void)
 {
     ei_x_buff x;
-    build(&x, "exec", 1, 9, "pb");
-    job_t job;
+    build(&x, "exec", 1, 9, "pib");
+    proto_head_t job;
     const char *err;
     CHECK_INT_EQ(peek(x.buff, (size_t)x.index, &job, &err), 0);
     int index = job.index;
@@ -193,8 +197,8 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
     ei_x_new(&p);
     encode_pid(&p);
     CHECK_MEM_EQ(x.buff + start, len, p.buff, p.index);
-    CHECK_INT_EQ(ei_type_at(x.buff, index), ERL_BINARY_EXT);
-    /* Not a pid: the binary after it. */
+    CHECK_INT_EQ(ei_type_at(x.buff, index), ERL_SMALL_INTEGER_EXT);
+    /* Not a pid: the parent after it. */
     CHECK_INT_EQ(proto_pid_span(x.buff, (size_t)x.index, &index, &start, &len), -1);
     ei_x_free(&p);
     ei_x_free(&x);
@@ -202,7 +206,7 @@ static void test_proto_peek_pid_span_covers_the_pid(void)
 
 static void expect_reject(const char *frame, size_t len, long long want_id)
 {
-    job_t job;
+    proto_head_t job;
     const char *err;
     int rc = peek(frame, len, &job, &err);
     CHECK_INT_EQ(rc, -1);
@@ -274,10 +278,10 @@ static void test_proto_peek_unknown_op_still_reports_id(void)
 static void test_proto_peek_wrong_arity_reports_id(void)
 {
     ei_x_buff x;
-    build(&x, "call", 1, 5, "pa"); /* 4 fields, needs 7 */
+    build(&x, "call", 1, 5, "pia"); /* 5 fields, needs 8 */
     expect_reject(x.buff, (size_t)x.index, 5);
     ei_x_free(&x);
-    build(&x, "eval", 1, 6, "pbma"); /* one too many */
+    build(&x, "eval", 1, 6, "pibma"); /* one too many */
     expect_reject(x.buff, (size_t)x.index, 6);
     ei_x_free(&x);
     build(&x, "info", 1, 8, "a");
@@ -294,10 +298,10 @@ static void test_proto_peek_wrong_arity_reports_id(void)
 static void test_proto_peek_rejects_bad_ids(void)
 {
     ei_x_buff x;
-    build(&x, "eval", 1, 0, "pbm");
+    build(&x, "eval", 1, 0, "pibm");
     expect_reject(x.buff, (size_t)x.index, 0);
     ei_x_free(&x);
-    build(&x, "eval", 1, -5, "pbm");
+    build(&x, "eval", 1, -5, "pibm");
     expect_reject(x.buff, (size_t)x.index, 0);
     ei_x_free(&x);
 
@@ -316,7 +320,7 @@ static void test_proto_peek_rejects_bad_ids(void)
             const unsigned char big[] = {110, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x40};
             ei_x_append_buf(&x, (const char *)big, sizeof big);
         }
-        encode_fields(&x, "pbm");
+        encode_fields(&x, "pibm");
         check_test = kinds[k];
         expect_reject(x.buff, (size_t)x.index, 0);
         ei_x_free(&x);
@@ -324,8 +328,8 @@ static void test_proto_peek_rejects_bad_ids(void)
     check_test = "test_proto_peek_rejects_bad_ids";
 
     /* The largest id that fits is fine. */
-    build(&x, "eval", 1, INT64_MAX, "pbm");
-    job_t job;
+    build(&x, "eval", 1, INT64_MAX, "pibm");
+    proto_head_t job;
     const char *err;
     CHECK_INT_EQ(peek(x.buff, (size_t)x.index, &job, &err), 0);
     CHECK_INT_EQ(job.id, INT64_MAX);
@@ -335,7 +339,7 @@ static void test_proto_peek_rejects_bad_ids(void)
 /* proto_peek on the first `cut` bytes of frame, placed in a zeroed larger buffer so
    that an over-read shows here as a wrong verdict instead of a sanitizer abort
    (tests/fuzz shows the abort). Returns the verdict. */
-static int peek_cut(const char *frame, int cut, job_t *job)
+static int peek_cut(const char *frame, int cut, proto_head_t *job)
 {
     const char *err = NULL;
     char *padded = mem_calloc(1, (size_t)cut + 256);
@@ -348,11 +352,11 @@ static int peek_cut(const char *frame, int cut, job_t *job)
 static void test_proto_peek_rejects_frames_cut_in_the_envelope(void)
 {
     ei_x_buff x;
-    build(&x, "call", 1, 12, "paalm");
+    build(&x, "call", 1, 12, "piaalm");
     ei_x_buff env;
     build(&env, "call", 1, 12, "");
     for (int cut = 0; cut < env.index; cut++) {
-        job_t job;
+        proto_head_t job;
         if (peek_cut(x.buff, cut, &job) != -1) {
             check_fail(__FILE__, __LINE__, "call frame cut at byte %d (in the op or id) accepted",
                        cut);
@@ -369,14 +373,14 @@ static void test_proto_peek_rejects_frames_whose_term_is_cut_short(void)
        (which trusts the lengths inside the term), so a term cut short must be
        refused there, with its id, rather than decoded past the frame's end. */
     ei_x_buff x;
-    build(&x, "call", 1, 12, "paalm");
+    build(&x, "call", 1, 12, "piaalm");
     ei_x_buff env;
     build(&env, "call", 1, 12, "");
     char accepted[512] = "";
     size_t used = 0;
     int n_accepted = 0;
     for (int cut = env.index; cut < x.index; cut++) {
-        job_t job;
+        proto_head_t job;
         if (peek_cut(x.buff, cut, &job) != -1) {
             n_accepted++;
             used += (size_t)snprintf(accepted + used, sizeof accepted - used, " %d", cut);
@@ -394,9 +398,9 @@ static void test_proto_peek_rejects_frames_whose_term_is_cut_short(void)
 static void test_proto_peek_rejects_trailing_bytes(void)
 {
     ei_x_buff x;
-    build(&x, "exec", 1, 13, "pb");
+    build(&x, "exec", 1, 13, "pib");
     ei_x_append_buf(&x, "junk", 4);
-    job_t job;
+    proto_head_t job;
     const char *err;
     /* The envelope is readable, so whatever the verdict the id must be known. */
     int rc = peek(x.buff, (size_t)x.index, &job, &err);
@@ -570,57 +574,11 @@ static void test_proto_string_long_text_round_trips(void)
     buf_destroy(&b);
 }
 
-static void test_proto_badarg_frame_layout(void)
-{
-    char *frame = NULL;
-    size_t len = 0;
-    proto_badarg_frame(4242, "bad request id", &frame, &len);
-    CHECK(len > PYPORT_FRAME_HEADER_BYTES);
-    const unsigned char *u = (const unsigned char *)frame;
-    size_t announced = ((size_t)u[0] << 24) | ((size_t)u[1] << 16) | ((size_t)u[2] << 8) | u[3];
-    CHECK_UINT_EQ(announced, len - PYPORT_FRAME_HEADER_BYTES);
-
-    /* Header term {error, 4242}. */
-    const char *p = frame + PYPORT_FRAME_HEADER_BYTES;
-    int index = 0;
-    int version = 0;
-    int arity = 0;
-    char atom[MAXATOMLEN_UTF8];
-    long long id = 0;
-    CHECK_INT_EQ(ei_decode_version(p, &index, &version), 0);
-    CHECK_INT_EQ(version, 131);
-    CHECK_INT_EQ(ei_decode_tuple_header(p, &index, &arity), 0);
-    CHECK_INT_EQ(arity, 2);
-    CHECK_INT_EQ(ei_decode_atom(p, &index, atom), 0);
-    CHECK_STR_EQ(atom, "error");
-    CHECK_INT_EQ(ei_decode_longlong(p, &index, &id), 0);
-    CHECK_INT_EQ(id, 4242);
-
-    /* Body term {badarg, "bad request id"}, a second term in the same frame. */
-    CHECK_INT_EQ(ei_decode_version(p, &index, &version), 0);
-    CHECK_INT_EQ(version, 131);
-    CHECK_INT_EQ(ei_decode_tuple_header(p, &index, &arity), 0);
-    CHECK_INT_EQ(arity, 2);
-    CHECK_INT_EQ(ei_decode_atom(p, &index, atom), 0);
-    CHECK_STR_EQ(atom, "badarg");
-    long cps[64];
-    long n = decode_codepoints(p, &index, cps, 64);
-    CHECK_INT_EQ(n, 14);
-    char text[64];
-    for (long i = 0; i < n && i < 63; i++) {
-        text[i] = (char)cps[i];
-    }
-    text[n > 0 && n < 64 ? n : 0] = '\0';
-    CHECK_STR_EQ(text, "bad request id");
-    CHECK_UINT_EQ((size_t)index, len - PYPORT_FRAME_HEADER_BYTES);
-    mem_free(frame);
-}
-
 static void test_proto_end_refuses_frames_over_max(void)
 {
     buf_t b;
     buf_init(&b, 16);
-    proto_begin_reply(&b, "reply", 1);
+    proto_begin(&b);
     proto_binary(&b, "0123456789", 10);
     size_t body = b.len - PYPORT_FRAME_HEADER_BYTES;
     CHECK_INT_EQ(proto_end(&b, body - 1), -1);
@@ -628,6 +586,29 @@ static void test_proto_end_refuses_frames_over_max(void)
     const unsigned char *u = (const unsigned char *)b.data;
     CHECK_UINT_EQ(((size_t)u[2] << 8) | u[3], body);
     buf_destroy(&b);
+}
+
+static void test_proto_peek_rejects_bad_parents(void)
+{
+    static const char *bad[] = {"pab", "plb", "pmb"}; /* atom, [], map as Parent */
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ei_x_buff x;
+        build(&x, "exec", 1, 77, bad[i]);
+        expect_reject(x.buff, (size_t)x.index, 77);
+        ei_x_free(&x);
+    }
+    /* A negative parent. */
+    ei_x_buff x;
+    if (ei_x_new_with_version(&x) < 0 || ei_x_encode_tuple_header(&x, 5) < 0 ||
+        ei_x_encode_atom(&x, "exec") < 0 || ei_x_encode_longlong(&x, 78) < 0) {
+        abort();
+    }
+    encode_pid(&x);
+    if (ei_x_encode_long(&x, -1) < 0 || ei_x_encode_binary(&x, "1", 1) < 0) {
+        abort();
+    }
+    expect_reject(x.buff, (size_t)x.index, 78);
+    ei_x_free(&x);
 }
 
 int main(void)
@@ -645,13 +626,13 @@ int main(void)
     RUN_TEST(test_proto_peek_rejects_frames_cut_in_the_envelope);
     RUN_TEST(test_proto_peek_rejects_frames_whose_term_is_cut_short);
     RUN_TEST(test_proto_peek_rejects_trailing_bytes);
+    RUN_TEST(test_proto_peek_rejects_bad_parents);
     RUN_TEST(test_proto_string_ascii);
     RUN_TEST(test_proto_string_latin1);
     RUN_TEST(test_proto_string_multibyte_utf8);
     RUN_TEST(test_proto_string_invalid_utf8_becomes_replacement);
     RUN_TEST(test_proto_string_yields_only_unicode_scalar_values);
     RUN_TEST(test_proto_string_long_text_round_trips);
-    RUN_TEST(test_proto_badarg_frame_layout);
     RUN_TEST(test_proto_end_refuses_frames_over_max);
     return check_exit_status();
 }

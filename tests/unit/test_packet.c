@@ -1,14 +1,14 @@
 /*
- * Unit tests of port/frame.c, the {packet, 4} reader: frames split at every byte
+ * Unit tests of port/packet.c, the {packet, 4} reader: frames split at every byte
  * boundary, many frames per chunk, empty frames, oversized frames (peek and total
- * reported, framing kept), frame_reader_idle, frame_put_len. Single-threaded.
+ * reported, framing kept), packet_reader_idle, packet_put_len. Single-threaded.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
-#include "frame.h"
+#include "packet.h"
 #include "memory.h"
 #include "pyport/wire.h"
 
@@ -46,7 +46,7 @@ static void on_oversize(void *ctx, const char *peek, size_t peek_len, size_t tot
     c->ev[c->n++] = (event_t){1, mem_dup(peek, peek_len), peek_len, total};
 }
 
-static const frame_handlers_t g_handlers = {on_frame, on_oversize};
+static const packet_handlers_t g_handlers = {on_frame, on_oversize};
 
 static void collector_clear(collector_t *c)
 {
@@ -59,7 +59,7 @@ static void collector_clear(collector_t *c)
 /* Appends a frame (header + payload) to a stream under construction. */
 static void put_frame(char *stream, size_t *at, const char *payload, size_t len)
 {
-    frame_put_len(stream + *at, (uint32_t)len);
+    packet_put_len(stream + *at, (uint32_t)len);
     *at += PYPORT_FRAME_HEADER_BYTES;
     memcpy(stream + *at, payload, len);
     *at += len;
@@ -103,17 +103,17 @@ static void check_three_frames(const collector_t *c)
 static void test_frame_whole_chunk_gives_one_frame(void)
 {
     static collector_t c;
-    frame_reader_t r;
-    frame_reader_init(&r, 1024);
+    packet_reader_t r;
+    packet_reader_init(&r, 1024);
     char stream[64];
     size_t at = 0;
     put_frame(stream, &at, "abc", 3);
-    frame_feed(&r, stream, at, &g_handlers, &c);
+    packet_feed(&r, stream, at, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, 1);
     CHECK_MEM_EQ(c.ev[0].data, c.ev[0].len, "abc", 3);
-    CHECK(frame_reader_idle(&r));
+    CHECK(packet_reader_idle(&r));
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_split_at_every_single_boundary(void)
@@ -122,14 +122,14 @@ static void test_frame_split_at_every_single_boundary(void)
     static char stream[512];
     size_t n = three_frame_stream(stream);
     for (size_t cut = 0; cut <= n; cut++) {
-        frame_reader_t r;
-        frame_reader_init(&r, 1024);
-        frame_feed(&r, stream, cut, &g_handlers, &c);
-        frame_feed(&r, stream + cut, n - cut, &g_handlers, &c);
+        packet_reader_t r;
+        packet_reader_init(&r, 1024);
+        packet_feed(&r, stream, cut, &g_handlers, &c);
+        packet_feed(&r, stream + cut, n - cut, &g_handlers, &c);
         check_three_frames(&c);
-        CHECK(frame_reader_idle(&r));
+        CHECK(packet_reader_idle(&r));
         collector_clear(&c);
-        frame_reader_destroy(&r);
+        packet_reader_destroy(&r);
     }
 }
 
@@ -140,14 +140,14 @@ static void test_frame_split_at_every_pair_of_boundaries(void)
     size_t n = three_frame_stream(stream);
     for (size_t a = 0; a <= n; a++) {
         for (size_t b = a; b <= n; b++) {
-            frame_reader_t r;
-            frame_reader_init(&r, 1024);
-            frame_feed(&r, stream, a, &g_handlers, &c);
-            frame_feed(&r, stream + a, b - a, &g_handlers, &c);
-            frame_feed(&r, stream + b, n - b, &g_handlers, &c);
+            packet_reader_t r;
+            packet_reader_init(&r, 1024);
+            packet_feed(&r, stream, a, &g_handlers, &c);
+            packet_feed(&r, stream + a, b - a, &g_handlers, &c);
+            packet_feed(&r, stream + b, n - b, &g_handlers, &c);
             check_three_frames(&c);
             collector_clear(&c);
-            frame_reader_destroy(&r);
+            packet_reader_destroy(&r);
         }
     }
 }
@@ -157,15 +157,15 @@ static void test_frame_byte_by_byte(void)
     static collector_t c;
     static char stream[512];
     size_t n = three_frame_stream(stream);
-    frame_reader_t r;
-    frame_reader_init(&r, 1024);
+    packet_reader_t r;
+    packet_reader_init(&r, 1024);
     for (size_t i = 0; i < n; i++) {
-        frame_feed(&r, stream + i, 1, &g_handlers, &c);
+        packet_feed(&r, stream + i, 1, &g_handlers, &c);
     }
     check_three_frames(&c);
-    CHECK(frame_reader_idle(&r));
+    CHECK(packet_reader_idle(&r));
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_many_frames_in_one_chunk(void)
@@ -181,9 +181,9 @@ static void test_frame_many_frames_in_one_chunk(void)
         fill(p, len, (unsigned)i);
         put_frame(stream, &at, p, len);
     }
-    frame_reader_t r;
-    frame_reader_init(&r, 1024);
-    frame_feed(&r, stream, at, &g_handlers, &c);
+    packet_reader_t r;
+    packet_reader_init(&r, 1024);
+    packet_feed(&r, stream, at, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, N);
     for (int i = 0; i < N && (size_t)i < c.n; i++) {
         char p[40];
@@ -191,37 +191,37 @@ static void test_frame_many_frames_in_one_chunk(void)
         fill(p, len, (unsigned)i);
         CHECK_MEM_EQ(c.ev[i].data, c.ev[i].len, p, len);
     }
-    CHECK(frame_reader_idle(&r));
+    CHECK(packet_reader_idle(&r));
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
     mem_free(stream);
 }
 
 static void test_frame_zero_length_frame_is_delivered(void)
 {
     static collector_t c;
-    frame_reader_t r;
-    frame_reader_init(&r, 1024);
+    packet_reader_t r;
+    packet_reader_init(&r, 1024);
     char hdr[PYPORT_FRAME_HEADER_BYTES];
-    frame_put_len(hdr, 0);
-    frame_feed(&r, hdr, sizeof hdr, &g_handlers, &c);
+    packet_put_len(hdr, 0);
+    packet_feed(&r, hdr, sizeof hdr, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, 1);
     CHECK_INT_EQ(c.ev[0].oversize, 0);
     CHECK_UINT_EQ(c.ev[0].len, 0);
-    CHECK(frame_reader_idle(&r));
+    CHECK(packet_reader_idle(&r));
     /* Two empty frames back to back, then a normal one. */
     char stream[32];
     size_t at = 0;
     put_frame(stream, &at, "", 0);
     put_frame(stream, &at, "", 0);
     put_frame(stream, &at, "xy", 2);
-    frame_feed(&r, stream, at, &g_handlers, &c);
+    packet_feed(&r, stream, at, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, 4);
     CHECK_UINT_EQ(c.ev[1].len, 0);
     CHECK_UINT_EQ(c.ev[2].len, 0);
     CHECK_MEM_EQ(c.ev[3].data, c.ev[3].len, "xy", 2);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_of_exactly_max_is_accepted(void)
@@ -232,14 +232,14 @@ static void test_frame_of_exactly_max_is_accepted(void)
     char stream[128];
     size_t at = 0;
     put_frame(stream, &at, p, sizeof p);
-    frame_reader_t r;
-    frame_reader_init(&r, sizeof p);
-    frame_feed(&r, stream, at, &g_handlers, &c);
+    packet_reader_t r;
+    packet_reader_init(&r, sizeof p);
+    packet_feed(&r, stream, at, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, 1);
     CHECK_INT_EQ(c.ev[0].oversize, 0);
     CHECK_MEM_EQ(c.ev[0].data, c.ev[0].len, p, sizeof p);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 /* A stream of: a frame of `big` bytes (over max 100), then "next". */
@@ -272,13 +272,13 @@ static void test_frame_oversize_reports_first_bytes_and_total(void)
     static char big[5000];
     static char stream[5100];
     size_t n = oversize_stream(stream, big, sizeof big);
-    frame_reader_t r;
-    frame_reader_init(&r, 100);
-    frame_feed(&r, stream, n, &g_handlers, &c);
+    packet_reader_t r;
+    packet_reader_init(&r, 100);
+    packet_feed(&r, stream, n, &g_handlers, &c);
     check_oversize_then_next(&c, big, sizeof big);
-    CHECK(frame_reader_idle(&r));
+    CHECK(packet_reader_idle(&r));
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_oversize_shorter_than_peek_is_reported_whole(void)
@@ -287,12 +287,12 @@ static void test_frame_oversize_shorter_than_peek_is_reported_whole(void)
     static char big[300];
     static char stream[400];
     size_t n = oversize_stream(stream, big, sizeof big);
-    frame_reader_t r;
-    frame_reader_init(&r, 100);
-    frame_feed(&r, stream, n, &g_handlers, &c);
+    packet_reader_t r;
+    packet_reader_init(&r, 100);
+    packet_feed(&r, stream, n, &g_handlers, &c);
     check_oversize_then_next(&c, big, sizeof big);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_oversize_split_at_every_boundary(void)
@@ -302,39 +302,39 @@ static void test_frame_oversize_split_at_every_boundary(void)
     static char stream[1600];
     size_t n = oversize_stream(stream, big, sizeof big);
     for (size_t cut = 0; cut <= n; cut++) {
-        frame_reader_t r;
-        frame_reader_init(&r, 100);
-        frame_feed(&r, stream, cut, &g_handlers, &c);
-        frame_feed(&r, stream + cut, n - cut, &g_handlers, &c);
+        packet_reader_t r;
+        packet_reader_init(&r, 100);
+        packet_feed(&r, stream, cut, &g_handlers, &c);
+        packet_feed(&r, stream + cut, n - cut, &g_handlers, &c);
         check_oversize_then_next(&c, big, sizeof big);
         collector_clear(&c);
-        frame_reader_destroy(&r);
+        packet_reader_destroy(&r);
     }
-    frame_reader_t r;
-    frame_reader_init(&r, 100);
+    packet_reader_t r;
+    packet_reader_init(&r, 100);
     for (size_t i = 0; i < n; i++) {
-        frame_feed(&r, stream + i, 1, &g_handlers, &c);
+        packet_feed(&r, stream + i, 1, &g_handlers, &c);
     }
     check_oversize_then_next(&c, big, sizeof big);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_huge_length_is_skipped_not_allocated(void)
 {
     static collector_t c;
-    frame_reader_t r;
-    frame_reader_init(&r, PYPORT_DEFAULT_MAX_FRAME);
+    packet_reader_t r;
+    packet_reader_init(&r, PYPORT_DEFAULT_MAX_FRAME);
     char hdr[PYPORT_FRAME_HEADER_BYTES];
-    frame_put_len(hdr, 0xffffffffu);
-    frame_feed(&r, hdr, sizeof hdr, &g_handlers, &c);
+    packet_put_len(hdr, 0xffffffffu);
+    packet_feed(&r, hdr, sizeof hdr, &g_handlers, &c);
     char chunk[4096];
     fill(chunk, sizeof chunk, 5);
-    frame_feed(&r, chunk, sizeof chunk, &g_handlers, &c);
+    packet_feed(&r, chunk, sizeof chunk, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, 0);
-    CHECK(!frame_reader_idle(&r));
+    CHECK(!packet_reader_idle(&r));
     CHECK(r.body == NULL);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_idle_only_between_frames(void)
@@ -343,20 +343,20 @@ static void test_frame_idle_only_between_frames(void)
     char stream[64];
     size_t at = 0;
     put_frame(stream, &at, "abcdef", 6);
-    frame_reader_t r;
-    frame_reader_init(&r, 1024);
-    CHECK(frame_reader_idle(&r));
+    packet_reader_t r;
+    packet_reader_init(&r, 1024);
+    CHECK(packet_reader_idle(&r));
     for (size_t i = 0; i < at; i++) {
-        frame_feed(&r, stream + i, 1, &g_handlers, &c);
+        packet_feed(&r, stream + i, 1, &g_handlers, &c);
         if (i + 1 < at) {
             /* Mid-header (i < 3), header complete, mid-body. */
-            CHECK(!frame_reader_idle(&r));
+            CHECK(!packet_reader_idle(&r));
         }
     }
-    CHECK(frame_reader_idle(&r));
+    CHECK(packet_reader_idle(&r));
     CHECK_UINT_EQ(c.n, 1);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 static void test_frame_idle_false_while_skipping_oversize(void)
@@ -365,38 +365,38 @@ static void test_frame_idle_false_while_skipping_oversize(void)
     static char big[800];
     static char stream[900];
     size_t n = oversize_stream(stream, big, sizeof big);
-    frame_reader_t r;
-    frame_reader_init(&r, 100);
+    packet_reader_t r;
+    packet_reader_init(&r, 100);
     /* Header, then part of the body (past the peek), then the rest. */
-    frame_feed(&r, stream, 700, &g_handlers, &c);
-    CHECK(!frame_reader_idle(&r));
+    packet_feed(&r, stream, 700, &g_handlers, &c);
+    CHECK(!packet_reader_idle(&r));
     CHECK_UINT_EQ(c.n, 0);
-    frame_feed(&r, stream + 700, PYPORT_FRAME_HEADER_BYTES + sizeof big - 700, &g_handlers, &c);
-    CHECK(frame_reader_idle(&r));
+    packet_feed(&r, stream + 700, PYPORT_FRAME_HEADER_BYTES + sizeof big - 700, &g_handlers, &c);
+    CHECK(packet_reader_idle(&r));
     CHECK_UINT_EQ(c.n, 1);
-    frame_feed(&r, stream + PYPORT_FRAME_HEADER_BYTES + sizeof big,
-               n - PYPORT_FRAME_HEADER_BYTES - sizeof big, &g_handlers, &c);
+    packet_feed(&r, stream + PYPORT_FRAME_HEADER_BYTES + sizeof big,
+                n - PYPORT_FRAME_HEADER_BYTES - sizeof big, &g_handlers, &c);
     check_oversize_then_next(&c, big, sizeof big);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
-static void test_frame_reader_destroy_frees_partial_frame(void)
+static void test_packet_reader_destroy_frees_partial_frame(void)
 {
     static collector_t c;
     char stream[64];
     size_t at = 0;
     put_frame(stream, &at, "abcdef", 6);
-    frame_reader_t r;
-    frame_reader_init(&r, 1024);
-    frame_feed(&r, stream, at - 2, &g_handlers, &c);
+    packet_reader_t r;
+    packet_reader_init(&r, 1024);
+    packet_feed(&r, stream, at - 2, &g_handlers, &c);
     CHECK(r.body != NULL);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
     CHECK(r.body == NULL);
     CHECK_UINT_EQ(c.n, 0);
 }
 
-static void test_frame_put_len_is_big_endian(void)
+static void test_packet_put_len_is_big_endian(void)
 {
     static const struct {
         uint32_t n;
@@ -412,24 +412,24 @@ static void test_frame_put_len_is_big_endian(void)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[4] = {0x55, 0x55, 0x55, 0x55};
-        frame_put_len(out, cases[i].n);
+        packet_put_len(out, cases[i].n);
         CHECK_MEM_EQ(out, 4, cases[i].b, 4);
     }
 }
 
-static void test_frame_put_len_round_trips_through_reader(void)
+static void test_packet_put_len_round_trips_through_reader(void)
 {
     static collector_t c;
     char stream[8];
-    frame_put_len(stream, 3);
+    packet_put_len(stream, 3);
     memcpy(stream + 4, "xyz", 3);
-    frame_reader_t r;
-    frame_reader_init(&r, 16);
-    frame_feed(&r, stream, 7, &g_handlers, &c);
+    packet_reader_t r;
+    packet_reader_init(&r, 16);
+    packet_feed(&r, stream, 7, &g_handlers, &c);
     CHECK_UINT_EQ(c.n, 1);
     CHECK_MEM_EQ(c.ev[0].data, c.ev[0].len, "xyz", 3);
     collector_clear(&c);
-    frame_reader_destroy(&r);
+    packet_reader_destroy(&r);
 }
 
 int main(void)
@@ -447,8 +447,8 @@ int main(void)
     RUN_TEST(test_frame_huge_length_is_skipped_not_allocated);
     RUN_TEST(test_frame_idle_only_between_frames);
     RUN_TEST(test_frame_idle_false_while_skipping_oversize);
-    RUN_TEST(test_frame_reader_destroy_frees_partial_frame);
-    RUN_TEST(test_frame_put_len_is_big_endian);
-    RUN_TEST(test_frame_put_len_round_trips_through_reader);
+    RUN_TEST(test_packet_reader_destroy_frees_partial_frame);
+    RUN_TEST(test_packet_put_len_is_big_endian);
+    RUN_TEST(test_packet_put_len_round_trips_through_reader);
     return check_exit_status();
 }

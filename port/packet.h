@@ -3,10 +3,11 @@
  * arbitrary chunks into whole frames, never trusting a length beyond the limit.
  * An oversized frame is not buffered: its first bytes are kept so the request id
  * can still be answered, the rest is skipped, and framing stays intact.
- * Not thread-safe: used by the loop thread only.
+ * Not thread-safe: one reader at a time (reader.c hands the reader of the pipe
+ * between the two threads under its mutex).
  */
-#ifndef PYPORT_FRAME_H
-#define PYPORT_FRAME_H
+#ifndef PYPORT_PACKET_H
+#define PYPORT_PACKET_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -18,7 +19,7 @@ typedef struct {
     void (*frame)(void *ctx, char *frame, size_t len);
     /// A frame over the limit: its first peek_len bytes and its full length.
     void (*oversize)(void *ctx, const char *peek, size_t peek_len, size_t total);
-} frame_handlers_t;
+} packet_handlers_t;
 
 typedef struct {
     size_t max;
@@ -30,22 +31,22 @@ typedef struct {
     int skipping; /* an oversized frame is being skipped */
     char peek[PYPORT_OVERSIZE_PEEK_BYTES];
     size_t peek_len;
-} frame_reader_t;
+} packet_reader_t;
 
 /// Initialises caller storage; frames longer than max bytes are skipped.
-void frame_reader_init(frame_reader_t *r, size_t max);
+void packet_reader_init(packet_reader_t *r, size_t max);
 
 /// Frees a partly read frame.
-void frame_reader_destroy(frame_reader_t *r);
+void packet_reader_destroy(packet_reader_t *r);
 
 /// Feeds n bytes; calls the handlers for each frame completed by them.
-void frame_feed(frame_reader_t *r, const char *data, size_t n, const frame_handlers_t *h,
-                void *ctx);
+void packet_feed(packet_reader_t *r, const char *data, size_t n, const packet_handlers_t *h,
+                 void *ctx);
 
 /// Returns 1 when no frame is partly read (a clean place for the stream to end).
-int frame_reader_idle(const frame_reader_t *r);
+int packet_reader_idle(const packet_reader_t *r);
 
 /// Writes n as the 4-byte big-endian frame header at p.
-void frame_put_len(char *p, uint32_t n);
+void packet_put_len(char *p, uint32_t n);
 
 #endif

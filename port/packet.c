@@ -1,32 +1,32 @@
 /*
- * {packet, 4} frame reader (see frame.h). Loop thread only. Allocates exactly
+ * {packet, 4} frame reader (see packet.h). One thread at a time. Allocates exactly
  * the announced length once the header is complete, so a frame costs one
  * allocation and one copy of its bytes whatever the chunking.
  */
-#include "frame.h"
+#include "packet.h"
 
 #include <string.h>
 
 #include "memory.h"
 
-void frame_reader_init(frame_reader_t *r, size_t max)
+void packet_reader_init(packet_reader_t *r, size_t max)
 {
     memset(r, 0, sizeof *r);
     r->max = max;
 }
 
-void frame_reader_destroy(frame_reader_t *r)
+void packet_reader_destroy(packet_reader_t *r)
 {
     mem_free(r->body);
     r->body = NULL;
 }
 
-int frame_reader_idle(const frame_reader_t *r)
+int packet_reader_idle(const packet_reader_t *r)
 {
     return r->hdr_got == 0 && r->body == NULL && !r->skipping;
 }
 
-void frame_put_len(char *p, uint32_t n)
+void packet_put_len(char *p, uint32_t n)
 {
     p[0] = (char)((n >> 24) & 0xff);
     p[1] = (char)((n >> 16) & 0xff);
@@ -34,7 +34,7 @@ void frame_put_len(char *p, uint32_t n)
     p[3] = (char)(n & 0xff);
 }
 
-static void start_body(frame_reader_t *r, const frame_handlers_t *h, void *ctx)
+static void start_body(packet_reader_t *r, const packet_handlers_t *h, void *ctx)
 {
     size_t len = ((size_t)r->hdr[0] << 24) | ((size_t)r->hdr[1] << 16) | ((size_t)r->hdr[2] << 8) |
                  (size_t)r->hdr[3];
@@ -54,7 +54,8 @@ static void start_body(frame_reader_t *r, const frame_handlers_t *h, void *ctx)
     }
 }
 
-void frame_feed(frame_reader_t *r, const char *data, size_t n, const frame_handlers_t *h, void *ctx)
+void packet_feed(packet_reader_t *r, const char *data, size_t n, const packet_handlers_t *h,
+                 void *ctx)
 {
     while (n > 0) {
         if (!r->skipping && r->body == NULL) {
