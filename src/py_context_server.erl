@@ -49,6 +49,7 @@
     %% The OS process
     port :: port() | undefined,            % while one is open
     os_pid :: integer() | undefined,       % once it said ready
+    crash_file :: file:filename() | undefined, % where its crash dump would go
     gen = 0 :: non_neg_integer(),          % generation: +1 per OS process
     status = starting :: starting | ready | draining | down,
     announced :: non_neg_integer() | undefined, % exit status it said it is about to use
@@ -323,6 +324,7 @@ handle_info(_Other, S) ->
 %% @private
 terminate(_Reason, S) ->
     close_port(S),
+    py_os_process:report_crash(S#s.crash_file, S#s.name, S#s.os_pid),
     py_inflight:forget(self()),
     ok.
 
@@ -452,12 +454,15 @@ credit(0, S) ->
     S;
 credit(_, S = #s{flow = false}) ->
     S;
-credit(Bytes, S = #s{credit_due = Due, opts = #{output_window := Window}}) ->
-    case Due + Bytes of
-        Total when Total * ?CREDIT_BATCH_DIVISOR >= Window ->
+credit(Bytes, S = #s{credit_due = Due, opts = #{output_window := Window}, out = Out}) ->
+    Total = Due + Bytes,
+    %% Also at once when no caller holds output any more: credit held back
+    %% then could stall a frame that needs the whole window.
+    case Total * ?CREDIT_BATCH_DIVISOR >= Window orelse lists:sum(maps:values(Out)) =:= 0 of
+        true ->
             port_send(S, py_protocol:credit(output, Total)),
             S#s{credit_due = 0};
-        Total ->
+        false ->
             S#s{credit_due = Total}
     end.
 
@@ -612,10 +617,11 @@ stream_row_gone(_) -> ok.
 
 open(S = #s{opts = Opts, name = Name, gen = Gen}) ->
     case py_os_process:open(Name, Opts) of
-        {ok, Port} ->
+        {ok, Port, Crash} ->
             erlang:send_after(?START_TIMEOUT, self(), {'$py_start_timeout', Gen + 1}),
             {ok, S#s{port = Port, os_pid = undefined, gen = Gen + 1, status = starting,
                      port_started = now_ms(), port_calls = 0, kill_reason = undefined,
+                     crash_file = Crash,
                      announced = undefined, heartbeat = undefined, credit_due = 0}};
         Error ->
             Error
@@ -723,7 +729,7 @@ port_died(Exit, S = #s{h = H}) ->
                        end,
     ok = py_inflight:set_port(H, none, S#s.gen, false),
     [py_reply:answer(Reply, died, Reason) || {_, Reply} <- py_inflight:take_all(H)],
-    py_os_process:report_crash(S#s.name, S#s.os_pid, S#s.opts),
+    py_os_process:report_crash(S#s.crash_file, S#s.name, S#s.os_pid),
     S1 = forget_port(S),
     schedule_restart(Reason, Uptime, S1#s{restarts = S#s.restarts + 1}).
 
@@ -784,6 +790,7 @@ maybe_finish_drain(S = #s{status = draining, h = H}) ->
         true ->
             ok = py_inflight:set_port(H, none, S#s.gen, false),
             close_port(S),
+            py_os_process:report_crash(S#s.crash_file, S#s.name, S#s.os_pid),
             Why = S#s.drain_reason,
             S1 = forget_port(S),
             start_port(S1#s{restarts = S#s.restarts + 1, restart_reason = Why, backoff = 0});

@@ -7,17 +7,20 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([open/2, backoff/3, rss_bytes/1, kill/1, crash_file/2, report_crash/3]).
+-export([open/2, backoff/3, rss_bytes/1, kill/1, report_crash/3]).
 
 %% Lines of a crash dump quoted in the log (the whole dump stays in its file).
 -define(CRASH_LOG_LINES, 12).
 
 %% @doc Starts the pyport program for a context named `Name' with the options
 %% of py_context (max_frame, max_depth, max_nesting, python_path, python, env,
-%% cd, executable).
--spec open(binary(), map()) -> {ok, port()} | {error, term()}.
+%% cd, executable, crash_dir). Returns the port and the file its crash dump
+%% would go to (see report_crash/3).
+-spec open(binary(), map()) -> {ok, port(), file:filename()} | {error, term()}.
 open(Name, Opts) ->
     Exe = executable(Opts),
+    Crash = crash_file(Name, Opts),
+    _ = filelib:ensure_dir(Crash),
     Args = ["--name", binary_to_list(Name),
             "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
             "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
@@ -26,7 +29,8 @@ open(Name, Opts) ->
         ++ case maps:find(python, Opts) of
                {ok, Py} -> ["--python", to_list(Py)];
                error -> []
-           end,
+           end
+        ++ ["--crash-file", Crash],
     PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide, {args, Args},
                 {env, [{to_list(K), to_list(V)} || {K, V} <- env_list(Opts)]}]
         ++ case maps:find(cd, Opts) of
@@ -34,7 +38,7 @@ open(Name, Opts) ->
                error -> []
            end,
     try
-        {ok, open_port({spawn_executable, Exe}, PortOpts)}
+        {ok, open_port({spawn_executable, Exe}, PortOpts), Crash}
     catch
         error:Reason -> {error, {cannot_start_port, Exe, Reason}}
     end.
@@ -71,26 +75,35 @@ kill(OsPid) ->
     _ = os:cmd("kill -KILL " ++ integer_to_list(OsPid)),
     ok.
 
-%% @doc Where the OS processes of context `Name' write a crash dump (Python's
-%% faulthandler: the stack of every thread on a fatal signal).
--spec crash_file(binary(), map()) -> file:filename().
+%% Where one OS process of context `Name' writes a crash dump (Python's
+%% faulthandler: the stack of every thread on a fatal signal): a file of its
+%% own, so that contexts of the same name on other nodes never share one.
 crash_file(Name, Opts) ->
     Dir = case maps:find(crash_dir, Opts) of
               {ok, D} -> to_list(D);
               error -> filename:join(tmp_dir(), "pyport-crash")
           end,
-    Safe = [case C of $/ -> $_; _ -> C end || C <- unicode:characters_to_list(Name)],
-    filename:join(Dir, "pyport-" ++ Safe ++ ".crash").
+    Safe = [case (C >= $a andalso C =< $z) orelse (C >= $A andalso C =< $Z)
+                     orelse (C >= $0 andalso C =< $9) orelse C =:= $. orelse C =:= $- of
+                true -> C;
+                false -> $_
+            end || C <- unicode:characters_to_list(Name) ++ "-" ++ atom_to_list(node())],
+    filename:join(Dir, io_lib:format("pyport-~ts-~b.crash",
+                                     [Safe, erlang:unique_integer([positive])])).
 
-%% @doc After an OS process of context `Name' died: if it left a crash dump,
-%% keeps it as `<file>.<OsPid>' for operators and logs its first lines through
-%% logger (metadata: pyport_context, os_pid, crash_dump).
--spec report_crash(binary(), integer() | undefined, map()) -> ok.
-report_crash(Name, OsPid, Opts) ->
-    File = crash_file(Name, Opts),
+%% @doc After an OS process died: if it left a crash dump in `File', keeps it as
+%% `<File>.<OsPid>' for operators and logs its first lines through logger
+%% (metadata: pyport_context, os_pid, crash_dump); an empty dump is removed.
+-spec report_crash(file:filename() | undefined, binary(), integer() | undefined) -> ok.
+report_crash(undefined, _, _) ->
+    ok;
+report_crash(File, Name, OsPid) ->
     case file:read_file(File) of
         {ok, Dump} when byte_size(Dump) > 0 ->
-            Kept = File ++ "." ++ case OsPid of undefined -> "unknown"; _ -> integer_to_list(OsPid) end,
+            Kept = lists:flatten([File, ".", case OsPid of
+                                                 undefined -> "unknown";
+                                                 _ -> integer_to_list(OsPid)
+                                             end]),
             _ = file:rename(File, Kept),
             Lines = lists:sublist(binary:split(Dump, <<"\n">>, [global, trim_all]),
                                   ?CRASH_LOG_LINES),
@@ -99,6 +112,7 @@ report_crash(Name, OsPid, Opts) ->
                        #{pyport_context => Name, os_pid => OsPid, crash_dump => Kept}),
             ok;
         _ ->
+            _ = file:delete(File),
             ok
     end.
 

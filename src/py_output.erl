@@ -118,7 +118,7 @@ init(#{context := Ctx, name := Name, inflight := H, counters := Counters, log_ra
 loop(St) ->
     receive
         {deliver, Gen, Header, Body, Size} ->
-            loop(handle(Header, Body, {Gen, Size}, St));
+            loop(idle_credit(handle(Header, Body, {Gen, Size}, St)));
         {new_port, Gen, Flow} ->
             loop(St#st{gen = Gen, flow = Flow, due = #{output => 0, send => 0}});
         report ->
@@ -241,6 +241,24 @@ report(St = #st{dropped = N, name = Name, log_rate = Rate}) ->
                  [Name, N, ?REPORT_MS, Rate]),
     erlang:send_after(?REPORT_MS, self(), report),
     St#st{dropped = 0}.
+
+%% With nothing more to deliver, what is due goes back at once: credit held
+%% back then could stall a frame that needs the whole window.
+idle_credit(St = #st{due = Due, gen = Gen}) ->
+    case process_info(self(), message_queue_len) of
+        {message_queue_len, 0} ->
+            maps:fold(fun(_, 0, Acc) -> Acc;
+                         (Kind, N, Acc) -> credit_now(Kind, Gen, N, Acc)
+                      end, St, Due);
+        _ ->
+            St
+    end.
+
+credit_now(Kind, Gen, N, St = #st{gen = Gen, flow = true, due = Due}) ->
+    _ = py_inflight:write(St#st.h, py_protocol:credit(Kind, N)),
+    St#st{due = Due#{Kind := 0}};
+credit_now(_, _, _, St) ->
+    St.
 
 %% Returns credit to the OS process that sent the frame, a batch at a time.
 credit(Kind, {Gen, Size}, St = #st{gen = Gen, flow = true, due = Due, windows = Windows}) ->

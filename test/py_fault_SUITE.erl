@@ -23,7 +23,8 @@
          concurrent_os_exit/0, concurrent_os_exit/1,
          concurrent_sigkill/0, concurrent_sigkill/1,
          info_right_after_death/0, info_right_after_death/1,
-         call_right_after_sigkill/0, call_right_after_sigkill/1]).
+         call_right_after_sigkill/0, call_right_after_sigkill/1,
+         crash_dump_goes_to_logger/0, crash_dump_goes_to_logger/1]).
 %% logger handler callback (the test captures warnings with it)
 -export([log/2]).
 
@@ -58,7 +59,7 @@ all() ->
     [segfault_isolated, abort_isolated, os_exit_isolated, sigkill_isolated,
      calls_during_restart_are_served, crash_loop_backs_off, crash_loop_logs_once_per_reason,
      concurrent_segfault, concurrent_abort, concurrent_os_exit, concurrent_sigkill,
-     info_right_after_death, call_right_after_sigkill].
+     info_right_after_death, call_right_after_sigkill, crash_dump_goes_to_logger].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -446,14 +447,18 @@ now_ms() -> erlang:monotonic_time(millisecond).
 
 py_str(S) -> "r'" ++ S ++ "'".
 
-%% logger handler: forwards each formatted message to the test process.
-log(#{msg := Msg}, #{config := #{pid := Pid}}) ->
+%% logger handler: forwards each formatted message (and, with `meta' in its
+%% config, the metadata too) to the test process.
+log(#{msg := Msg} = Event, #{config := #{pid := Pid} = Config}) ->
     Text = case Msg of
                {report, R} -> io_lib:format("~0p", [R]);
                {string, S} -> S;
                {Format, Args} -> io_lib:format(Format, Args)
            end,
-    Pid ! {logged, unicode:characters_to_list(Text)},
+    case Config of
+        #{meta := true} -> Pid ! {logged, unicode:characters_to_list(Text), maps:get(meta, Event)};
+        _ -> Pid ! {logged, unicode:characters_to_list(Text)}
+    end,
     ok.
 
 logged() ->
@@ -466,3 +471,34 @@ answer(Pid, Timeout) -> pyport_test:answer_at(Pid, Timeout).
 mailbox(Pid) -> pyport_test:mailbox(Pid, ?EVENTUALLY_MS).
 
 wait_until(Fun) -> pyport_test:wait_until(Fun, ?EVENTUALLY_MS).
+
+crash_dump_goes_to_logger() ->
+    [{doc, "A segfault's faulthandler dump (Fatal Python error and the Python stack) goes "
+      "to logger as an error naming the context and the dead OS pid, with the whole dump "
+      "kept in a file named by the crash_dump metadata."}].
+crash_dump_goes_to_logger(Config) ->
+    Dir = filename:join(?config(case_dir, Config), "crashes"),
+    Ctx = start_ctx(#{crash_dir => Dir}),
+    #{os_pid := OsPid, name := Name} = py_context:info(Ctx),
+    ok = logger:add_handler(?MODULE, ?MODULE,
+                            #{level => all, config => #{pid => self(), meta => true}}),
+    {error, {context_died, {signal, 'SIGSEGV'}}} =
+        py_context:exec(Ctx, "import ctypes\ndef crash_here(): ctypes.string_at(0)\ncrash_here()",
+                        ?CALL_TIMEOUT),
+    {Text, Meta} = receive_crash_report(OsPid),
+    ok = logger:remove_handler(?MODULE),
+    ?assertNotEqual(nomatch, string:find(Text, "Fatal Python error: Segmentation fault")),
+    ?assertNotEqual(nomatch, string:find(Text, "crash_here")),
+    ?assertMatch(#{pyport_context := Name, os_pid := OsPid}, Meta),
+    {ok, Dump} = file:read_file(maps:get(crash_dump, Meta)),
+    ?assertNotEqual(nomatch, binary:match(Dump, <<"crash_here">>)),
+    ?assertEqual(filename:dirname(maps:get(crash_dump, Meta)), Dir),
+    stop_ctx(Ctx).
+
+receive_crash_report(OsPid) ->
+    receive
+        {logged, Text, #{os_pid := OsPid} = Meta} -> {Text, Meta};
+        {logged, _, _} -> receive_crash_report(OsPid)
+    after ?EVENTUALLY_MS ->
+        ct:fail(no_crash_report)
+    end.

@@ -951,7 +951,7 @@ sends_wait_for_their_own_credit(Config) ->
                                                    "    def spam():\n"
                                                    "        i = 0\n"
                                                    "        while True:\n"
-                                                   "            erlang.send(pid, ('n', i))\n"
+                                                   "            erlang._send(pid, ('n', i))\n"
                                                    "            i += 1\n"
                                                    "    start_later(spam)\n">>)
                                 end),
@@ -1034,7 +1034,7 @@ atom_budget_bounds_new_atoms(Config) ->
                                                    "def flood(pid, n):\n"
                                                    "    for i in range(n):\n"
                                                    "        try:\n"
-                                                   "            erlang.send(pid, erlang.Atom('pyport_t_%d' % i))\n"
+                                                   "            erlang._send(pid, erlang.Atom('pyport_t_%d' % i))\n"
                                                    "        except erlang.AtomLimitError as e:\n"
                                                    "            return (i, isinstance(e, ValueError))\n"
                                                    "    return (n, False)\n">>)
@@ -1046,10 +1046,10 @@ atom_budget_bounds_new_atoms(Config) ->
     ?assertEqual(?MAX_ATOMS, Stopped),
     ?assertEqual(?MAX_ATOMS, length(Sent)),
     %% A name sent before is free to send again; a new one is not.
-    {reply, ok, Again} = answer_after(Port, fun(Id) -> exec(Id, <<"erlang.send(erlang.self(), erlang.Atom('pyport_t_7'))">>) end),
+    {reply, ok, Again} = answer_after(Port, fun(Id) -> exec(Id, <<"erlang._send(erlang.self(), erlang.Atom('pyport_t_7'))">>) end),
     ?assertEqual(['pyport_t_7'], [A || {{send, _}, A} <- Again]),
     {error, {pyerr, "AtomLimitError", _, _}} =
-        request(Port, fun(Id) -> exec(Id, <<"erlang.send(erlang.self(), erlang.Atom('brand_new'))">>) end),
+        request(Port, fun(Id) -> exec(Id, <<"erlang._send(erlang.self(), erlang.Atom('brand_new'))">>) end),
     close(Port).
 
 atom_budget_spares_known_atoms() ->
