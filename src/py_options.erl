@@ -25,7 +25,7 @@
 -define(HEARTBEAT_MS, 10000).
 %% Lines of output and log records per second a context may send to `logger';
 %% more are dropped and counted.
--define(LOG_RATE, 1000).
+-define(LOG_RATE, 200).
 %% Bytes of output (and, separately, of `erlang.send' messages) the port may have
 %% sent ahead of their delivery.
 -define(OUTPUT_WINDOW, 256 * 1024).
