@@ -9,6 +9,7 @@
 
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
+-export([thread_callback_while_request_joins/0, thread_callback_while_request_joins/1]).
 -export([register_fun/0, register_fun/1,
          register_mfa/0, register_mfa/1,
          three_ways_to_call/0, three_ways_to_call/1,
@@ -69,7 +70,8 @@ all() ->
      exactly_once_nesting_100, nesting_100_bound, nesting_100_routed,
      nesting_limit_default, nesting_limit_configured, erlang_exception_to_python,
      erlang_exception_uncaught, python_exception_in_nested_call, callback_from_thread,
-     callbacks_from_many_threads, callback_from_thread_after_request, nesting_across_contexts,
+     callbacks_from_many_threads, callback_from_thread_after_request,
+     thread_callback_while_request_joins, nesting_across_contexts,
      timeout_covers_callbacks].
 
 init_per_suite(Config) ->
@@ -414,6 +416,22 @@ callbacks_from_many_threads() ->
       "own result and the function ran once per thread."}].
 callbacks_from_many_threads(Config) ->
     threads(?config(ctx, Config), ?THREADS).
+
+thread_callback_while_request_joins() ->
+    [{doc, "300 times: a request starts a Python thread that calls erlang.call and joins "
+      "it, so the request thread waits in C while the other thread's callback comes and "
+      "goes; every call returns (none hangs the context)."}].
+thread_callback_while_request_joins(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(echo, fun([X]) -> X end),
+    ok = py:exec(Ctx, <<"import threading, erlang\n"
+                        "def work(): erlang.call('echo', 1)\n"
+                        "def run():\n"
+                        "    t = threading.Thread(target=work)\n"
+                        "    t.start(); t.join()\n">>),
+    R = [py:call(Ctx, '__main__', run, [], #{timeout => ?EVENTUALLY_MS}) || _ <- lists:seq(1, 300)],
+    ?assertEqual([{ok, none}], lists:usort(R)),
+    ok = py:unregister_function(echo).
 
 threads(Ctx, K) ->
     Counter = counters:new(1, []),
