@@ -189,7 +189,9 @@ PyTypeObject terms_RefType = {
 
 PyObject *terms_new(PyTypeObject *type, const char *etf, size_t len)
 {
-    term_t *t = PyObject_New(term_t, type);
+    /* tp_alloc, not PyObject_New: a Python subclass of Term is a heap type with
+       a __dict__ and the GC header that PyObject_New would not allocate. */
+    term_t *t = (term_t *)type->tp_alloc(type, 0);
     if (t == NULL) {
         return NULL;
     }

@@ -46,7 +46,11 @@ node_names_in_pids_are_atoms_test() ->
     ?assert(is_pid(Pid)),
     ?assertEqual(1, py_term:used(B)).
 
-a_million_new_atoms_are_refused_test() ->
+%% Building a million-element term takes a while on a loaded machine.
+a_million_new_atoms_are_refused_test_() ->
+    {timeout, 120, fun a_million_new_atoms_are_refused/0}.
+
+a_million_new_atoms_are_refused() ->
     B = py_term:new_budget(100),
     Prefix = name("million"),
     Elems = [atom_ext(<<Prefix/binary, "_", (integer_to_binary(I))/binary>>)

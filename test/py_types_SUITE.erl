@@ -29,6 +29,7 @@
          invalid_utf8_binary_is_bytes/0, bytes_tuple_is_bytes/0,
          lists_and_charlists_are_list/0, improper_list_round_trips/0, tuples_are_tuple/0,
          maps_are_dict/0, pids_and_refs_round_trip/0, funs_and_ports_round_trip/0,
+         term_subclass_instances/0, term_subclass_instances/1,
          str_is_utf8_binary/0, bytes_like_are_binary/0,
          strided_memoryview_is_binary/0, true_false_none_from_python/0,
          ints_computed_in_python/0, floats_from_python/0, nan_and_infinities_are_atoms/0,
@@ -97,7 +98,8 @@ groups() ->
        none_atoms_are_none, other_atoms_are_erlang_atom, atom_as_dict_key, atom_as_kwarg_name,
        erlang_atom_function, utf8_binary_is_str, invalid_utf8_binary_is_bytes,
        bytes_tuple_is_bytes, lists_and_charlists_are_list, improper_list_round_trips,
-       tuples_are_tuple, maps_are_dict, pids_and_refs_round_trip, funs_and_ports_round_trip]},
+       tuples_are_tuple, maps_are_dict, pids_and_refs_round_trip, funs_and_ports_round_trip,
+       term_subclass_instances]},
      {python_to_erlang, [],
       [str_is_utf8_binary, bytes_like_are_binary, strided_memoryview_is_binary,
        true_false_none_from_python,
@@ -346,6 +348,27 @@ pids_and_refs_round_trip(Config) ->
     ?assertEqual({ok, false}, eval(C, <<"a == b">>, #{a => self(), b => Other})),
     ?assertEqual({ok, 1}, eval(C, <<"{a: 1}[b]">>, #{a => Ref, b => Ref})),
     Other ! stop.
+
+term_subclass_instances() ->
+    [{doc, "A Python subclass of erlang.Term (with its own attributes) is made, converts "
+      "to its term, and is freed by the collector without harming the context."}].
+term_subclass_instances(Config) ->
+    C = ctx(Config),
+    ok = py:exec(C, <<"import erlang, gc\n"
+                      "class Tagged(erlang.Term):\n"
+                      "    pass\n"
+                      "def make():\n"
+                      "    t = Tagged(b'\\x83d\\x00\\x02ok')\n"
+                      "    t.note = 'kept'\n"
+                      "    return t\n"
+                      "def churn(n):\n"
+                      "    for i in range(n):\n"
+                      "        t = make(); t.cycle = t\n"
+                      "    return gc.collect() >= 0\n">>),
+    ?assertEqual({ok, ok}, py:eval(C, <<"make()">>)),
+    ?assertEqual({ok, true}, py:eval(C, <<"churn(10000)">>)),
+    ?assertEqual({ok, <<"kept">>}, py:eval(C, <<"make().note">>)),
+    ?assertEqual({ok, 2}, py:eval(C, <<"1+1">>)).
 
 funs_and_ports_round_trip() ->
     [{doc, "Funs and ports are opaque erlang.Term and round-trip =:=."}].
