@@ -62,6 +62,7 @@
     queue = queue:new() :: queue:queue(),  % waiting for the gate to open
     cancelled = #{} :: #{pos_integer() => reference() | none}, % still running after a cancel: kill_after timers
     internal = #{} :: #{pos_integer() => term()}, % the context's own requests (info, setup, heartbeat)
+    pending_setup = #{} :: map(),          % settings for the OS process now starting
     streams = #{} :: #{pos_integer() => py_streams:credit()},
     out = #{} :: #{pos_integer() => non_neg_integer()}, % output bytes a waiting caller has not written yet
     credit_due = 0 :: non_neg_integer(),   % output credit not yet returned to the port
@@ -237,8 +238,17 @@ handle_call({unsubscribe, Ref}, _From, S) ->
     {reply, ok, S#s{subscribers = maps:remove(Ref, S#s.subscribers)}};
 handle_call({setup, Settings}, From, S) ->
     case S#s.status of
-        ready -> {noreply, send_setup(Settings, {setup, From, Settings}, S)};
-        _ -> {reply, {ok, pending}, S}
+        ready ->
+            {noreply, send_setup(Settings, {setup, From, Settings}, S)};
+        Status ->
+            %% The next OS process starts with it (its options); one that is
+            %% starting now gets it as soon as its own setup is done.
+            Opts = maps:merge(S#s.opts, maps:with([venv, logging], Settings)),
+            Pending = case Status of
+                          starting -> maps:merge(S#s.pending_setup, Settings);
+                          _ -> S#s.pending_setup
+                      end,
+            {reply, {ok, pending}, S#s{opts = Opts, pending_setup = Pending}}
     end;
 handle_call({stream_cancel, Id}, _From, S) ->
     {reply, ok, cancel(Id, S)};
@@ -486,6 +496,13 @@ internal_reply(Id, Status, Body, S) ->
             S#s{internal = Internal};
         {heartbeat, Internal} ->
             S#s{internal = Internal, heartbeat = undefined};
+        {pending_setup, Internal} ->
+            case setup_result(Status, Body, S) of
+                {ok, _} -> ok;
+                {error, Reason} -> ?LOG_WARNING("pyport context ~ts: setup failed: ~0p",
+                                                [S#s.name, Reason])
+            end,
+            S#s{internal = Internal};
         {{setup, From, Settings}, Internal} ->
             Result = setup_result(Status, Body, S),
             gen_server:reply(From, Result),
@@ -692,7 +709,12 @@ send_setup(Settings, Why, S) ->
     port_send(S, py_protocol:setup(Id, Clean)),
     S#s{internal = maps:put(Id, Why, S#s.internal)}.
 
-setup_done({ok, _}, S) ->
+setup_done({ok, _}, S0) ->
+    %% Settings that arrived while it started go before any request.
+    S = case S0#s.pending_setup of
+            P when map_size(P) =:= 0 -> S0;
+            P -> send_setup(P, pending_setup, S0#s{pending_setup = #{}})
+        end,
     S1 = open_gate(S#s{status = ready}),
     case S#s.restart_reason of
         undefined -> ok;
@@ -742,6 +764,7 @@ forget_port(S) ->
     maps:foreach(fun(Ref, _) -> erlang:demonitor(Ref, [flush]) end, S#s.env_mons),
     S#s{port = undefined, os_pid = undefined, status = down, cancelled = #{}, internal = #{},
         streams = #{}, out = #{}, envs = #{}, env_mons = #{}, drain_reason = undefined,
+        pending_setup = #{},
         recycle_when_idle = undefined, heartbeat = undefined, credit_due = 0}.
 
 schedule_restart(Reason, Uptime, S = #s{opts = Opts}) ->

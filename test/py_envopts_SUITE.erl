@@ -529,7 +529,11 @@ wait_log(Needle, Deadline) ->
         [Ev | _] -> Ev;
         [] ->
             case erlang:monotonic_time(millisecond) > Deadline of
-                true -> ct:fail({no_log_event, Needle});
+                true ->
+                    ct:log("handlers ~p~nprimary ~p~nmailbox ~p",
+                           [logger:get_handler_ids(), logger:get_primary_config(),
+                            [text(Ev) || {logged, Ev} <- mailbox()]]),
+                    ct:fail({no_log_event, Needle});
                 false -> timer:sleep(?POLL_MS), wait_log(Needle, Deadline)
             end
     end.
