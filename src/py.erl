@@ -95,22 +95,31 @@ routed_call(Module, Func, Args, Kwargs, Timeout) ->
 %% node-wide limit; `{error, {overloaded, Current, Max}}' when none frees up
 %% within the call's timeout).
 pool_call(Pool, Module, Func, Args, Kwargs, Timeout0) ->
+    on_pool(Pool, Timeout0, fun(Ctx, Timeout) ->
+        case py_semaphore:acquire(Timeout) of
+            ok ->
+                try
+                    py_context:call(Ctx, Module, Func, Args, Kwargs, Timeout)
+                after
+                    py_semaphore:release()
+                end;
+            {error, max_concurrent} ->
+                {error, {overloaded, py_semaphore:current(), py_semaphore:max_concurrent()}}
+        end
+    end).
+
+%% Runs Fun(Ctx, Timeout) on the caller's context in Pool (bound, else picked
+%% and then bound), with the pool's call_timeout unless Timeout is given. A
+%% pool that is not started is the error.
+on_pool(Pool, Timeout, Fun) ->
     case routed(Pool) of
-        {ok, Ctx} ->
-            Timeout = timeout(Pool, Timeout0),
-            case py_semaphore:acquire(Timeout) of
-                ok ->
-                    try
-                        py_context:call(Ctx, Module, Func, Args, Kwargs, Timeout)
-                    after
-                        py_semaphore:release()
-                    end;
-                {error, max_concurrent} ->
-                    {error, {overloaded, py_semaphore:current(), py_semaphore:max_concurrent()}}
-            end;
-        Error ->
-            Error
+        {ok, Ctx} -> Fun(Ctx, timeout(Pool, Timeout));
+        Error -> Error
     end.
+
+%% on_pool/3 on the pool registered for Module.Func (default: `default').
+on_module(Module, Func, Timeout, Fun) ->
+    on_pool(py_context_router:lookup_pool(Module, Func), Timeout, Fun).
 
 %%% ===========================================================================
 %%% eval / exec
@@ -135,10 +144,7 @@ eval(Code, Locals) ->
 eval(Ctx, Code, Locals) when is_pid(Ctx) ->
     py_context:eval(Ctx, Code, Locals, infinity);
 eval(Code, Locals, Timeout) ->
-    case routed(default) of
-        {ok, Ctx} -> py_context:eval(Ctx, Code, Locals, timeout(default, Timeout));
-        Error -> Error
-    end.
+    on_pool(default, Timeout, fun(Ctx, T) -> py_context:eval(Ctx, Code, Locals, T) end).
 
 %% @doc Evaluates on an explicit context with a timeout.
 -spec eval(pid(), iodata(), map(), timeout()) -> py_result().
@@ -148,10 +154,7 @@ eval(Ctx, Code, Locals, Timeout) when is_pid(Ctx) ->
 %% @doc Executes Python statements on the caller's context.
 -spec exec(iodata()) -> ok | {error, term()}.
 exec(Code) ->
-    case routed(default) of
-        {ok, Ctx} -> py_context:exec(Ctx, Code, timeout(default, undefined));
-        Error -> Error
-    end.
+    on_pool(default, undefined, fun(Ctx, T) -> py_context:exec(Ctx, Code, T) end).
 
 %% @doc Executes Python statements on an explicit context.
 -spec exec(pid(), iodata()) -> ok | {error, term()}.
@@ -177,12 +180,11 @@ cast(Module, Func, Args) -> cast(Module, Func, Args, #{}).
 cast(Ctx, Module, Func, Args) when is_pid(Ctx) ->
     cast(Ctx, Module, Func, Args, #{});
 cast(Module, Func, Args, Kwargs) ->
-    Pool = py_context_router:lookup_pool(Module, Func),
-    case routed(Pool) of
-        {ok, Ctx} -> do_cast(Ctx, Module, Func, Args, Kwargs, timeout(Pool, undefined));
+    case on_module(Module, Func, undefined,
+                   fun(Ctx, T) -> do_cast(Ctx, Module, Func, Args, Kwargs, T) end) of
+        ok -> ok;
         {error, Reason} -> ?LOG_WARNING("py:cast ~0p:~0p: ~0p", [Module, Func, Reason])
-    end,
-    ok.
+    end.
 
 %% @doc `cast(Ctx, Module, Func, Args, Kwargs)' on an explicit context.
 -spec cast(pid(), py_module(), py_func(), list(), map()) -> ok.
@@ -210,10 +212,10 @@ spawn_call(Module, Func, Args) -> spawn_call(Module, Func, Args, #{}).
 spawn_call(Ctx, Module, Func, Args) when is_pid(Ctx) ->
     spawn_call(Ctx, Module, Func, Args, #{});
 spawn_call(Module, Func, Args, Kwargs) ->
-    Pool = py_context_router:lookup_pool(Module, Func),
-    case routed(Pool) of
-        {ok, Ctx} -> do_spawn_call(Ctx, Module, Func, Args, Kwargs, timeout(Pool, undefined));
-        Error -> answered(Error)
+    case on_module(Module, Func, undefined,
+                   fun(Ctx, T) -> do_spawn_call(Ctx, Module, Func, Args, Kwargs, T) end) of
+        {error, _} = Error -> answered(Error);
+        Ref -> Ref
     end.
 
 %% @doc `spawn_call(Ctx, Module, Func, Args, Kwargs)' on an explicit context.
@@ -288,14 +290,9 @@ stream(Module, Func, Args) -> stream(Module, Func, Args, #{}).
 %% @doc As stream/3 with keyword arguments.
 -spec stream(py_module(), py_func(), list(), map()) -> py_result().
 stream(Module, Func, Args, Kwargs) ->
-    Pool = py_context_router:lookup_pool(Module, Func),
-    case routed(Pool) of
-        {ok, Ctx} ->
-            py_stream:collect(py_stream:start(Ctx, Module, Func, Args, #{kwargs => Kwargs}),
-                              timeout(Pool, undefined), []);
-        Error ->
-            Error
-    end.
+    on_module(Module, Func, undefined, fun(Ctx, T) ->
+        py_stream:collect(py_stream:start(Ctx, Module, Func, Args, #{kwargs => Kwargs}), T, [])
+    end).
 
 %% @doc All the items of the iterable the expression `Code' evaluates to.
 -spec stream_eval(iodata()) -> py_result().
@@ -304,13 +301,9 @@ stream_eval(Code) -> stream_eval(Code, #{}).
 %% @doc As stream_eval/1 with locals.
 -spec stream_eval(iodata(), map()) -> py_result().
 stream_eval(Code, Locals) ->
-    case routed(default) of
-        {ok, Ctx} ->
-            py_stream:collect(py_stream:start_eval(Ctx, Code, Locals, #{}),
-                              timeout(default, undefined), []);
-        Error ->
-            Error
-    end.
+    on_pool(default, undefined, fun(Ctx, T) ->
+        py_stream:collect(py_stream:start_eval(Ctx, Code, Locals, #{}), T, [])
+    end).
 
 %% @doc Starts a stream; the caller receives `{py_stream, Ref, {data, V}}', then
 %% `{py_stream, Ref, done}' or `{py_stream, Ref, {error, E}}'.
@@ -331,10 +324,8 @@ stream_start(Module, Func, Args, Opts) ->
         {ok, Ctx} ->
             Start(Ctx, Module, Func, Args, Opts);
         error ->
-            case routed(py_context_router:lookup_pool(Module, Func)) of
-                {ok, Ctx} -> Start(Ctx, Module, Func, Args, Opts);
-                Error -> Error
-            end
+            on_module(Module, Func, undefined,
+                      fun(Ctx, _) -> Start(Ctx, Module, Func, Args, Opts) end)
     end.
 
 %% @doc Stops a stream; afterwards no message for `Ref' is in the mailbox or will arrive.
