@@ -104,7 +104,11 @@ pool_call(Pool, Module, Func, Args, Kwargs, Timeout0) ->
                     py_semaphore:release()
                 end;
             {error, max_concurrent} ->
-                {error, {overloaded, py_semaphore:current(), py_semaphore:max_concurrent()}}
+                Current = py_semaphore:current(),
+                Max = py_semaphore:max_concurrent(),
+                py_telemetry:overload(semaphore, #{current => Current, max => Max},
+                                      #{context => Ctx, pool => Pool}),
+                {error, {overloaded, Current, Max}}
         end
     end).
 
@@ -344,7 +348,7 @@ call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx) ->
             Self = self(),
             py_request:run(Ctx, Self,
                            fun(Id, Parent) -> py_protocol:method(Id, Self, Parent, Ref, Name, A, #{}) end,
-                           infinity);
+                           infinity, #{op => method, function => Name});
         Error ->
             Error
     end;
@@ -361,7 +365,7 @@ getattr({py_ref, Ctx, _, _, _} = Ref, Name0) when is_pid(Ctx) ->
             Self = self(),
             py_request:run(Ctx, Self,
                            fun(Id, Parent) -> py_protocol:getattr(Id, Self, Parent, Ref, Name) end,
-                           infinity)
+                           infinity, #{op => getattr, function => Name})
     end;
 getattr(_, _) ->
     {error, {badarg, "not an object reference"}}.

@@ -88,7 +88,7 @@ call_as(Ctx, EnvPid, M, F, Args, Kwargs, Timeout) ->
         {ok, [Mod, Fun, A, Kw]} ->
             py_request:run(Ctx, EnvPid,
                            fun(Id, Parent) -> py_protocol:call(Id, EnvPid, Parent, Mod, Fun, A, Kw) end,
-                           Timeout);
+                           Timeout, #{op => call, module => Mod, function => Fun});
         Error ->
             Error
     end.
@@ -112,7 +112,7 @@ eval_as(Ctx, EnvPid, Code, Locals, Timeout) ->
         {ok, [Bin, Map]} ->
             py_request:run(Ctx, EnvPid,
                            fun(Id, Parent) -> py_protocol:eval(Id, EnvPid, Parent, Bin, Map) end,
-                           Timeout);
+                           Timeout, #{op => eval});
         Error ->
             Error
     end.
@@ -136,7 +136,7 @@ exec_as(Ctx, EnvPid, Code, Timeout) ->
             Error;
         Bin ->
             Build = fun(Id, Parent) -> py_protocol:exec(Id, EnvPid, Parent, Bin) end,
-            case py_request:run(Ctx, EnvPid, Build, Timeout) of
+            case py_request:run(Ctx, EnvPid, Build, Timeout, #{op => exec}) of
                 {ok, _} -> ok;
                 Error -> Error
             end
@@ -201,7 +201,7 @@ call_method(_Ctx, {py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx) -
             Self = self(),
             py_request:run(Ctx, Self,
                            fun(Id, Parent) -> py_protocol:method(Id, Self, Parent, Ref, Name, A, #{}) end,
-                           infinity);
+                           infinity, #{op => method, function => Name});
         Error ->
             Error
     end;
