@@ -21,7 +21,8 @@
          span_exception/0, span_exception/1,
          context_lifecycle_events/0, context_lifecycle_events/1,
          overload_queue_event/0, overload_queue_event/1,
-         overload_output_event/0, overload_output_event/1]).
+         overload_output_event/0, overload_output_event/1,
+         operations_handler_example/0, operations_handler_example/1]).
 %% logger handler callback
 -export([log/2]).
 
@@ -36,7 +37,8 @@ suite() -> [{timetrap, {minutes, 3}}].
 all() ->
     [pool_contexts_named, named_context_shows_its_name, death_logged_with_metadata,
      python_logging_has_metadata, no_telemetry_no_events, call_events, span_exception,
-     context_lifecycle_events, overload_queue_event, overload_output_event].
+     context_lifecycle_events, overload_queue_event, overload_output_event,
+     operations_handler_example].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -262,6 +264,42 @@ overload_output_event(_Config) ->
     ?assertMatch(#{kind := output, context := Ctx, name := <<"obs_noisy">>}, Meta),
     #{output_dropped := Dropped} = py_context:info(Ctx),
     ?assert(Dropped >= N),
+    stop_ctx(Ctx).
+
+operations_handler_example() ->
+    [{doc, "docs/operations.md, Telemetry events: the handler example, as written, logs a "
+      "slow call, a restart and an overload."}].
+operations_handler_example(_Config) ->
+    ok = telemetry:attach_many(
+           <<"pyport-log">>,
+           [[pyport, call, stop], [pyport, context, restart], [pyport, overload]],
+           fun([pyport, call, stop], #{duration := D}, #{op := Op} = Meta, #{slow_ms := Slow}) ->
+                   Ms = erlang:convert_time_unit(D, native, millisecond),
+                   Ms >= Slow andalso
+                       logger:warning("slow python ~p (~0p) took ~b ms",
+                                      [Op, maps:get(function, Meta, none), Ms]);
+              ([pyport, context, restart], #{restarts := N}, #{name := Name, reason := Why}, _) ->
+                   logger:warning("python context ~ts restarted (~b): ~0p", [Name, N, Why]);
+              ([pyport, overload], Measurements, #{kind := Kind}, _) ->
+                   logger:warning("python overload (~p): ~0p", [Kind, Measurements])
+           end,
+           #{slow_ms => 500}),
+    capture_logs(),
+    Ctx = start_ctx(#{name => obs_doc, max_queue => 1}),
+    {ok, 4.0} = py:call(Ctx, math, sqrt, [16]),
+    Busy = spawn_caller(fun() -> py:call(Ctx, time, sleep, [0.6]) end),
+    wait_until(fun() -> maps:get(current, py_context:info(Ctx), idle) =/= idle end,
+               ?EVENTUALLY_MS),
+    {error, {overloaded, 1, 1}} = py:call(Ctx, math, sqrt, [4]),
+    {ok, _} = pyport_test:answer(Busy, ?EVENTUALLY_MS),
+    ok = py_context:kill(Ctx),
+    Has = fun(Prefix) -> fun(T, _) -> string:prefix(T, Prefix) =/= nomatch end end,
+    {_, _} = wait_log(Has("python overload (queue): ")),
+    {Slow, _} = wait_log(Has("slow python call (sleep) took ")),
+    {Restart, _} = wait_log(Has("python context obs_doc restarted (1): {killed,requested}")),
+    ?assertEqual(nomatch, string:find(Slow, "sqrt")),
+    ?assertNotEqual(nomatch, string:find(Restart, "restarted")),
+    ok = telemetry:detach(<<"pyport-log">>),
     stop_ctx(Ctx).
 
 %%% ===========================================================================
