@@ -139,7 +139,7 @@ eval(Code) -> eval(Code, #{}).
 eval(Ctx, Code) when is_pid(Ctx) ->
     py_context:eval(Ctx, Code, #{}, infinity);
 eval(Code, Locals) ->
-    eval(Code, Locals, undefined).
+    routed_eval(Code, Locals, undefined).
 
 %% @doc `eval(Ctx, Code, Locals)' on an explicit context, or
 %% `eval(Code, Locals, Timeout)'.
@@ -148,6 +148,10 @@ eval(Code, Locals) ->
 eval(Ctx, Code, Locals) when is_pid(Ctx) ->
     py_context:eval(Ctx, Code, Locals, infinity);
 eval(Code, Locals, Timeout) ->
+    routed_eval(Code, Locals, Timeout).
+
+%% `Timeout' `undefined': the default pool's call_timeout.
+routed_eval(Code, Locals, Timeout) ->
     on_pool(default, Timeout, fun(Ctx, T) -> py_context:eval(Ctx, Code, Locals, T) end).
 
 %% @doc Evaluates on an explicit context with a timeout.

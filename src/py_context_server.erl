@@ -1,3 +1,4 @@
+%% @private
 %% @doc The server of one Python context: a gen_server that owns one pyport OS
 %% process (a port) and keeps it running. Its pid is the context's handle (see
 %% py_context for the public API); it survives restarts of the OS process.

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The supervisor of one pool, registered as `py_pool_<Pool>_sup': its
 %% contexts are ordinary workers, one child per index, each registered as
 %% `py_pool_<Pool>_<Index>', so observer shows each and a crash of one restarts

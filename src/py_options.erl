@@ -1,3 +1,4 @@
+%% @private
 %% @doc The options of a context and of a pool: their defaults, their types, and
 %% their validation. Pure functions; every entry point that takes options
 %% (py_context:start_link/1, pools, the application environment) validates here
@@ -175,8 +176,10 @@ check(Opts, Prefix) ->
 
 badarg(Why) -> {error, {badarg, Why}}.
 
+-spec throw_badarg(string()) -> no_return().
 throw_badarg(Why) -> throw({badarg, Why}).
 
+-spec throw_badarg(atom(), string()) -> no_return().
 throw_badarg(Key, Why) ->
     throw_badarg(lists:flatten(io_lib:format("~p ~s", [Key, Why]))).
 

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The delivery process of one context: everything Python emits that no
 %% waiting caller takes. Output of Python threads and bytes written to fd 1/2 go
 %% to `logger' (notice), Python `logging' records to `logger' at their level,

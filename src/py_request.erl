@@ -1,3 +1,4 @@
+%% @private
 %% @doc The request path, run in the calling process. A caller on the context's
 %% node records its request in the context's in-flight table (py_inflight) and
 %% writes the frame straight to the port (any local process may `port_command' a

@@ -59,12 +59,21 @@ not_called(Ebin, UserBeam) ->
         beam_lib:chunks(UserBeam, [abstract_code]),
     Called = remote_calls(Forms, #{}),
     Exported = lists:append(
-                 [[{M, F, A} || {F, A} <- exports(Ebin, M), F =/= module_info] || M <- ?PUBLIC]),
+                 [[{M, F, A} || {F, A} <- exports(Ebin, M) -- callbacks(Ebin, M),
+                                F =/= module_info] || M <- ?PUBLIC]),
     [MFA || MFA <- Exported, not maps:is_key(MFA, Called)].
 
+%% The callbacks of the module's behaviours (gen_server's init/1 ...) are not API.
+callbacks(Ebin, Mod) ->
+    {ok, {_, [{attributes, Attrs}]}} = beam_lib:chunks(beam(Ebin, Mod), [attributes]),
+    lists:append([B:behaviour_info(callbacks) ++ B:behaviour_info(optional_callbacks)
+                  || {K, Bs} <- Attrs, K =:= behaviour orelse K =:= behavior, B <- Bs]).
+
+beam(Ebin, Mod) ->
+    filename:join(Ebin, atom_to_list(Mod) ++ ".beam").
+
 exports(Ebin, Mod) ->
-    {ok, {_, [{exports, Exports}]}} =
-        beam_lib:chunks(filename:join(Ebin, atom_to_list(Mod) ++ ".beam"), [exports]),
+    {ok, {_, [{exports, Exports}]}} = beam_lib:chunks(beam(Ebin, Mod), [exports]),
     Exports.
 
 remote_calls({call, _, {remote, _, {atom, _, M}, {atom, _, F}}, Args} = _, Acc) ->
