@@ -481,7 +481,8 @@ configure_logging() -> configure_logging(#{}).
 %% @doc Sends Python `logging' records to Erlang's logger, in every pool.
 %% `Opts': `level' (an Erlang logger level, default `info'), `format' (a
 %% Python logging format string).
--spec configure_logging(map()) -> ok | {error, term()}.
+-spec configure_logging(#{level => logger:level() | non_neg_integer(),
+                          format => unicode:chardata()}) -> ok | {error, term()}.
 configure_logging(Opts) ->
     Level = case maps:find(format, Opts) of
                 {ok, Format} -> [python_level(maps:get(level, Opts, info)),
@@ -556,7 +557,7 @@ contexts_started() -> py_context_router:is_started().
 start_contexts() -> py_context_router:start().
 
 %% @doc Starts the default pool with options (`contexts' = size).
--spec start_contexts(map()) -> {ok, [pid()]} | {error, term()}.
+-spec start_contexts(py_context_router:start_opts()) -> {ok, [pid()]} | {error, term()}.
 start_contexts(Opts) -> py_context_router:start(Opts).
 
 %% @doc Stops the default pool.

@@ -17,10 +17,16 @@
 -export([call/7, eval/5, call_method/4, to_term/1, get_interp_id/1, is_subinterp/1,
          create_local_env/1, get_nif_ref/1]).
 
--export_type([context/0, options/0]).
+-export_type([context/0, options/0, settings/0]).
 
 -type context() :: pid().
 -type options() :: py_options:options().
+%% Settings of a running context (setup/2): `venv' a path or `none'; `logging'
+%% a Python level, `[Level, Format]', or `none'; `preload' the code new
+%% environments start from.
+-type settings() :: #{venv => iodata() | none,
+                      logging => non_neg_integer() | [non_neg_integer() | binary()] | none,
+                      preload => binary()}.
 
 %% @doc The options every context starts from (see docs/operations.md).
 -spec default_opts() -> options().
@@ -171,9 +177,10 @@ monitor(Ctx) -> py_context_server:subscribe(Ctx).
 demonitor(Ctx, Ref) -> py_context_server:unsubscribe(Ctx, Ref).
 
 %% @doc Changes settings of the running context and of its future OS processes:
-%% `venv' (a path, or `none' to deactivate), `logging' (a Python level number, or
-%% `none'). Returns what Python answered.
--spec setup(context(), map()) -> {ok, term()} | {error, term()}.
+%% `venv' (a path, or `none' to deactivate), `logging' (a Python level number,
+%% `[Level, Format]', or `none'), `preload' (code new environments start from).
+%% Returns what Python answered.
+-spec setup(context(), settings()) -> {ok, term()} | {error, term()}.
 setup(Ctx, Settings) -> py_context_server:setup(Ctx, Settings).
 
 %%% ===========================================================================
