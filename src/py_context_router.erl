@@ -75,7 +75,15 @@ get_context(Pool) when is_atom(Pool) ->
         undefined ->
             pick(Pool);
         Ctx when node(Ctx) =/= node() ->
-            Ctx;
+            case persistent_term:get(?POOL_KEY(Pool), undefined) of
+                {nodes, _} ->
+                    case py_pool_nodes:is_member(Pool, Ctx) of
+                        true -> Ctx;
+                        false -> pick(Pool)
+                    end;
+                _ ->
+                    Ctx
+            end;
         Ctx ->
             case erlang:is_process_alive(Ctx) of
                 true -> Ctx;
@@ -83,10 +91,16 @@ get_context(Pool) when is_atom(Pool) ->
             end
     end.
 
-%% Picks the context of the caller's scheduler and binds the caller to it.
+%% Picks the context of the caller's scheduler (in a pool over nodes: the next
+%% member, round-robin) and binds the caller to it.
 pick(Pool) ->
-    Ctxs = pool_tuple(Pool),
-    Ctx = element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs),
+    Ctx = case persistent_term:get(?POOL_KEY(Pool), undefined) of
+              {nodes, _} ->
+                  py_pool_nodes:pick(Pool);
+              _ ->
+                  Ctxs = pool_tuple(Pool),
+                  element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs)
+          end,
     put(?BOUND_KEY(Pool), Ctx),
     Ctx.
 
@@ -126,7 +140,7 @@ contexts(Pool) ->
                 error -> []
             end;
         {Ctxs, _} ->
-            tuple_to_list(Ctxs)
+            tuple_to_list(tuple(Pool, Ctxs))
     end.
 
 %% @doc Size of the default pool.
@@ -304,9 +318,29 @@ handle_call({declare_pool, Pool, Size, Opts}, _From, S = #{pools := Pools}) ->
         false -> persistent_term:put(?DECLARED_KEY(Pool), {Size, Opts})
     end,
     {reply, ok, S};
+handle_call({start_pool, Pool, Size, Opts = #{nodes := Nodes}}, _From, S = #{pools := Pools}) ->
+    _ = persistent_term:erase(?DECLARED_KEY(Pool)),
+    case maps:find(Pool, Pools) of
+        {ok, #{opts := Opts, size := Size}} ->
+            {reply, {ok, contexts(Pool)}, S};
+        {ok, _} ->
+            {reply, {error, {badarg, "a pool over nodes is started again only with the same "
+                             "options; stop it first"}}, S};
+        error ->
+            case start_over_nodes(Pool, Size, Nodes, maps:remove(nodes, Opts)) of
+                {ok, Server} ->
+                    {reply, {ok, contexts(Pool)},
+                     S#{pools := maps:put(Pool, #{sup => Server, opts => Opts, size => Size}, Pools)}};
+                {error, _} = Error ->
+                    {reply, Error, S}
+            end
+    end;
 handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
     _ = persistent_term:erase(?DECLARED_KEY(Pool)),
     case maps:find(Pool, Pools) of
+        {ok, #{opts := #{nodes := _}}} ->
+            {reply, {error, {badarg, "a pool over nodes is started again only with the same "
+                             "options; stop it first"}}, S};
         {ok, #{sup := Sup, opts := Opts}} ->
             resize(Pool, Sup, Opts, Size),
             publish(Pool, Sup, Opts),
@@ -342,6 +376,7 @@ handle_cast({watch, Pid}, S) ->
     {noreply, S};
 handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
     case maps:find(Pool, Pools) of
+        {ok, #{opts := #{nodes := _}}} -> ok;
         {ok, #{sup := Sup, opts := Opts}} -> publish(Pool, Sup, Opts);
         error -> ok
     end,
@@ -358,6 +393,29 @@ handle_info(_Msg, S) ->
 %%% ===========================================================================
 %%% Internals
 %%% ===========================================================================
+
+%% Starts a pool over nodes (its server under py_pools_sup) and publishes it
+%% once every node runs its share.
+start_over_nodes(Pool, Size, Nodes, Opts) ->
+    Spec = py_pool_nodes:child_spec(Pool, Size, Nodes, Opts),
+    Result = case supervisor:start_child(py_pools_sup, Spec) of
+                 {ok, Server} ->
+                     case py_pool_nodes:await(Server) of
+                         ok -> {ok, Server};
+                         Error -> Error
+                     end;
+                 {error, _} = Error ->
+                     Error
+             end,
+    case Result of
+        {ok, _} ->
+            Timeout = maps:get(call_timeout, Opts, py_options:default(call_timeout)),
+            persistent_term:put(?POOL_KEY(Pool), {nodes, Timeout});
+        _ ->
+            _ = supervisor:terminate_child(py_pools_sup, {pool, Pool}),
+            _ = supervisor:delete_child(py_pools_sup, {pool, Pool})
+    end,
+    Result.
 
 %% A running pool asked for another size grows (new contexts get the pool's
 %% options) or shrinks (the highest indexes stop; processes bound to them are
@@ -403,8 +461,12 @@ pool_tuple(Pool) ->
                 error -> error({pool_not_started, Pool})
             end;
         {Ctxs, _} ->
-            Ctxs
+            tuple(Pool, Ctxs)
     end.
+
+%% A pool over nodes publishes its members itself (py_pool_nodes).
+tuple(Pool, nodes) -> py_pool_nodes:members(Pool);
+tuple(_, Ctxs) -> Ctxs.
 
 default_size() ->
     case application:get_env(pyport, contexts, 0) of
