@@ -15,6 +15,8 @@
          caller_features/0, caller_features/1,
          bad_node/0, bad_node/1,
          stop_pool_stops_members/0, stop_pool_stops_members/1,
+         owner_is_member/0, owner_is_member/1,
+         owner_node_down/0, owner_node_down/1,
          node_killed_and_rejoins/0, node_killed_and_rejoins/1]).
 
 %% Generous bound for a whole case (peers boot, contexts start on them).
@@ -43,7 +45,8 @@ suite() ->
     [{timetrap, ?CASE_TIMEOUT}].
 
 all() ->
-    [spread, caller_features, bad_node, stop_pool_stops_members, node_killed_and_rejoins].
+    [spread, caller_features, bad_node, stop_pool_stops_members, owner_is_member,
+     owner_node_down, node_killed_and_rejoins].
 
 init_per_suite(Config) ->
     case is_alive() of
@@ -222,6 +225,43 @@ stop_pool_stops_members(Config) ->
     [?assertNot(erpc:call(node(C), erlang, is_process_alive, [C])) || C <- Ctxs],
     ok.
 
+owner_is_member() ->
+    [{doc, "The node that starts the pool may be one of its nodes: a share runs "
+      "here beside the pool's server, calls reach both nodes, stop_pool stops both."}].
+owner_is_member(Config) ->
+    [B | _] = nodes_of(Config),
+    {ok, Ctxs} = py_context_router:start_pool(?POOL, 2, #{nodes => [node(), B]}),
+    ?assertEqual([node(), B], [node(C) || C <- Ctxs]),
+    Os = lists:sort([os_pid(C) || C <- Ctxs]),
+    ?assertEqual(Os, lists:usort([in_process(fun() -> {ok, P} = py:call(?POOL, os, getpid, []), P end)
+                                  || _ <- [1, 2]])),
+    ok = py_context_router:stop_pool(?POOL),
+    [?assertNot(erpc:call(node(C), erlang, is_process_alive, [C])) || C <- Ctxs],
+    ok.
+
+owner_node_down() ->
+    [{doc, "A pool owned by a node that goes away (kill -9): the shares on the "
+      "other nodes stop by themselves (no orphan contexts, no OS processes left)."}].
+owner_node_down(Config) ->
+    [B, C | _] = nodes_of(Config),
+    {OwnerPeer, Owner} = start_peer(list_to_atom(peer:random_name(?MODULE))),
+    try
+        {ok, Ctxs} = erpc:call(Owner, py_context_router, start_pool,
+                               [owned, 4, #{nodes => [B, C]}], ?RPC_TIMEOUT),
+        ?assertEqual(lists:sort([B, B, C, C]), lists:sort([node(X) || X <- Ctxs])),
+        Os = [{node(X), os_pid(X)} || X <- Ctxs],
+        ?assertMatch([_, _], member_shares(B) ++ member_shares(C)),
+        OsPid = erpc:call(Owner, os, getpid, [], ?RPC_TIMEOUT),
+        _ = os:cmd("kill -9 " ++ OsPid),
+        ?assertEqual(ok, until(fun() -> member_shares(B) ++ member_shares(C) =:= [] end)),
+        [?assertNot(erpc:call(node(X), erlang, is_process_alive, [X])) || X <- Ctxs],
+        [?assertEqual(ok, until(fun() -> not erpc:call(N, pyport_test, os_pid_alive, [P]) end))
+         || {N, P} <- Os]
+    after
+        catch peer:stop(OwnerPeer)
+    end,
+    ok.
+
 node_killed_and_rejoins() ->
     [{doc, "Three nodes, 64 callers looping over the pool: one node's BEAM is "
       "killed (kill -9). Every call is answered exactly once; calls in flight on "
@@ -369,6 +409,10 @@ start_peer(Name) ->
               {module, Mod} = erpc:call(Node, code, load_binary, [Mod, File, Bin], ?RPC_TIMEOUT)
       end, [pyport_test]),
     {Peer, Node}.
+
+member_shares(Node) ->
+    [Id || {{pool_member, _} = Id, _, _, _} <- erpc:call(Node, supervisor, which_children,
+                                                        [py_pools_sup], ?RPC_TIMEOUT)].
 
 nodes_of(Config) ->
     [N || {_, N} <- ?config(peers, Config)].
