@@ -160,7 +160,7 @@ is_started() -> pool_started(default).
 pool_started(Pool) ->
     case contexts(Pool) of
         [] -> false;
-        Ctxs -> lists:all(fun erlang:is_process_alive/1, Ctxs)
+        Ctxs -> lists:all(fun alive/1, Ctxs)
     end.
 
 %% @doc Starts a named pool of `Size' contexts.
@@ -467,6 +467,11 @@ pool_tuple(Pool) ->
 %% A pool over nodes publishes its members itself (py_pool_nodes).
 tuple(Pool, nodes) -> py_pool_nodes:members(Pool);
 tuple(_, Ctxs) -> Ctxs.
+
+%% A member of a pool over nodes on another node is alive while it is listed
+%% (its node's departure or its own exit removes it).
+alive(Ctx) when node(Ctx) =:= node() -> erlang:is_process_alive(Ctx);
+alive(_) -> true.
 
 default_size() ->
     case application:get_env(pyport, contexts, 0) of

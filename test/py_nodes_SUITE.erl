@@ -16,6 +16,7 @@
          bad_node/0, bad_node/1,
          stop_pool_stops_members/0, stop_pool_stops_members/1,
          owner_is_member/0, owner_is_member/1,
+         declared_pool/0, declared_pool/1,
          owner_node_down/0, owner_node_down/1,
          node_killed_and_rejoins/0, node_killed_and_rejoins/1]).
 
@@ -45,7 +46,7 @@ suite() ->
     [{timetrap, ?CASE_TIMEOUT}].
 
 all() ->
-    [spread, caller_features, bad_node, stop_pool_stops_members, owner_is_member,
+    [spread, caller_features, bad_node, stop_pool_stops_members, owner_is_member, declared_pool,
      owner_node_down, node_killed_and_rejoins].
 
 init_per_suite(Config) ->
@@ -85,6 +86,8 @@ spread(Config) ->
     {ok, Ctxs} = py_context_router:start_pool(?POOL, ?PER_NODE * 3, #{nodes => Nodes}),
     ?assertEqual(Ctxs, py_context_router:contexts(?POOL)),
     ?assertEqual(?PER_NODE * 3, py_context_router:num_contexts(?POOL)),
+    ?assert(py_context_router:pool_started(?POOL)),
+    ?assert(lists:member(?POOL, py_context_router:pools())),
     ?assertEqual(lists:sort([N || N <- Nodes, _ <- lists:seq(1, ?PER_NODE)]),
                  lists:sort([node(C) || C <- Ctxs])),
     %% Members interleave: one of each node in turn.
@@ -237,6 +240,18 @@ owner_is_member(Config) ->
                                   || _ <- [1, 2]])),
     ok = py_context_router:stop_pool(?POOL),
     [?assertNot(erpc:call(node(C), erlang, is_process_alive, [C])) || C <- Ctxs],
+    ok.
+
+declared_pool() ->
+    [{doc, "A pool over nodes declared to start on first use (as `lazy => true' in "
+      "the application environment does): the first routed call starts it on "
+      "its nodes."}].
+declared_pool(Config) ->
+    [B, C | _] = nodes_of(Config),
+    ok = py_context_router:declare_pool(?POOL, 2, #{nodes => [B, C]}),
+    ?assertNot(lists:member(?POOL, py_context_router:pools())),
+    ?assertEqual({ok, 2.0}, py:call(?POOL, math, sqrt, [4])),
+    ?assertEqual([B, C], [node(X) || X <- py_context_router:contexts(?POOL)]),
     ok.
 
 owner_node_down() ->
