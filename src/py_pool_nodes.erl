@@ -12,8 +12,9 @@
 %% goes down, pg drops its members at once, calls in flight on them answer
 %% `{error, {context_died, noconnection}}' (their callers monitor the context)
 %% and routing continues on the rest. When the node is back (nodeup) and runs
-%% pyport, the owner starts its share there again; a share that stops for
-%% another reason (its node's pyport stopped) is started again the same way.
+%% pyport, the owner starts its share there again (while the node is away the
+%% owner tries to connect to it every second); a share that stops for another
+%% reason (its node's pyport stopped) is started again the same way.
 %% Members stop with their owner (py_pool_member_sup's watcher).
 -module(py_pool_nodes).
 -behaviour(gen_server).
@@ -104,7 +105,7 @@ init({Pool, Size, Nodes, Opts}) ->
     {Ref, Pids} = pg:monitor(?SCOPE, {pyport_pool, self()}),
     {ok, #{pool => Pool, size => Size, ref => Ref, members => Pids,
            place => placement(Size, Nodes), opts => Opts, shares => #{},
-           counter => atomics:new(1, []), status => starting},
+           counter => atomics:new(1, []), status => starting, reconnecting => #{}},
      {continue, start}}.
 
 %% @private
@@ -146,8 +147,8 @@ handle_info({Ref, leave, _Group, Pids}, S = #{ref := Ref, members := Members}) -
     {noreply, publish(S#{members := Members -- Pids})};
 handle_info({nodeup, Node}, S) ->
     {noreply, maybe_start(Node, S)};
-handle_info({nodedown, _Node}, S) ->
-    {noreply, S};
+handle_info({nodedown, Node}, S) ->
+    {noreply, reconnect(Node, S)};
 handle_info({retry, Node}, S) ->
     {noreply, maybe_start(Node, S)};
 handle_info({started, Node, Result}, S = #{shares := Shares}) ->
@@ -169,8 +170,8 @@ handle_info({'DOWN', Mref, process, _Sup, Reason}, S = #{shares := Shares}) ->
         [] ->
             {noreply, S}
     end;
-handle_info({'EXIT', _, normal}, S) ->
-    {noreply, S};
+handle_info({'EXIT', Pid, normal}, S = #{reconnecting := R}) ->
+    {noreply, S#{reconnecting := maps:filter(fun(_, P) -> P =/= Pid end, R)}};
 handle_info({'EXIT', _, Reason}, S) ->
     {stop, Reason, S};
 handle_info(_Msg, S) ->
@@ -230,6 +231,25 @@ maybe_start(Node, S = #{pool := Pool, place := Place, opts := Opts, shares := Sh
             S#{shares := Shares#{Node => starting}};
         _ ->
             S
+    end.
+
+%% While a node of the pool is away, a helper tries to connect to it every
+%% ?RETRY_MS (connecting can block for seconds); it ends once the node is
+%% connected, by it or by anyone else, and nodeup then starts the share.
+reconnect(Node, S = #{place := Place, reconnecting := R}) ->
+    case lists:keymember(Node, 1, Place) andalso not maps:is_key(Node, R) of
+        true ->
+            Pid = spawn_link(fun() -> reconnect_loop(Node) end),
+            S#{reconnecting := R#{Node => Pid}};
+        false ->
+            S
+    end.
+
+reconnect_loop(Node) ->
+    timer:sleep(?RETRY_MS),
+    case net_kernel:connect_node(Node) of
+        true -> ok;
+        _ -> reconnect_loop(Node)
     end.
 
 stop_shares(#{shares := Shares}) ->

@@ -283,7 +283,8 @@ node_killed_and_rejoins() ->
       "that node (two of them sleeping ten minutes) answer "
       "{error, {context_died, noconnection}} at once, and no other call fails; "
       "the pool drops that node's contexts only and later calls all succeed on "
-      "the others. A new node with the same name comes back, runs pyport, and "
+      "the others. A new node with the same name comes back, runs pyport (it "
+      "does not connect to this node: the pool's owner connects to it), and "
       "its contexts rejoin the pool and receive calls."}].
 node_killed_and_rejoins(Config) ->
     Nodes = nodes_of(Config),
@@ -336,7 +337,9 @@ node_killed_and_rejoins(Config) ->
     ct:log("~b calls, ~b answered context_died, ~b after the node left",
            [map_size(Answers), length(Died), length(After)]),
     %% The node comes back under the same name and runs pyport: it rejoins.
-    {NewPeer, Victim} = start_peer(Victim),
+    %% It does not connect to this node itself (its control channel is its
+    %% standard I/O): the pool's owner connects to it.
+    {NewPeer, Victim} = start_unconnected_peer(Victim),
     try
         ok = until(fun() -> length(py_context_router:contexts(?POOL)) =:= ?PER_NODE * 3 end),
         Back = py_context_router:contexts(?POOL),
@@ -428,6 +431,18 @@ start_peer(Name) ->
 member_shares(Node) ->
     [Id || {{pool_member, _} = Id, _, _, _} <- erpc:call(Node, supervisor, which_children,
                                                         [py_pools_sup], ?RPC_TIMEOUT)].
+
+%% A peer node whose control goes over its standard I/O: it connects to no
+%% node by itself.
+start_unconnected_peer(Name) ->
+    Ebin = filename:dirname(code:which(py)),
+    {ok, Peer, Node} = peer:start(#{name => Name, connection => standard_io,
+                                    args => ["-pa", Ebin, "-pyport", "start_pools", "false"],
+                                    wait_boot => ?PEER_BOOT_MS}),
+    {ok, _} = peer:call(Peer, application, ensure_all_started, [pyport], ?RPC_TIMEOUT),
+    {Mod, Bin, File} = code:get_object_code(pyport_test),
+    {module, Mod} = peer:call(Peer, code, load_binary, [Mod, File, Bin], ?RPC_TIMEOUT),
+    {Peer, Node}.
 
 nodes_of(Config) ->
     [N || {_, N} <- ?config(peers, Config)].
