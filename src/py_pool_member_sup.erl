@@ -1,3 +1,4 @@
+%% @private
 %% @doc One node's share of a pool spread over nodes (py_pool_nodes): a
 %% supervisor, under this node's py_pools_sup, of `Count' contexts that each
 %% join the pool's `pg' group when they start (and again after each restart),

@@ -1,3 +1,4 @@
+%% @private
 %% @doc A pool whose contexts run on several nodes (`start_pool(Name, N,
 %% #{nodes => Nodes})'). One server per such pool, on the node that started it
 %% (its owner), under py_pools_sup; each node of `Nodes' runs its share of the

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The application's top supervisor: the router, the `pg' scope
 %% `pyport_pg' (the groups of pools that span nodes), then the pools, then the
 %% services of erlang_python 2.x's API (SharedDict, trace spans, single
