@@ -5,8 +5,10 @@
 %% `erlang:system_info(scheduler_id)' modulo the pool size and binds the process
 %% to it (process dictionary) until unbind_context; bind_context sets the binding
 %% explicitly; module or module/function registrations in a public ETS table
-%% pick the pool. Write
-%% path: this gen_server starts and stops pools and owns the registry table.
+%% pick the pool. A pool over nodes (py_pool_nodes) publishes its members
+%% itself; this module's key for it only says so and holds its call timeout.
+%% Write path: this gen_server starts and stops pools and owns the registry
+%% table.
 -module(py_context_router).
 -behaviour(gen_server).
 
@@ -67,7 +69,9 @@ get_context() -> get_context(default).
 %% to it (as erlang_python 2.3 does), so its later calls meet the same
 %% process-bound environment wherever the process migrates; bind_context/2
 %% overrides the binding, unbind_context/1 drops it (the next call picks again).
-%% A binding to a context that is no longer alive picks again.
+%% A binding to a context that is no longer alive picks again. In a pool over
+%% nodes the first pick takes the next member round-robin, and a binding to a
+%% context that left the pool (its node went down) picks again.
 -spec get_context(pos_integer() | pool_name()) -> pid().
 get_context(N) when is_integer(N) ->
     element(N, pool_tuple(default));
@@ -171,6 +175,10 @@ start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
 %% @doc Starts a named pool with context options (a map), or with an
 %% erlang_python mode atom (ignored: every context is its own OS process). A
 %% pool that is already running is resized to `Size' (its options stay).
+%% With `nodes => Nodes' the `Size' contexts are spread over those nodes, each
+%% running the pyport application (py_pool_nodes, docs/scaling.md); such a pool
+%% is not resized: starting it again answers the running pool if the size and
+%% options are the same, and is refused otherwise.
 -spec start_pool(pool_name(), pos_integer(), py_options:pool_options() | atom()) ->
     {ok, [pid()]} | {error, term()}.
 start_pool(Pool, Size, Mode) when is_atom(Mode) ->
