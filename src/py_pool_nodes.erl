@@ -20,7 +20,7 @@
 -module(py_pool_nodes).
 -behaviour(gen_server).
 
--export([child_spec/4, start_link/4, await/1, members/1, pick/1, is_member/2, placement/2]).
+-export([child_spec/4, start_link/4, await/1, members/1, pick/1, is_member/2]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(SCOPE, pyport_pg).
@@ -84,16 +84,6 @@ is_member(Pool, Ctx) ->
     in_tuple(Ctx, members(Pool), 1)
         andalso (node(Ctx) =:= node() orelse lists:member(node(Ctx), nodes())).
 
-%% @doc How many contexts each node runs: `Size' spread evenly over `Nodes',
-%% the first nodes taking one more when it does not divide (nodes that would
-%% run none are left out).
--spec placement(pos_integer(), [node(), ...]) -> [{node(), pos_integer()}].
-placement(Size, Nodes) ->
-    L = length(Nodes),
-    [{N, C} || {I, N} <- lists:zip(lists:seq(1, L), Nodes),
-               C <- [Size div L + case I =< Size rem L of true -> 1; false -> 0 end],
-               C > 0].
-
 %%% ===========================================================================
 %%% gen_server
 %%% ===========================================================================
@@ -106,7 +96,7 @@ init({Pool, Size, Nodes, Opts}) ->
     {Ref, Pids} = pg:monitor(?SCOPE, {pyport_pool, self()}),
     {ok, #{pool => Pool, size => Size, ref => Ref, members => Pids,
            place => placement(Size, Nodes), opts => Opts, shares => #{},
-           counter => atomics:new(1, []), status => starting, reconnecting => #{}},
+           counter => atomics:new(1, [{signed, false}]), status => starting, reconnecting => #{}},
      {continue, start}}.
 
 %% @private
@@ -276,3 +266,12 @@ interleave(Lists) ->
 
 in_tuple(_, T, I) when I > tuple_size(T) -> false;
 in_tuple(X, T, I) -> element(I, T) =:= X orelse in_tuple(X, T, I + 1).
+
+%% How many contexts each node runs: `Size' spread evenly over `Nodes',
+%% the first nodes taking one more when it does not divide (nodes that would
+%% run none are left out).
+placement(Size, Nodes) ->
+    L = length(Nodes),
+    [{N, C} || {I, N} <- lists:zip(lists:seq(1, L), Nodes),
+               C <- [Size div L + case I =< Size rem L of true -> 1; false -> 0 end],
+               C > 0].

@@ -245,13 +245,14 @@ owner_is_member(Config) ->
 declared_pool() ->
     [{doc, "A pool over nodes declared to start on first use (as `lazy => true' in "
       "the application environment does): the first routed call starts it on "
-      "its nodes."}].
+      "its nodes; with fewer contexts than nodes, the last node runs none."}].
 declared_pool(Config) ->
-    [B, C | _] = nodes_of(Config),
-    ok = py_context_router:declare_pool(?POOL, 2, #{nodes => [B, C]}),
+    [B, C, D] = nodes_of(Config),
+    ok = py_context_router:declare_pool(?POOL, 2, #{nodes => [B, C, D]}),
     ?assertNot(lists:member(?POOL, py_context_router:pools())),
     ?assertEqual({ok, 2.0}, py:call(?POOL, math, sqrt, [4])),
     ?assertEqual([B, C], [node(X) || X <- py_context_router:contexts(?POOL)]),
+    ?assertEqual([], member_shares(D)),
     ok.
 
 owner_node_down() ->
