@@ -42,19 +42,34 @@ main([Build]) ->
         "" -> ok;
         Note -> io:format("note: ~s~n", [Note])
     end,
-    Latency = latency(Echo, Pyport),
-    Throughput = throughput(Echo, N),
-    Payload = payload(Echo),
-    Startup = startup(Echo),
-    Rss = rss(Echo),
-    {Rows, Targets} = figures(N, Latency, Throughput, Payload, Startup, Rss),
-    bench_report:print(Rows, Targets, Latency),
-    Raw = #{date => lists:sublist(Started, 10), started => Started,
+    %% BENCH_NODES=1 adds the scenario of pools over peer nodes; `only' runs
+    %% that scenario alone.
+    NodesMode = os:getenv("BENCH_NODES", "0"),
+    Core = case NodesMode of
+               "only" ->
+                   #{latency => #{}, rows => [], targets => []};
+               _ ->
+                   Latency = latency(Echo, Pyport),
+                   Throughput = throughput(Echo, N),
+                   Payload = payload(Echo),
+                   Startup = startup(Echo),
+                   Rss = rss(Echo),
+                   {Rows0, Targets0} = figures(N, Latency, Throughput, Payload, Startup, Rss),
+                   bench_report:print(Rows0, Targets0, Latency),
+                   #{latency => Latency, throughput => Throughput, payload => Payload,
+                     startup => Startup, rss => Rss, rows => Rows0, targets => Targets0}
+           end,
+    Nodes = case NodesMode of
+                "0" -> #{};
+                _ -> R = bench_nodes:run(AppEbin), bench_nodes:print(R), #{nodes => R}
+            end,
+    #{rows := Rows, targets := Targets} = Core,
+    Raw = maps:merge(maps:without([rows, targets], Core), Nodes#{
+            date => lists:sublist(Started, 10), started => Started,
             loadavg_end => string:trim(os:cmd("cat /proc/loadavg")),
             git => Git, machine => Machine, default_pool_size => N,
-            settings => settings(), latency => Latency, throughput => Throughput,
-            payload => Payload, startup => Startup, rss => Rss,
-            targets => [{T, P} || #{target := T, pass := P} <- Targets]},
+            settings => settings(),
+            targets => [{T, P} || #{target := T, pass := P} <- Targets]}),
     File = bench_report:write(filename:join(BenchDir, "results"), Raw, {Rows, Targets}),
     io:format("~nwrote ~s~n", [File]),
     ok = logger:set_primary_config(level, warning),

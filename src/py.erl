@@ -587,7 +587,8 @@ routed(Pool) ->
     try
         {ok, py_context_router:get_context(Pool)}
     catch
-        error:{pool_not_started, _} = Reason -> {error, Reason}
+        error:{pool_not_started, _} = Reason -> {error, Reason};
+        error:{no_contexts, _} = Reason -> {error, Reason}
     end.
 
 timeout(Pool, undefined) -> py_context_router:call_timeout(Pool);

@@ -81,8 +81,10 @@
         mode => atom()).
 -type options() :: #{?CONTEXT_OPTIONS}.
 %% A pool's options: its size, whether it starts on first use (application
-%% environment), and the options of its contexts.
--type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), ?CONTEXT_OPTIONS}.
+%% environment), the nodes it spans (py_pool_nodes), and the options of its
+%% contexts.
+-type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), nodes => [node(), ...],
+                          ?CONTEXT_OPTIONS}.
 
 %% @doc Every option with its default value (keys without a default are absent).
 -spec defaults() -> options().
@@ -145,8 +147,9 @@ validate(_) ->
 %% @doc Validates the options of a pool: its size (`contexts'), whether it
 %% starts on first use (`lazy', application environment only) and the options
 %% of its contexts. Returns the size apart; the defaults are not filled in (each
-%% context does that when it starts).
--spec validate_pool(term()) -> {ok, pos_integer() | undefined, options()}
+%% context does that when it starts). `nodes' (the nodes of a pool that spans
+%% nodes) is checked and stays in the returned options.
+-spec validate_pool(term()) -> {ok, pos_integer() | undefined, options() | pool_options()}
                                    | {error, {badarg, string()}}.
 validate_pool(Opts) when is_map(Opts) ->
     {Size, Rest} = case maps:take(contexts, maps:remove(lazy, Opts)) of
@@ -154,8 +157,8 @@ validate_pool(Opts) when is_map(Opts) ->
                        error -> {undefined, maps:remove(lazy, Opts)}
                    end,
     case Size of
-        undefined -> pool_opts(Size, Rest);
-        N1 when is_integer(N1), N1 > 0 -> pool_opts(Size, Rest);
+        undefined -> pool_nodes(Size, Rest);
+        N1 when is_integer(N1), N1 > 0 -> pool_nodes(Size, Rest);
         _ -> badarg("contexts must be a positive integer")
     end;
 validate_pool(_) ->
@@ -164,6 +167,25 @@ validate_pool(_) ->
 %%% ===========================================================================
 %%% Internals
 %%% ===========================================================================
+
+%% `nodes' (a pool over nodes, py_pool_nodes): a non-empty list of distinct
+%% node names; it stays in the pool's options (its contexts do not get it).
+pool_nodes(Size, Opts) ->
+    case maps:take(nodes, Opts) of
+        error ->
+            pool_opts(Size, Opts);
+        {Nodes, Rest} ->
+            case is_list(Nodes) andalso Nodes =/= [] andalso lists:all(fun is_atom/1, Nodes)
+                andalso length(lists:usort(Nodes)) =:= length(Nodes) of
+                true ->
+                    case pool_opts(Size, Rest) of
+                        {ok, Size, Checked} -> {ok, Size, Checked#{nodes => Nodes}};
+                        Error -> Error
+                    end;
+                false ->
+                    badarg("nodes must be a non-empty list of distinct node names")
+            end
+    end.
 
 pool_opts(Size, Opts) ->
     case check(Opts, "") of

@@ -1,5 +1,5 @@
-%% The examples of README.md, docs/callbacks.md, docs/async.md and the object
-%% references section of docs/types.md, run as written. Placeholder modules
+%% The examples of README.md, docs/callbacks.md, docs/async.md, docs/scaling.md
+%% and the object references section of docs/types.md, run as written. Placeholder modules
 %% (mymodule, logger_mod, model, my_module) live in the data directory, which
 %% is on the default pool's python_path; the examples' own lines are unchanged.
 %% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
@@ -28,7 +28,8 @@
          async_cast_spawn_parallel/0, async_cast_spawn_parallel/1,
          async_streams/0, async_streams/1,
          types_object_references/0, types_object_references/1,
-         types_errors/0, types_errors/1]).
+         types_errors/0, types_errors/1,
+         scaling_pool_over_nodes/0, scaling_pool_over_nodes/1]).
 %% supervisor callback, for readme_child_spec
 -export([init/1]).
 
@@ -44,7 +45,7 @@ all() ->
     [readme_quick_start, readme_callback, readme_coroutine, readme_streams, readme_refs,
      readme_child_spec, callbacks_python_block, callbacks_registering, callbacks_errors,
      callbacks_round_trip, callbacks_shared_state, async_fifty, async_cast_spawn_parallel,
-     async_streams, types_object_references, types_errors].
+     async_streams, types_object_references, types_errors, scaling_pool_over_nodes].
 
 init_per_suite(Config) ->
     Data = ?config(data_dir, Config),
@@ -325,6 +326,37 @@ types_errors(_Config) ->
         py:last_error(),
     ?assertNotEqual(nomatch, string:find(Tb, "ZeroDivisionError")),
     ok.
+
+%%% ===========================================================================
+%%% docs/scaling.md
+%%% ===========================================================================
+
+scaling_pool_over_nodes() ->
+    [{doc, "docs/scaling.md, Pools across nodes: the example as written, with this "
+      "node and a peer node running pyport (skipped when this node is not "
+      "distributed)."}].
+scaling_pool_over_nodes(_Config) ->
+    case is_alive() of
+        false ->
+            {skip, "the Common Test node is not distributed"};
+        true ->
+            Ebin = filename:dirname(code:which(py)),
+            {ok, Peer, Node} = peer:start(#{name => peer:random_name(?MODULE),
+                                            args => ["-pa", Ebin, "-pyport", "start_pools",
+                                                     "false"]}),
+            try
+                {ok, _} = erpc:call(Node, application, ensure_all_started, [pyport]),
+                Nodes = [node() | nodes()],
+                {ok, Ctxs} = py_context_router:start_pool(spread, 2 * length(Nodes), #{nodes => Nodes}),
+                {ok, 3.0} = py:call(spread, math, sqrt, [9]),
+                ?assertEqual(lists:sort([node(), node(), Node, Node]),
+                             lists:sort([node(C) || C <- Ctxs]))
+            after
+                ok = py_context_router:stop_pool(spread),
+                peer:stop(Peer)
+            end,
+            ok
+    end.
 
 %%% ===========================================================================
 %%% Helpers
