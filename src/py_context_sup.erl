@@ -64,4 +64,9 @@ init({Pool, Size, Opts}) ->
                   type => worker,
                   modules => [py_context, py_context_server]}
                 || I <- lists:seq(1, Size)],
-    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Children}}.
+    %% A pool with a warm template starts it first (its contexts fork from it).
+    Template = case Opts of
+                   #{template := true} -> [py_template:child_spec(Pool, Opts)];
+                   _ -> []
+               end,
+    {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Template ++ Children}}.
