@@ -153,12 +153,32 @@ static int run_preload(int ctl_in, int ctl_out)
     code[len] = '\0';
     int rc = 0;
     if (len > 0) {
+        /* pyport's writers send output frames, which only a context can: while
+           the preload runs, sys.stdout and sys.stderr write to the stderr the
+           template was started with (the BEAM's). */
+        PyObject *out = PySys_GetObject("stdout"); // borrowed
+        PyObject *err = PySys_GetObject("stderr"); // borrowed
+        Py_XINCREF(out);                           // owned from here
+        Py_XINCREF(err);                           // owned from here
+        PySys_SetObject("stdout", PySys_GetObject("__stderr__"));
+        PySys_SetObject("stderr", PySys_GetObject("__stderr__"));
         PyObject *text = PyUnicode_DecodeUTF8(code, len, "strict"); // owned
         rc = text != NULL ? op_preload(text) : -1;
         Py_XDECREF(text);
+        char why[2048];
         if (rc < 0) {
-            char why[2048];
             exception_text(why, sizeof why);
+        }
+        PyObject *fl = PyObject_CallMethod(PySys_GetObject("__stderr__"), "flush", NULL); // owned
+        if (fl == NULL) {
+            PyErr_Clear();
+        }
+        Py_XDECREF(fl);
+        PySys_SetObject("stdout", out);
+        PySys_SetObject("stderr", err);
+        Py_XDECREF(out);
+        Py_XDECREF(err);
+        if (rc < 0) {
             tell(ctl_out, "error", "preload failed: %s", why);
         }
     }

@@ -18,6 +18,7 @@
          timeout_and_output/0, timeout_and_output/1,
          template_death_is_survived/0, template_death_is_survived/1,
          unsafe_preload_refused/0, unsafe_preload_refused/1,
+         preload_output/0, preload_output/1,
          stop_leaves_no_process/0, stop_leaves_no_process/1,
          beam_kill9_leaves_no_process/0, beam_kill9_leaves_no_process/1]).
 
@@ -30,7 +31,7 @@ suite() -> [{timetrap, {minutes, 4}}].
 all() ->
     [context_is_a_fork, pool_shares_one_template, every_restart_forks_again,
      limits_restart_by_forking, timeout_and_output, template_death_is_survived,
-     unsafe_preload_refused, stop_leaves_no_process, beam_kill9_leaves_no_process].
+     unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -201,6 +202,30 @@ unsafe_preload_refused(_Config) ->
     ?assertMatch({error, {badarg, _}}, py_context:start_link(#{template => yes})),
     ?assertMatch({error, _}, py_context_router:start_pool(tbad, 2, #{template => true,
                                                                      preload => Threads})).
+
+preload_output() ->
+    [{doc, "A preload that prints (stdout and stderr) starts its template (the text goes "
+      "to the node's stderr), and the forks' own prints still reach their callers."}].
+preload_output(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true,
+                                        preload => <<"import sys\nprint('preloading')\n"
+                                                     "sys.stderr.write('preload err\\n')\n"
+                                                     "Y = 2\n">>}),
+    ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"Y">>, #{}, ?CALL_TIMEOUT)),
+    Self = self(),
+    GL = spawn_link(fun() -> collect(Self, []) end),
+    _ = spawn_link(fun() ->
+                           group_leader(GL, self()),
+                           Self ! {done, py_context:exec(Ctx, <<"print('fork says', Y)">>,
+                                                        ?CALL_TIMEOUT)}
+                   end),
+    receive {done, R} -> ?assertEqual(ok, R) after ?CALL_TIMEOUT -> ct:fail(no_answer) end,
+    wait_until(fun() -> GL ! {chars, self()},
+                        receive {chars, C} -> string:find(C, "fork says 2") =/= nomatch
+                        after 1000 -> false
+                        end
+               end, 5000),
+    ok = py_context:stop(Ctx).
 
 stop_leaves_no_process() ->
     [{doc, "Stopping a context stops its fork, its pyport-attach and its own template."}].
