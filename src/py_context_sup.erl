@@ -64,8 +64,13 @@ init({Pool, Size, Opts}) ->
                   type => worker,
                   modules => [py_context, py_context_server]}
                 || I <- lists:seq(1, Size)],
-    %% A pool with a warm template starts it first (its contexts fork from it).
-    Template = case Opts of
+    %% A pool with a warm template (its own option, or the application's
+    %% context_opts) starts it first: its contexts fork from it.
+    Own = case py_options:context_opts() of
+              {ok, AppOpts} -> maps:merge(AppOpts, Opts);
+              {error, _} -> Opts
+          end,
+    Template = case Own of
                    #{template := true} -> [py_template:child_spec(Pool, Opts)];
                    _ -> []
                end,

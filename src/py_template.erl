@@ -40,10 +40,15 @@
 start_link(Opts) ->
     gen_server:start_link(?MODULE, Opts, []).
 
-%% @doc Starts the template of pool `Pool', registered as name/1 of the pool.
+%% @doc Starts the template of pool `Pool', registered as name/1 of the pool;
+%% `Opts' are the pool's options (the application's `context_opts' and the
+%% defaults under them, as for its contexts).
 -spec start_link(atom(), map()) -> {ok, pid()} | {error, term()}.
 start_link(Pool, Opts) ->
-    gen_server:start_link({local, name(Pool)}, ?MODULE, maps:put(pool, Pool, Opts), []).
+    case py_options:validate(maps:put(pool, Pool, Opts)) of
+        {ok, Valid} -> gen_server:start_link({local, name(Pool)}, ?MODULE, Valid, []);
+        {error, _} = Error -> Error
+    end.
 
 %% @doc The child spec of the template of pool `Pool' (in the pool's supervisor,
 %% before its contexts).

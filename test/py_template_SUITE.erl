@@ -13,6 +13,7 @@
 -export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
 -export([context_is_a_fork/0, context_is_a_fork/1,
          pool_shares_one_template/0, pool_shares_one_template/1,
+         template_from_app_env/0, template_from_app_env/1,
          every_restart_forks_again/0, every_restart_forks_again/1,
          limits_restart_by_forking/0, limits_restart_by_forking/1,
          timeout_and_output/0, timeout_and_output/1,
@@ -29,7 +30,7 @@
 suite() -> [{timetrap, {minutes, 4}}].
 
 all() ->
-    [context_is_a_fork, pool_shares_one_template, every_restart_forks_again,
+    [context_is_a_fork, pool_shares_one_template, template_from_app_env, every_restart_forks_again,
      limits_restart_by_forking, timeout_and_output, template_death_is_survived,
      unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process].
 
@@ -75,6 +76,22 @@ pool_shares_one_template(_Config) ->
     wait_until(fun() -> not os_pid_alive(TPid) end, ?GONE_DEADLINE_MS),
     wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, OsPids) end,
                ?GONE_DEADLINE_MS).
+
+template_from_app_env() ->
+    [{doc, "template => true and the preload in the application's context_opts: a pool "
+      "started without options has one template, with that preload, for all its contexts."}].
+template_from_app_env(_Config) ->
+    ok = application:set_env(pyport, context_opts, #{template => true, preload => ?PRELOAD}),
+    try
+        {ok, Ctxs} = py_context_router:start_pool(tapp, 2, #{}),
+        #{os_pid := TPid} = py_template:info(py_template:name(tapp)),
+        [?assertEqual(TPid, ppid(maps:get(os_pid, py_context:info(C)))) || C <- Ctxs],
+        [?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(C, <<"WARM">>, #{}, ?CALL_TIMEOUT))
+         || C <- Ctxs],
+        ok = py_context_router:stop_pool(tapp)
+    after
+        application:unset_env(pyport, context_opts)
+    end.
 
 every_restart_forks_again() ->
     [{doc, "kill/1, a segfault, kill -9 from outside and restart/1 each give a new OS "
