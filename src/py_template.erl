@@ -1,3 +1,4 @@
+%% @private
 %% @doc The warm template of a pool (or of one context started with
 %% `template => true'): a gen_server owning one pyport OS process started with
 %% `--template', which starts Python, runs the preload once and then only forks
