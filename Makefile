@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEB_PACKAGES := gcc libc6-dev make cmake pkg-config git erlang-nox erlang-dev \
                 erlang-common-test erlang-dialyzer erlang-edoc libuv1-dev python3-dev \
-                python3-venv rebar3 elixir
+                python3-venv python3-numpy rebar3 elixir
 
 APP_DIR := $(BUILD)/pyport
 
@@ -47,6 +47,7 @@ bench: build
 	cmake --build $(BUILD) --target bench_echo -j $(JOBS)
 	BENCH_NODES=$(BENCH_NODES) escript bench/bench.escript $(BUILD)
 	if [ "$(BENCH_NODES)" != only ]; then \
+	  escript bench/bench_template.escript $(BUILD) && \
 	  escript bench/plot.escript $$(ls -t bench/results/*.term | head -1) docs/performance.svg; fi
 
 # Half an hour of everything at once (not in CI): calls, callbacks, streams,

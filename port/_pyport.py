@@ -331,6 +331,61 @@ def collect(generation=2):
     return gc.collect(generation)
 
 
+# ---- the warm template ---------------------------------------------------------
+
+def fork_check():
+    """What makes this process (a warm template, after its preload) unsafe to
+    fork: (errors, warnings), two lists of sentences. A fork copies only the
+    forking thread, so Python threads still running are refused; native
+    threads, sockets and an asyncio loop are reported. When it is safe, the
+    objects that exist now are frozen out of the garbage collector (gc.freeze)."""
+    errors, warnings = [], []
+    threading = sys.modules.get("threading")
+    py_threads = 1
+    if threading is not None:
+        others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+        py_threads += len(others)
+        if others:
+            errors.append("the preload left %d Python thread(s) running (%s): a forked "
+                          "context would have none of them, and any lock they hold "
+                          "stays locked; start threads in the context, not in the "
+                          "preload" % (len(others), ", ".join(others)))
+    try:
+        native = len(os.listdir("/proc/self/task"))
+    except OSError:
+        native = 1
+    if native > py_threads:
+        warnings.append("%d native thread(s) besides the main one after the preload "
+                        "(a library's worker pool?): forked contexts start without them; "
+                        "libraries that handle fork (OpenBLAS, ...) start theirs again"
+                        % (native - py_threads))
+    try:
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        fds = []
+    for fd in fds:
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if target.startswith("socket:"):
+            warnings.append("fd %s is a socket opened by the preload: every forked "
+                            "context shares it (open connections in the context)" % fd)
+    asyncio = sys.modules.get("asyncio")
+    if asyncio is not None:
+        policy = asyncio.events._event_loop_policy
+        local = getattr(policy, "_local", None)
+        if getattr(local, "_loop", None) is not None:
+            warnings.append("the preload created an asyncio event loop: forked contexts "
+                            "share its selector and self-pipe; create loops in the context")
+    if not errors:
+        # What the preload made is never collected in the forks: their
+        # collections do not touch (and so do not copy) the template's pages.
+        gc.collect()
+        gc.freeze()
+    return errors, warnings
+
+
 # ---- the parts of the erlang module written in Python --------------------------
 
 def _install():

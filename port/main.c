@@ -3,6 +3,9 @@
  * private fds (fd 0 becomes /dev/null, fds 1 and 2 become pipes forwarded to
  * Erlang's logger), start the loop thread and Python, serve requests on this
  * (the main) thread, then tear down in reverse. Exit statuses: pyport/wire.h.
+ * With --template it is a warm template instead (template.c): Python starts
+ * first, and each forked child goes on here as a context whose Python is
+ * already running.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +40,7 @@
 #include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
+#include "template.h"
 #include "worker.h"
 
 #ifndef PYPORT_PYTHON_EXECUTABLE
@@ -57,6 +61,7 @@ typedef struct {
     const char *paths[MAIN_MAX_PATHS];
     int npaths;
     const char *crash_file; /* where faulthandler writes, NULL: the port's stderr */
+    int template_mode;      /* --template: run the preload, then fork contexts */
 } options_t;
 
 static int g_in_fd = -1;
@@ -69,7 +74,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: pyport [--name NAME] [--max-frame BYTES] [--max-depth N] [--max-nesting N]\n"
-            "              [--python EXECUTABLE] [--path DIR]... [--crash-file PATH]\n"
+            "              [--python EXECUTABLE] [--path DIR]... [--crash-file PATH] [--template]\n"
             "pyport is started by the pyport Erlang application as a port program;\n"
             "it speaks the protocol of docs/protocol.md on stdin/stdout.\n");
 }
@@ -96,6 +101,7 @@ static void parse_options(int argc, char **argv, options_t *o)
         {"python", required_argument, NULL, 'p'},
         {"path", required_argument, NULL, 'P'},
         {"crash-file", required_argument, NULL, 'c'},
+        {"template", no_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -106,6 +112,7 @@ static void parse_options(int argc, char **argv, options_t *o)
     o->max_nesting = PYPORT_DEFAULT_MAX_NESTING;
     o->npaths = 0;
     o->crash_file = NULL;
+    o->template_mode = 0;
     int c;
     while ((c = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (c) {
@@ -133,6 +140,9 @@ static void parse_options(int argc, char **argv, options_t *o)
             break;
         case 'c':
             o->crash_file = optarg;
+            break;
+        case 't':
+            o->template_mode = 1;
             break;
         case 'h':
             usage();
@@ -172,8 +182,9 @@ static void atfork_child(void)
 
 /* Moves the protocol to private fds; fd 0 reads /dev/null and fds 1 and 2 write
    into pipes that the loop thread forwards, so no stray write reaches Erlang's
-   stream. Returns the saved stderr for the port's own log. */
-static int protect_fds(void)
+   stream. Returns the saved stderr for the port's own log. A context forked
+   from a template has no keeper: its pyport-attach holds stdin instead. */
+static int protect_fds(int with_keeper)
 {
     g_in_fd = dup_private(0);
     g_out_fd = dup_private(1);
@@ -201,7 +212,7 @@ static int protect_fds(void)
     setvbuf(stdout, NULL, _IOLBF, 0);
     /* Before any thread exists (fork is only simple then), and before the
        atfork handler that closes the protocol fds in children. */
-    g_keeper_fd = keeper_start(g_in_fd);
+    g_keeper_fd = with_keeper ? keeper_start(g_in_fd) : -1;
     pthread_atfork(NULL, NULL, atfork_child);
     return log_fd;
 }
@@ -281,15 +292,49 @@ static int start_python(const options_t *o)
         }
         Py_DECREF(p);
     }
-    /* Tracebacks of crashes (segfaults) go to the crash file, which Erlang reads
-       after the death, or else to the BEAM's stderr. */
+    return 0;
+}
+
+/* Tracebacks of crashes (segfaults) go to the crash file, which Erlang reads
+   after the death, or else to the BEAM's stderr. */
+static void enable_crash_dumps(void)
+{
     int crash_fd = g_crash_fd >= 0 ? g_crash_fd : log_fd();
     PyObject *fh = PyImport_ImportModule("faulthandler");                               // owned
     PyObject *r = fh != NULL ? PyObject_CallMethod(fh, "enable", "i", crash_fd) : NULL; // owned
     Py_XDECREF(r);
     Py_XDECREF(fh);
     PyErr_Clear();
-    return 0;
+}
+
+/* The warm template: its own stdin/stdout stay private to talk to Erlang, fd 0
+   reads /dev/null and fd 1 writes to stderr while Python starts and the preload
+   runs; then template_serve forks. Returns TMPL_CHILD in a child, with *o
+   parsed from the child's command line; else the template's exit status. */
+static int run_template(options_t *o)
+{
+    int ctl_in = dup_private(0);
+    int ctl_out = dup_private(1);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0 || dup2(null, 0) < 0 || dup2(2, 1) < 0) {
+        fprintf(stderr, "pyport: cannot redirect fds 0 and 1: %s\n", strerror(errno));
+        return PYPORT_EXIT_IO;
+    }
+    close(null);
+    log_init(dup_private(2), o->name);
+    if (start_python(o) < 0) {
+        return PYPORT_EXIT_PYTHON;
+    }
+    enable_crash_dumps();
+    int argc;
+    char **argv;
+    int rc = template_serve(ctl_in, ctl_out, &argc, &argv);
+    if (rc != TMPL_CHILD) {
+        return rc;
+    }
+    optind = 0;
+    parse_options(argc, argv, o);
+    return TMPL_CHILD;
 }
 
 int main(int argc, char **argv)
@@ -308,7 +353,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "pyport: ei_init failed\n");
         return PYPORT_EXIT_USAGE;
     }
-    log_init(protect_fds(), opts.name);
+    int forked = 0;
+    if (opts.template_mode) {
+        int rc = run_template(&opts);
+        if (rc != TMPL_CHILD) {
+            return rc;
+        }
+        forked = 1;
+    }
+    log_init(protect_fds(!forked), opts.name);
     if (opts.crash_file != NULL) {
         /* Opened (and emptied) now, so a crash can always be written. */
         g_crash_fd = open(opts.crash_file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -317,7 +370,7 @@ int main(int argc, char **argv)
             return PYPORT_EXIT_USAGE;
         }
     }
-    if (g_keeper_fd < 0) {
+    if (g_keeper_fd < 0 && !forked) {
         log_warn("no keeper process: a death may be reported as a closed port");
     }
     ctl_init();
@@ -331,9 +384,10 @@ int main(int argc, char **argv)
         .capture_fd = {g_capture_rd[0], g_capture_rd[1]},
         .exit_grace_ms = MAIN_EXIT_GRACE_MS,
     };
-    if (start_python(&opts) < 0) {
+    if (!forked && start_python(&opts) < 0) {
         return PYPORT_EXIT_PYTHON;
     }
+    enable_crash_dumps();
     char version[32];
     python_version(version, sizeof version);
     dispatch_cfg_t dcfg = {

@@ -347,7 +347,7 @@ PyObject *op_stream_source(op_args_t *a, reply_cause_t *cause, long *window)
 }
 
 /* Runs the preload code in a fresh namespace that every new environment copies. */
-static int preload(PyObject *code_text)
+int op_preload(PyObject *code_text)
 {
     Py_ssize_t n;
     const char *src = PyUnicode_AsUTF8AndSize(code_text, &n);
@@ -416,7 +416,7 @@ PyObject *op_setup(op_args_t *a, reply_cause_t *cause)
     }
     v = PyDict_GetItemString(opts, "preload");
     if (rc == 0 && v != NULL && PyUnicode_Check(v)) {
-        rc = preload(v);
+        rc = op_preload(v);
     }
     v = PyDict_GetItemString(opts, "venv");
     if (rc == 0 && v != NULL) {

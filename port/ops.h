@@ -39,5 +39,9 @@ PyObject *op_stream_source(op_args_t *a, reply_cause_t *cause, long *window);
 /// {setup, Id, Opts}: context pid, preload, venv, logging, output and send credit
 /// windows, atom budget. Returns the atom ok.
 PyObject *op_setup(op_args_t *a, reply_cause_t *cause);
+/// Runs preload code (a str) in a fresh namespace that every new environment
+/// copies (the setup's `preload`, and the warm template's). 0, or -1 with a
+/// Python exception set.
+int op_preload(PyObject *code_text);
 
 #endif

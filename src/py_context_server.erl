@@ -48,6 +48,7 @@
     delivery :: pid(),                     % py_output: delivers what no caller waits for
     counters :: counters:counters_ref(),   % shared with py_output (see info/1)
     %% The OS process
+    template :: pid() | atom() | undefined, % py_template to fork from (template => true)
     port :: port() | undefined,            % while one is open
     os_pid :: integer() | undefined,       % once it said ready
     crash_file :: file:filename() | undefined, % where its crash dump would go
@@ -197,6 +198,34 @@ init(Opts) ->
                                        send_queue_limit => maps:get(send_queue_limit, Opts)}),
     S0 = #s{opts = Opts, name = Name, h = H, delivery = Delivery, counters = Counters,
             created = now_ms(), port_started = now_ms()},
+    case template(S0) of
+        {ok, S00} -> init_port(S00);
+        {error, Reason} ->
+            py_inflight:forget(self()),
+            {stop, Reason}
+    end.
+
+%% The template a context with `template => true' forks from: its pool's, or
+%% one of its own (linked, stopped with it).
+template(S = #s{opts = #{template := true} = Opts}) ->
+    Shared = case Opts of
+                 #{pool := Pool} when Pool =/= undefined ->
+                     erlang:whereis(py_template:name(Pool));
+                 _ -> undefined
+             end,
+    case Shared of
+        undefined ->
+            case py_template:start_link(Opts) of
+                {ok, T} -> {ok, S#s{template = T}};
+                {error, Reason} -> {error, Reason}
+            end;
+        _ ->
+            {ok, S#s{template = py_template:name(maps:get(pool, Opts))}}
+    end;
+template(S) ->
+    {ok, S}.
+
+init_port(S0) ->
     case open(S0) of
         {ok, S1} ->
             case await_started(S1, now_ms() + ?START_TIMEOUT) of
@@ -337,6 +366,7 @@ handle_info(_Other, S) ->
 %% @private
 terminate(_Reason, S) ->
     close_port(S),
+    is_pid(S#s.template) andalso gen_server:stop(S#s.template),
     py_os_process:report_crash(S#s.crash_file, S#s.name, S#s.os_pid),
     py_inflight:forget(self()),
     ok.
@@ -635,8 +665,17 @@ stream_row_gone(_) -> ok.
 %%% The OS process
 %%% ===========================================================================
 
-open(S = #s{opts = Opts, name = Name, gen = Gen}) ->
-    case py_os_process:open(Name, Opts) of
+%% A cold start, or a fork of the template.
+start_os_process(#s{template = undefined, opts = Opts, name = Name}) ->
+    py_os_process:open(Name, Opts);
+start_os_process(#s{template = T, opts = Opts, name = Name}) ->
+    case py_template:socket(T) of
+        {ok, Path} -> py_os_process:open(Name, Opts#{template_socket => Path});
+        {error, Reason} -> {error, Reason}
+    end.
+
+open(S = #s{gen = Gen}) ->
+    case start_os_process(S) of
         {ok, Port, Crash} ->
             erlang:send_after(?START_TIMEOUT, self(), {'$py_start_timeout', Gen + 1}),
             {ok, S#s{port = Port, os_pid = undefined, gen = Gen + 1, status = starting,
@@ -696,7 +735,9 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
                             end},
     %% Code registered for every context (py_preload, py_import) runs first,
     %% then the context's own preload.
-    Preload = case [C || C <- [maps:get(preload, Settings, undefined), maps:get(preload, Opts)],
+    %% (A fork of a template has run them already, in the template.)
+    Preload = case [C || S#s.template =:= undefined,
+                         C <- [maps:get(preload, Settings, undefined), maps:get(preload, Opts)],
                          is_binary(C)] of
                   [] -> #{};
                   Codes -> #{preload => iolist_to_binary(lists:join(<<"\n">>, Codes))}
@@ -800,9 +841,12 @@ schedule_restart(Reason, Uptime, S = #s{opts = Opts}) ->
     end.
 
 kill_port(Why, S = #s{port = Port}) when is_port(Port) ->
-    case erlang:port_info(Port, os_pid) of
-        {os_pid, OsPid} -> ok = py_os_process:kill(OsPid);
-        undefined -> ok   % already closed: its exit is on the way
+    %% The process that runs Python: the port's own, or (forked from a template)
+    %% the one it said `ready' from; its pyport-attach then exits the same way.
+    case {S#s.os_pid, erlang:port_info(Port, os_pid)} of
+        {_, undefined} -> ok;   % already closed: its exit is on the way
+        {OsPid, _} when is_integer(OsPid) -> ok = py_os_process:kill(OsPid);
+        {undefined, {os_pid, OsPid}} -> ok = py_os_process:kill(OsPid)
     end,
     ok = py_inflight:set_port(S#s.h, Port, S#s.gen, false),
     S#s{kill_reason = Why};
@@ -946,6 +990,7 @@ base_info(S = #s{h = H, counters = C}, FromPort) ->
     #{name => S#s.name,
       pool => maps:get(pool, S#s.opts, undefined),
       index => maps:get(index, S#s.opts, undefined),
+      template => S#s.template,
       status => S#s.status,
       os_pid => S#s.os_pid,
       rss_bytes => case maps:find(rss_bytes, FromPort) of

@@ -74,6 +74,7 @@
         env => env(),
         cd => path(),
         preload => iodata() | undefined,
+        template => boolean(),
         python => path(),
         executable => path(),
         crash_dir => path(),
@@ -107,6 +108,7 @@ defaults() ->
       python_path => [],
       env => [],
       preload => undefined,
+      template => false,
       venv => undefined}.
 
 %% @doc The default of one option (`undefined' for options without one).
@@ -241,6 +243,7 @@ check_one(env, V) -> env(V);
 check_one(cd, V) -> path(cd, V);
 check_one(preload, undefined) -> true;
 check_one(preload, V) -> code(preload, V);
+check_one(template, V) -> is_boolean(V) orelse throw_badarg(template, "must be a boolean");
 check_one(python, V) -> path(python, V);
 check_one(executable, V) -> path(executable, V);
 check_one(crash_dir, V) -> path(crash_dir, V);

@@ -8,30 +8,57 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([open/2, backoff/3, rss_bytes/1, kill/1, report_crash/3]).
+-export([open/2, open_template/2, backoff/3, rss_bytes/1, kill/1, report_crash/3]).
 
 %% Lines of a crash dump quoted in the log (the whole dump stays in its file).
 -define(CRASH_LOG_LINES, 12).
 
 %% @doc Starts the pyport program for a context named `Name' with the options
 %% of py_context (max_frame, max_depth, max_nesting, python_path, python, env,
-%% cd, executable, crash_dir). Returns the port and the file its crash dump
-%% would go to (see report_crash/3).
+%% cd, executable, crash_dir). With `template_socket => Path' in `Opts', starts
+%% `pyport-attach' instead (beside the executable), which has the warm template
+%% listening at `Path' fork the context (python_path, python, env and cd are
+%% then the template's). Returns the port and the file its crash dump would go
+%% to (see report_crash/3).
 -spec open(binary(), map()) -> {ok, port(), file:filename()} | {error, term()}.
 open(Name, Opts) ->
-    Exe = executable(Opts),
     Crash = crash_file(Name, Opts),
     _ = filelib:ensure_dir(Crash),
     Args = ["--name", binary_to_list(Name),
             "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
             "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
-            "--max-nesting", integer_to_list(maps:get(max_nesting, Opts))]
-        ++ lists:append([["--path", to_list(P)] || P <- maps:get(python_path, Opts)])
+            "--max-nesting", integer_to_list(maps:get(max_nesting, Opts)),
+            "--crash-file", Crash],
+    case maps:find(template_socket, Opts) of
+        {ok, Socket} ->
+            Attach = filename:join(filename:dirname(executable(Opts)), "pyport-attach"),
+            case open_exe(Attach, [Socket | Args], maps:without([env, cd], Opts)) of
+                {ok, Port} -> {ok, Port, Crash};
+                Error -> Error
+            end;
+        error ->
+            case open_exe(executable(Opts), Args ++ interpreter_args(Opts), Opts) of
+                {ok, Port} -> {ok, Port, Crash};
+                Error -> Error
+            end
+    end.
+
+%% @doc Starts the warm template of a pool or context named `Name' (see
+%% py_template): pyport with `--template' and the options of open/2 that the
+%% forked contexts inherit (python_path, python, env, cd, executable).
+-spec open_template(binary(), map()) -> {ok, port()} | {error, term()}.
+open_template(Name, Opts) ->
+    open_exe(executable(Opts), ["--template", "--name", binary_to_list(Name)]
+                            ++ interpreter_args(Opts), Opts).
+
+interpreter_args(Opts) ->
+    lists:append([["--path", to_list(P)] || P <- maps:get(python_path, Opts, [])])
         ++ case maps:find(python, Opts) of
                {ok, Py} -> ["--python", to_list(Py)];
                error -> []
-           end
-        ++ ["--crash-file", Crash],
+           end.
+
+open_exe(Exe, Args, Opts) ->
     PortOpts = [{packet, 4}, binary, exit_status, use_stdio, hide, {args, Args},
                 {env, [{to_list(K), to_list(V)} || {K, V} <- env_list(Opts)]}]
         ++ case maps:find(cd, Opts) of
@@ -39,7 +66,7 @@ open(Name, Opts) ->
                error -> []
            end,
     try
-        {ok, open_port({spawn_executable, Exe}, PortOpts), Crash}
+        {ok, open_port({spawn_executable, Exe}, PortOpts)}
     catch
         error:Reason -> {error, {cannot_start_port, Exe, Reason}}
     end.
@@ -135,7 +162,7 @@ executable(Opts) ->
     end.
 
 env_list(Opts) ->
-    case maps:get(env, Opts) of
+    case maps:get(env, Opts, []) of
         M when is_map(M) -> maps:to_list(M);
         L when is_list(L) -> L
     end.

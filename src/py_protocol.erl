@@ -171,6 +171,7 @@ own_exit(?PYPORT_EXIT_PYTHON) -> {exit, ?PYPORT_EXIT_PYTHON, python_failed_to_st
 own_exit(?PYPORT_EXIT_FRAMING) -> {exit, ?PYPORT_EXIT_FRAMING, framing_lost};
 own_exit(?PYPORT_EXIT_OOM) -> {exit, ?PYPORT_EXIT_OOM, out_of_memory};
 own_exit(?PYPORT_EXIT_IO) -> {exit, ?PYPORT_EXIT_IO, io_error};
+own_exit(?PYPORT_EXIT_LOST) -> {exit, ?PYPORT_EXIT_LOST, status_lost};
 own_exit(N) -> {exit, N}.
 
 signal_name(1) -> 'SIGHUP';

@@ -35,5 +35,6 @@
 #define PYPORT_EXIT_FRAMING 66 /* the byte stream cannot be framed any more */
 #define PYPORT_EXIT_OOM 67     /* an allocation failed */
 #define PYPORT_EXIT_IO 68      /* read or write error on the protocol pipes */
+#define PYPORT_EXIT_LOST 69    /* a forked context ended after its template: status unknown */
 
 #endif

@@ -1,0 +1,189 @@
+#!/usr/bin/env escript
+%% The warm-template benchmark (part of make bench): contexts with numpy
+%% preloaded, started cold and forked from a template, side by side:
+%%   - start to first answer (median of START_RUNS);
+%%   - restart after kill -9 of the Python process to the next answer (median of
+%%     KILL_RUNS; measured from the return of `kill -9', with `restart' set so
+%%     that a kill never backs off, for both kinds);
+%%   - memory each additional context adds: total PSS (/proc/PID/smaps_rollup)
+%%     of every OS process the contexts use (Python process and its helper: the
+%%     keeper of a cold context, the pyport-attach of a fork, plus the template)
+%%     with PSS_CONTEXTS contexts, minus that with one, divided by the others.
+%% Prints the figures with PASS/MISS against the targets (<= 10 ms, <= 20 ms,
+%% <= 25 %) and writes bench/results/<date>-<commit>-template.md.
+%% Usage: escript bench/bench_template.escript BUILD_DIR.
+-mode(compile).
+
+-define(PRELOAD, <<"import numpy\n">>).
+-define(START_RUNS, 9).
+-define(KILL_RUNS, 9).
+-define(PSS_CONTEXTS, 4).
+-define(TIMEOUT, 60000).
+
+main([Build]) ->
+    BenchDir = filename:dirname(filename:absname(escript:script_name())),
+    true = code:add_patha(filename:join([Build, "pyport", "ebin"])),
+    Started = calendar:system_time_to_rfc3339(erlang:system_time(second)),
+    ok = application:set_env(pyport, start_pools, false),
+    {ok, _} = application:ensure_all_started(pyport),
+    ok = logger:set_primary_config(level, error),
+    Load0 = loadavg(),
+    Base = #{preload => ?PRELOAD, restart => #{min => 1, max => 1, stable => 1}},
+    %% The pool whose template the forked contexts use.
+    {ok, _} = py_context_router:start_pool(bench_tmpl, 1, Base#{template => true}),
+    Forked = Base#{template => true, pool => bench_tmpl},
+    Cold = Base,
+    io:format("warm template bench (numpy preloaded), load ~s~n", [Load0]),
+    {StartCold, CpuCold, WaitCold} = medians([start_ms(Cold, I) || I <- lists:seq(1, ?START_RUNS)]),
+    {StartFork, CpuFork, WaitFork} = medians([start_ms(Forked, I) || I <- lists:seq(1, ?START_RUNS)]),
+    KillCold = kill_ms(Cold),
+    KillFork = kill_ms(Forked),
+    PssCold = pss(Cold),
+    PssFork = pss(Forked),
+    Ratio = PssFork / PssCold,
+    Rows = [{"start to first answer (ms)", StartCold, StartFork, "<= 10 ms", StartFork =< 10},
+            {"  of which the Python process on a CPU (ms)", CpuCold, CpuFork, "", none},
+            {"  of which the Python process waiting for a CPU (ms)", WaitCold, WaitFork, "", none},
+            {"restart after kill -9 to next answer (ms)", KillCold, KillFork, "<= 20 ms",
+             KillFork =< 20},
+            {"PSS per additional context (MiB)", PssCold / 1048576, PssFork / 1048576,
+             "<= 25 % of cold", Ratio =< 0.25}],
+    Load1 = loadavg(),
+    Lines = [io_lib:format("| ~s | ~.1f | ~.1f | ~s | ~s |~n",
+                           [Name, float(C), float(F), Target, verdict(P)])
+             || {Name, C, F, Target, P} <- Rows],
+    Table = ["| figure | cold | forked | target | verdict |\n|---|---|---|---|---|\n", Lines],
+    io:format("~s", [Table]),
+    io:format("forked PSS per context = ~.1f % of a cold context's~n", [100 * Ratio]),
+    Git = string:trim(os:cmd("git -C " ++ BenchDir ++ " rev-parse --short HEAD")),
+    File = unique(filename:join([BenchDir, "results",
+                                 lists:sublist(Started, 10) ++ "-" ++ Git ++ "-template"])),
+    Md = ["# Warm template bench, ", Started, ", commit ", Git, "\n\n",
+          "numpy preloaded (`", string:trim(?PRELOAD), "`); ", integer_to_list(erlang:system_info(logical_processors)),
+          " cores; load average at start ", Load0, ", at end ", Load1, "\n\n",
+          Table, "\n",
+          io_lib:format("Forked PSS per additional context: ~.1f % of a cold context's.~n", [100 * Ratio]),
+          io_lib:format("Medians of ~b starts and ~b kills per kind; PSS with 1 and ~b contexts.~n",
+                        [?START_RUNS, ?KILL_RUNS, ?PSS_CONTEXTS])],
+    ok = file:write_file(File, Md),
+    io:format("wrote ~s~n", [File]),
+    ok = py_context_router:stop_pool(bench_tmpl),
+    halt(0).
+
+verdict(true) -> "PASS";
+verdict(false) -> "MISS";
+verdict(none) -> "".
+
+medians(Triples) ->
+    {median([A || {A, _, _} <- Triples]), median([B || {_, B, _} <- Triples]),
+     median([C || {_, _, C} <- Triples])}.
+
+%% Wall ms to the first answer, and what the new Python process spent on a CPU
+%% and waiting for one (/proc/PID/schedstat) by then.
+start_ms(Opts, I) ->
+    T0 = erlang:monotonic_time(microsecond),
+    {ok, Ctx} = py_context:start_link(label(Opts, I)),
+    {ok, 3} = py_context:eval(Ctx, <<"1 + 2">>, #{}, ?TIMEOUT),
+    T1 = erlang:monotonic_time(microsecond),
+    #{os_pid := OsPid} = py_context:info(Ctx),
+    {Cpu, Wait} = schedstat(OsPid),
+    ok = py_context:stop(Ctx),
+    {(T1 - T0) / 1000, Cpu, Wait}.
+
+schedstat(OsPid) ->
+    {ok, B} = file:read_file(io_lib:format("/proc/~b/schedstat", [OsPid])),
+    [Run, Wait | _] = [binary_to_integer(X) || X <- string:lexemes(B, " \n")],
+    {Run / 1.0e6, Wait / 1.0e6}.
+
+label(Opts = #{pool := _}, I) -> Opts#{index => 1000 + I};
+label(Opts, I) -> Opts#{label => {bench, I}}.
+
+kill_ms(Opts) ->
+    {ok, Ctx} = py_context:start_link(label(Opts, 1)),
+    {ok, _} = py_context:eval(Ctx, <<"numpy.ones(3).sum()">>, #{}, ?TIMEOUT),
+    Ms = [begin
+              timer:sleep(50),
+              #{os_pid := OsPid} = py_context:info(Ctx),
+              _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
+              T0 = erlang:monotonic_time(microsecond),
+              {ok, 3.0} = until_answer(Ctx, OsPid),
+              (erlang:monotonic_time(microsecond) - T0) / 1000
+          end || _ <- lists:seq(1, ?KILL_RUNS)],
+    ok = py_context:stop(Ctx),
+    median(Ms).
+
+%% Calls until one is answered by a new OS process (one sent before the death
+%% is noticed answers context_died).
+until_answer(Ctx, Old) ->
+    case py_context:eval(Ctx, <<"float(numpy.ones(3).sum())">>, #{}, ?TIMEOUT) of
+        {ok, V} ->
+            case py_context:info(Ctx) of
+                #{os_pid := Old} -> until_answer(Ctx, Old);
+                _ -> {ok, V}
+            end;
+        {error, _} -> until_answer(Ctx, Old)
+    end.
+
+pss(Opts) ->
+    Ctxs = [begin
+                {ok, C} = py_context:start_link(label(Opts, 100 + I)),
+                {ok, _} = py_context:eval(C, <<"float(numpy.ones(1000).sum())">>, #{}, ?TIMEOUT),
+                C
+            end || I <- lists:seq(1, ?PSS_CONTEXTS)],
+    timer:sleep(500),
+    Total1 = total_pss([hd(Ctxs)], Opts),
+    TotalN = total_pss(Ctxs, Opts),
+    [ok = py_context:stop(C) || C <- Ctxs],
+    %% With one context the others' processes still share pages with it: count
+    %% every process, and the increase over one context is what the others add.
+    (TotalN - Total1) / (?PSS_CONTEXTS - 1).
+
+%% PSS of the contexts' processes (and of the template, for forks).
+total_pss(Ctxs, Opts) ->
+    Template = case Opts of
+                   #{template := true} ->
+                       #{os_pid := T} = py_template:info(py_template:name(bench_tmpl)),
+                       [T];
+                   _ -> []
+               end,
+    Pids = Template ++ lists:append([context_pids(C) || C <- Ctxs]),
+    lists:sum([pss_of(P) || P <- Pids]).
+
+%% The Python process and its helper (keeper or pyport-attach).
+context_pids(Ctx) ->
+    #{os_pid := OsPid} = py_context:info(Ctx),
+    [Port] = [P || P <- element(2, process_info(Ctx, links)), is_port(P)],
+    {os_pid, PortPid} = erlang:port_info(Port, os_pid),
+    Children = children(OsPid),
+    lists:usort([OsPid, PortPid | Children]).
+
+children(OsPid) ->
+    case file:read_file(io_lib:format("/proc/~b/task/~b/children", [OsPid, OsPid])) of
+        {ok, B} -> [binary_to_integer(X) || X <- string:lexemes(B, " \n")];
+        _ -> []
+    end.
+
+pss_of(OsPid) ->
+    case file:read_file(io_lib:format("/proc/~b/smaps_rollup", [OsPid])) of
+        {ok, B} ->
+            [Line] = [L || L <- string:split(B, "\n", all), string:prefix(L, "Pss:") =/= nomatch],
+            [_, Kb | _] = string:lexemes(Line, " "),
+            binary_to_integer(Kb) * 1024;
+        _ ->
+            0
+    end.
+
+median(L) ->
+    lists:nth((length(L) + 1) div 2, lists:sort(L)).
+
+loadavg() ->
+    string:trim(os:cmd("cut -d' ' -f1-3 /proc/loadavg")).
+
+unique(Base) ->
+    unique(Base, 1).
+unique(Base, N) ->
+    F = case N of 1 -> Base ++ ".md"; _ -> Base ++ "-" ++ integer_to_list(N) ++ ".md" end,
+    case filelib:is_file(F) of
+        true -> unique(Base, N + 1);
+        false -> F
+    end.

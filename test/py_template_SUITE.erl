@@ -1,0 +1,342 @@
+%% The warm template (`template => true'): contexts are forks of one template
+%% OS process that ran the preload, at their start and at every restart; what
+%% holds for a cold context holds for a forked one (crash containment,
+%% kill/restart with a stable handle, timeouts, info, limits, output, no
+%% orphans); the template's own death is survived; unsafe preloads are refused.
+-module(py_template_SUITE).
+
+-import(pyport_test, [os_pid_alive/1, wait_until/2]).
+
+-include_lib("common_test/include/ct.hrl").
+-include_lib("stdlib/include/assert.hrl").
+
+-export([all/0, suite/0, init_per_suite/1, end_per_suite/1]).
+-export([context_is_a_fork/0, context_is_a_fork/1,
+         pool_shares_one_template/0, pool_shares_one_template/1,
+         template_from_app_env/0, template_from_app_env/1,
+         every_restart_forks_again/0, every_restart_forks_again/1,
+         limits_restart_by_forking/0, limits_restart_by_forking/1,
+         timeout_and_output/0, timeout_and_output/1,
+         template_death_is_survived/0, template_death_is_survived/1,
+         unsafe_preload_refused/0, unsafe_preload_refused/1,
+         preload_output/0, preload_output/1,
+         stop_leaves_no_process/0, stop_leaves_no_process/1,
+         beam_kill9_leaves_no_process/0, beam_kill9_leaves_no_process/1]).
+
+-define(CALL_TIMEOUT, 30000).
+-define(GONE_DEADLINE_MS, 5000).
+-define(PRELOAD, <<"import json, decimal\nWARM = json.dumps({'warm': 1})\n">>).
+
+suite() -> [{timetrap, {minutes, 4}}].
+
+all() ->
+    [context_is_a_fork, pool_shares_one_template, template_from_app_env, every_restart_forks_again,
+     limits_restart_by_forking, timeout_and_output, template_death_is_survived,
+     unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process].
+
+init_per_suite(Config) ->
+    {ok, _} = application:ensure_all_started(pyport),
+    Config.
+
+end_per_suite(_Config) ->
+    ok = application:stop(pyport).
+
+%%% ===========================================================================
+%%% Cases
+%%% ===========================================================================
+
+context_is_a_fork() ->
+    [{doc, "py_context:start_link(#{template => true}): the context's OS process (info "
+      "os_pid, the real one) is a child of its template, the preload's names and modules "
+      "are there without running it again, and its port is pyport-attach."}].
+context_is_a_fork(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true, preload => ?PRELOAD}),
+    #{os_pid := OsPid, template := T} = py_context:info(Ctx),
+    #{os_pid := TPid} = py_template:info(T),
+    ?assertEqual(TPid, ppid(OsPid)),
+    ?assertEqual({ok, OsPid}, py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
+    ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(Ctx, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+    %% The preload ran once, in the template: the fork did not import json again.
+    ?assertEqual({ok, true}, py_context:eval(Ctx, <<"'decimal' in __import__('sys').modules">>,
+                                             #{}, ?CALL_TIMEOUT)),
+    ?assertEqual("pyport-attach", comm(ppid_of_port(Ctx))),
+    ok = py_context:stop(Ctx).
+
+pool_shares_one_template() ->
+    [{doc, "A pool with template => true has one template; each of its contexts is a "
+      "distinct fork of it; routed calls see the preload."}].
+pool_shares_one_template(_Config) ->
+    {ok, Ctxs} = py_context_router:start_pool(tpool, 3, #{template => true, preload => ?PRELOAD}),
+    #{os_pid := TPid} = py_template:info(py_template:name(tpool)),
+    OsPids = [maps:get(os_pid, py_context:info(C)) || C <- Ctxs],
+    ?assertEqual(3, length(lists:usort(OsPids))),
+    [?assertEqual(TPid, ppid(P)) || P <- OsPids],
+    ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(py_context_router:get_context(tpool), <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+    ok = py_context_router:stop_pool(tpool),
+    wait_until(fun() -> not os_pid_alive(TPid) end, ?GONE_DEADLINE_MS),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, OsPids) end,
+               ?GONE_DEADLINE_MS).
+
+template_from_app_env() ->
+    [{doc, "template => true and the preload in the application's context_opts: a pool "
+      "started without options has one template, with that preload, for all its contexts."}].
+template_from_app_env(_Config) ->
+    ok = application:set_env(pyport, context_opts, #{template => true, preload => ?PRELOAD}),
+    try
+        {ok, Ctxs} = py_context_router:start_pool(tapp, 2, #{}),
+        #{os_pid := TPid} = py_template:info(py_template:name(tapp)),
+        [?assertEqual(TPid, ppid(maps:get(os_pid, py_context:info(C)))) || C <- Ctxs],
+        [?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(C, <<"WARM">>, #{}, ?CALL_TIMEOUT))
+         || C <- Ctxs],
+        ok = py_context_router:stop_pool(tapp)
+    after
+        application:unset_env(pyport, context_opts)
+    end.
+
+every_restart_forks_again() ->
+    [{doc, "kill/1, a segfault, kill -9 from outside and restart/1 each give a new OS "
+      "process forked from the same template, with the real exit reason reported and "
+      "the handle unchanged."}].
+every_restart_forks_again(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true, preload => ?PRELOAD}),
+    #{template := T} = py_context:info(Ctx),
+    #{os_pid := TPid} = py_template:info(T),
+    Ref = py_context:monitor(Ctx),
+    Steps = [{fun() -> ok = py_context:kill(Ctx) end, {killed, requested}},
+             {fun() -> {error, {context_died, {signal, 'SIGSEGV'}}} =
+                           py_context:exec(Ctx, <<"import ctypes; ctypes.string_at(0)">>,
+                                           ?CALL_TIMEOUT) end,
+              {signal, 'SIGSEGV'}},
+             {fun() -> os:cmd("kill -9 " ++ integer_to_list(os_pid(Ctx))) end,
+              {signal, 'SIGKILL'}},
+             {fun() -> ok = py_context:restart(Ctx) end, {restart, requested}}],
+    lists:foldl(
+      fun({Do, Why}, Prev) ->
+              Do(),
+              receive {py_context, Ctx, restarted, Reason} -> ?assertEqual(Why, Reason)
+              after ?CALL_TIMEOUT -> ct:fail({no_restart, Why})
+              end,
+              {ok, New} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT),
+              ?assertNotEqual(Prev, New),
+              ?assertEqual(New, os_pid(Ctx)),
+              ?assertEqual(TPid, ppid(New)),
+              ?assertEqual({ok, <<"{\"warm\": 1}">>},
+                           py_context:eval(Ctx, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+              New
+      end, os_pid(Ctx), Steps),
+    py_context:demonitor(Ctx, Ref),
+    ok = py_context:stop(Ctx).
+
+limits_restart_by_forking() ->
+    [{doc, "max_calls and max_memory recycle a forked context into a new fork."}].
+limits_restart_by_forking(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true, preload => ?PRELOAD, max_calls => 3}),
+    #{template := T} = py_context:info(Ctx),
+    #{os_pid := TPid} = py_template:info(T),
+    Pids = [begin
+                {ok, P} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT),
+                P
+            end || _ <- lists:seq(1, 7)],
+    ?assertEqual(3, length(lists:usort(Pids))),
+    [?assertEqual(TPid, ppid(P)) || P <- lists:usort(Pids), os_pid_alive(P)],
+    ok = py_context:stop(Ctx),
+    {ok, M} = py_context:start_link(#{template => true, max_memory => 200 bsl 20}),
+    Before = os_pid(M),
+    _ = py_context:exec(M, <<"hog = bytearray(300 << 20)\nhog[::4096] = b'x' * len(hog[::4096])">>,
+                        ?CALL_TIMEOUT),
+    wait_until(fun() -> case os_pid(M) of
+                            undefined -> false;
+                            Before -> false;
+                            _ -> true
+                        end end, ?CALL_TIMEOUT),
+    #{template := MT} = py_context:info(M),
+    #{os_pid := MTPid} = py_template:info(MT),
+    {ok, After} = py_context:eval(M, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT),
+    ?assertEqual(MTPid, ppid(After)),
+    ok = py_context:stop(M).
+
+timeout_and_output() ->
+    [{doc, "A forked context times out a busy loop and keeps serving; print() output "
+      "reaches the caller's group leader."}].
+timeout_and_output(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true, preload => ?PRELOAD}),
+    ?assertEqual({error, timeout}, py_context:exec(Ctx, <<"while True: pass">>, 300)),
+    ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)),
+    Self = self(),
+    GL = spawn_link(fun() -> collect(Self, []) end),
+    Caller = spawn_link(fun() ->
+                                group_leader(GL, self()),
+                                Self ! {done, py_context:exec(Ctx, <<"print('from a fork', WARM)">>,
+                                                             ?CALL_TIMEOUT)}
+                        end),
+    receive {done, R} -> ?assertEqual(ok, R) after ?CALL_TIMEOUT -> ct:fail(no_answer) end,
+    wait_until(fun() -> GL ! {chars, self()},
+                        receive {chars, C} -> string:find(C, "from a fork {\"warm\": 1}") =/= nomatch
+                        after 1000 -> false
+                        end
+               end, 5000),
+    unlink(Caller),
+    ok = py_context:stop(Ctx).
+
+template_death_is_survived() ->
+    [{doc, "kill -9 of the template: its forked contexts keep answering, a new template "
+      "starts, and the next restart of a context forks from the new one."}].
+template_death_is_survived(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true, preload => ?PRELOAD}),
+    #{template := T} = py_context:info(Ctx),
+    #{os_pid := Old, starts := 1} = py_template:info(T),
+    Forked = os_pid(Ctx),
+    os:cmd("kill -9 " ++ integer_to_list(Old)),
+    wait_until(fun() -> case py_template:info(T) of
+                            #{starts := 2, os_pid := P} when is_integer(P) -> true;
+                            _ -> false
+                        end end, ?CALL_TIMEOUT),
+    #{os_pid := New} = py_template:info(T),
+    ?assertNotEqual(Old, New),
+    ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(Ctx, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+    ?assertEqual(Forked, os_pid(Ctx)),
+    %% Its first fork now ends after its template: the exit status is lost.
+    Ref = py_context:monitor(Ctx),
+    ok = py_context:kill(Ctx),
+    receive {py_context, Ctx, restarted, _} -> ok after ?CALL_TIMEOUT -> ct:fail(no_restart) end,
+    {ok, Next} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT),
+    ?assertEqual(New, ppid(Next)),
+    py_context:demonitor(Ctx, Ref),
+    ok = py_context:stop(Ctx).
+
+unsafe_preload_refused() ->
+    [{doc, "A preload that leaves a Python thread running, or that fails, makes the "
+      "start fail with the template's reason; a bad template option is refused."}].
+unsafe_preload_refused(_Config) ->
+    process_flag(trap_exit, true),
+    Threads = <<"import threading, time\n"
+                "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n">>,
+    {error, {template_failed, Why}} = py_context:start_link(#{template => true, preload => Threads}),
+    ?assertNotEqual(nomatch, string:find(Why, "Python thread")),
+    {error, {template_failed, Why2}} = py_context:start_link(#{template => true,
+                                                               preload => <<"1/0">>}),
+    ?assertNotEqual(nomatch, string:find(Why2, "ZeroDivisionError")),
+    ?assertMatch({error, {badarg, _}}, py_context:start_link(#{template => yes})),
+    ?assertMatch({error, _}, py_context_router:start_pool(tbad, 2, #{template => true,
+                                                                     preload => Threads})).
+
+preload_output() ->
+    [{doc, "A preload that prints (stdout and stderr) starts its template (the text goes "
+      "to the node's stderr), and the forks' own prints still reach their callers."}].
+preload_output(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true,
+                                        preload => <<"import sys\nprint('preloading')\n"
+                                                     "sys.stderr.write('preload err\\n')\n"
+                                                     "Y = 2\n">>}),
+    ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"Y">>, #{}, ?CALL_TIMEOUT)),
+    Self = self(),
+    GL = spawn_link(fun() -> collect(Self, []) end),
+    _ = spawn_link(fun() ->
+                           group_leader(GL, self()),
+                           Self ! {done, py_context:exec(Ctx, <<"print('fork says', Y)">>,
+                                                        ?CALL_TIMEOUT)}
+                   end),
+    receive {done, R} -> ?assertEqual(ok, R) after ?CALL_TIMEOUT -> ct:fail(no_answer) end,
+    wait_until(fun() -> GL ! {chars, self()},
+                        receive {chars, C} -> string:find(C, "fork says 2") =/= nomatch
+                        after 1000 -> false
+                        end
+               end, 5000),
+    ok = py_context:stop(Ctx).
+
+stop_leaves_no_process() ->
+    [{doc, "Stopping a context stops its fork, its pyport-attach and its own template."}].
+stop_leaves_no_process(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true}),
+    #{os_pid := OsPid, template := T} = py_context:info(Ctx),
+    #{os_pid := TPid, socket := Socket} = py_template:info(T),
+    Attach = ppid_of_port(Ctx),
+    ok = py_context:stop(Ctx),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [OsPid, TPid, Attach]) end,
+               ?GONE_DEADLINE_MS),
+    ?assertNot(filelib:is_file(Socket)).
+
+beam_kill9_leaves_no_process() ->
+    [{doc, "kill -9 of a peer BEAM running a template pool: the template, every fork "
+      "and every pyport-attach exit within the deadline."}].
+beam_kill9_leaves_no_process(_Config) ->
+    case erlang:is_alive() of
+        false -> {skip, "this node is not distributed; peer needs distribution"};
+        true -> beam_kill9()
+    end.
+
+beam_kill9() ->
+    Ebin = filename:dirname(code:which(py_context)),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(?MODULE), args => ["-pa", Ebin]}),
+    {ok, _} = rpc:call(Node, application, ensure_all_started, [pyport], ?CALL_TIMEOUT),
+    {ok, Ctxs} = rpc:call(Node, py_context_router, start_pool,
+                          [tpeer, 3, #{template => true, preload => ?PRELOAD}], ?CALL_TIMEOUT),
+    #{os_pid := TPid} = rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
+    Forks = [maps:get(os_pid, rpc:call(Node, py_context, info, [C])) || C <- Ctxs],
+    Attach = [ppid_of(rpc:call(Node, erlang, port_info, [P, os_pid]))
+              || C <- Ctxs, P <- [port_of(Node, C)]],
+    All = [TPid | Forks] ++ Attach,
+    ct:pal("peer ~p: template ~p forks ~p attach ~p", [Node, TPid, Forks, Attach]),
+    [?assert(os_pid_alive(P)) || P <- All],
+    %% One fork busy in C with its interrupt signals blocked.
+    _ = rpc:call(Node, erlang, spawn,
+                 [py_context, exec, [hd(Ctxs), "import signal, time\n"
+                                     "signal.pthread_sigmask(signal.SIG_BLOCK, "
+                                     "{signal.SIGUSR2, signal.SIGINT})\ntime.sleep(120)\n"]]),
+    timer:sleep(300),
+    BeamPid = rpc:call(Node, os, getpid, []),
+    erlang:monitor_node(Node, true),
+    PeerRef = erlang:monitor(process, Peer),
+    os:cmd("kill -9 " ++ BeamPid),
+    receive {nodedown, Node} -> ok after ?CALL_TIMEOUT -> ct:fail(peer_still_up) end,
+    receive {'DOWN', PeerRef, process, Peer, _} -> ok
+    after ?CALL_TIMEOUT -> ct:fail(peer_control_process_still_up)
+    end,
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, All) end,
+               ?GONE_DEADLINE_MS).
+
+%%% ===========================================================================
+%%% Helpers
+%%% ===========================================================================
+
+os_pid(Ctx) -> maps:get(os_pid, py_context:info(Ctx)).
+
+%% The parent of an OS process (field 4 of /proc/PID/stat).
+ppid(OsPid) ->
+    {ok, Stat} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat"),
+    [_, AfterComm] = string:split(Stat, ") ", trailing),
+    [_State, PPid | _] = string:split(AfterComm, " ", all),
+    binary_to_integer(PPid).
+
+comm(OsPid) ->
+    {ok, C} = file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/comm"),
+    string:trim(binary_to_list(C)).
+
+%% The OS pid of the context's port program (pyport-attach for a fork).
+ppid_of_port(Ctx) ->
+    P = port_of(node(), Ctx),
+    {os_pid, OsPid} = erlang:port_info(P, os_pid),
+    OsPid.
+
+port_of(Node, Ctx) ->
+    Links = element(2, rpc:call(Node, erlang, process_info, [Ctx, links])),
+    [P] = [P || P <- Links, is_port(P)],
+    P.
+
+ppid_of({os_pid, OsPid}) -> OsPid.
+
+collect(Test, Acc) ->
+    receive
+        {io_request, From, ReplyAs, Req} ->
+            From ! {io_reply, ReplyAs, ok},
+            collect(Test, [chars(Req) | Acc]);
+        {chars, From} ->
+            From ! {chars, unicode:characters_to_list(lists:reverse(Acc))},
+            collect(Test, Acc)
+    end.
+
+chars({put_chars, Enc, Chars}) -> unicode:characters_to_binary(Chars, Enc);
+chars({put_chars, Chars}) -> unicode:characters_to_binary(Chars, latin1);
+chars({put_chars, Enc, M, F, A}) -> unicode:characters_to_binary(apply(M, F, A), Enc);
+chars({requests, Reqs}) -> [chars(R) || R <- Reqs];
+chars(_) -> <<>>.
