@@ -17,7 +17,7 @@
 
 static int g_fd[2] = {-1, -1};
 static atomic_size_t g_cap[2] = {PIPES_DEFAULT, PIPES_DEFAULT};
-static atomic_size_t g_max; /* 0 until read */
+static atomic_size_t g_max;   /* 0 until read */
 static atomic_int g_stuck[2]; /* growing failed once: never tried again */
 
 void pipes_init(pipes_dir_t dir, int fd)
