@@ -28,6 +28,7 @@
 #include "envs.h"
 #include "exits.h"
 #include "frames.h"
+#include "heap.h"
 #include "inbox.h"
 #include "keeper.h"
 #include "log.h"
@@ -334,6 +335,7 @@ int main(int argc, char **argv)
         .capture_fd = {g_capture_rd[0], g_capture_rd[1]},
         .exit_grace_ms = MAIN_EXIT_GRACE_MS,
     };
+    heap_init();
     if (start_python(&opts) < 0) {
         return PYPORT_EXIT_PYTHON;
     }

@@ -174,8 +174,7 @@ int pyerl_setup(void)
     PyObject *signal_mod = NULL; // owned
     PyObject *r = NULL;          // owned
     handler = PyObject_GetAttrString(m, "_signal");
-    /* _signal, not signal: the latter builds enums of every signal (imports enum). */
-    signal_mod = PyImport_ImportModule("_signal");
+    signal_mod = PyImport_ImportModule("signal");
     if (handler == NULL || signal_mod == NULL) {
         goto done;
     }

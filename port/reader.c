@@ -18,6 +18,7 @@
 #include "control.h"
 #include "dispatch.h"
 #include "exits.h"
+#include "heap.h"
 #include "inbox.h"
 #include "log.h"
 #include "packet.h"
@@ -191,8 +192,12 @@ void rd_wait(uint64_t seen)
     }
     struct pollfd p[2] = {{.fd = g_fd, .events = POLLIN}, {.fd = inbox_fd(), .events = POLLIN}};
     atomic_store(&g_waiting, 1);
-    int rc = poll(p, 2, -1);
+    int rc = poll(p, 2, heap_wait_ms());
     atomic_store(&g_waiting, 0);
+    if (rc == 0) {
+        heap_idle(); /* idle for a while: freed memory goes back to the kernel */
+        return;
+    }
     if (rc > 0) {
         if (p[1].revents != 0) {
             inbox_drain();
