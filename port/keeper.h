@@ -1,5 +1,5 @@
 /*
- * The keeper: a tiny process started at start-up (before any thread) that holds
+ * The keeper: a tiny process forked at start-up (before any thread) that holds
  * the read end of the pipe from Erlang and nothing else, until shortly after the
  * port process dies. While it lives, a write by Erlang right after the port died
  * still succeeds (it lands in the pipe) instead of failing with EPIPE, which
@@ -9,15 +9,7 @@
 #ifndef PYPORT_KEEPER_H
 #define PYPORT_KEEPER_H
 
-/// Returns 1 when the command line is the keeper's (the port program started
-/// by keeper_start).
-int keeper_requested(int argc, char **argv);
-
-/// The keeper process: waits for the port to die, then exits. Returns the exit
-/// status.
-int keeper_main(void);
-
-/// Starts the keeper holding in_fd. Returns the fd the port must keep open (its
+/// Forks the keeper holding in_fd. Returns the fd the port must keep open (its
 /// end of the pipe the keeper watches), or -1 if the keeper could not start.
 /// Call before any thread is created.
 int keeper_start(int in_fd);

@@ -295,9 +295,6 @@ static int start_python(const options_t *o)
 
 int main(int argc, char **argv)
 {
-    if (keeper_requested(argc, argv)) {
-        return keeper_main();
-    }
     options_t opts;
     parse_options(argc, argv, &opts);
 
