@@ -13,7 +13,6 @@ False; erlang.send asks the Erlang side, so that a dead process is an error as
 in erlang_python.
 """
 
-import asyncio
 import builtins
 import functools
 import os
@@ -330,6 +329,7 @@ def install(erlang):
 
     def async_call(name, *args):
         """An awaitable of erlang.call(name, *args); concurrent ones overlap."""
+        import asyncio  # imported on first use: it costs tens of ms at start
         loop = asyncio.get_running_loop()
         return loop.run_in_executor(None, functools.partial(erlang.call, name, *args))
 
@@ -341,6 +341,12 @@ def install(erlang):
     def __getattr__(name):
         """erlang.<name> is the Erlang function registered as `name`; a name that
         is not registered is not an attribute (hasattr is False)."""
+        if name == "ErlangHandler":
+            # logging is imported, and the class defined, on first use.
+            import _pyport
+            cls = _pyport.erlang_handler()
+            setattr(erlang, name, cls)
+            return cls
         if name.startswith("__") or not erlang.call("_pyport.registered", name):
             raise AttributeError(f"module 'erlang' has no attribute '{name}'")
         return Function(name)
@@ -355,7 +361,6 @@ def install(erlang):
         "SharedDict": SharedDict,
         "Span": Span,
         "trace": trace,
-        "ErlangHandler": _pyport.ErlangHandler,
         "setup_logging": setup_logging,
         "_atom": erlang.atom,
         "send": send,

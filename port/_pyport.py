@@ -8,14 +8,14 @@ functions of the `erlang` module prefixed with `_` send frames to Erlang.
 
 import contextvars
 import gc
-import glob
-import importlib
-import logging
 import os
-import site
 import sys
 
 import erlang
+
+# Imported where first needed, not here, to keep a context's start short:
+# asyncio (the event loop), logging (configure_logging, ErlangHandler), glob,
+# importlib and site (venvs).
 
 _loop = None
 _tasks = {}    # request id -> asyncio.Task awaiting a coroutine result
@@ -224,6 +224,9 @@ def activate_venv(path):
     global _venv
     if path is None:
         return deactivate_venv()
+    import glob
+    import importlib
+    import site
     path = os.path.abspath(os.fsdecode(path))
     want = f"python{sys.version_info.major}.{sys.version_info.minor}"
     found = sorted(glob.glob(os.path.join(path, "lib", "python*", "site-packages")))
@@ -256,6 +259,7 @@ def deactivate_venv():
         while p in sys.path:
             sys.path.remove(p)
     os.environ.pop("VIRTUAL_ENV", None)
+    import importlib
     importlib.invalidate_caches()
     _venv = None
     return venv_info()
@@ -272,20 +276,43 @@ def venv_info():
 
 # ---- logging -------------------------------------------------------------------
 
-class ErlangHandler(logging.Handler):
-    """Sends each record to Erlang's logger (level, logger name, message)."""
-
-    def emit(self, record):
-        try:
-            message = self.format(record)
-        except Exception:
-            message = record.getMessage()
-        erlang._log(record.levelno, record.name, message)
+_handler_class = None
 
 
-def configure_logging(level=logging.INFO, fmt=None):
+def erlang_handler():
+    """The logging.Handler class that sends each record to Erlang's logger
+    (erlang.ErlangHandler); defined on first use, so that logging is imported
+    only by contexts that log."""
+    global _handler_class
+    if _handler_class is None:
+        import logging
+
+        class ErlangHandler(logging.Handler):
+            """Sends each record to Erlang's logger (level, logger name, message)."""
+
+            def emit(self, record):
+                try:
+                    message = self.format(record)
+                except Exception:
+                    message = record.getMessage()
+                erlang._log(record.levelno, record.name, message)
+
+        _handler_class = ErlangHandler
+    return _handler_class
+
+
+def __getattr__(name):
+    if name == "ErlangHandler":
+        return erlang_handler()
+    raise AttributeError(f"module '_pyport' has no attribute '{name}'")
+
+
+def configure_logging(level=20, fmt=None):
     """Route Python logging (the root logger and everything below it) to Erlang.
-    `level` may also be [level, fmt] (the form py:configure_logging/1 sends)."""
+    `level` (default logging.INFO) may also be [level, fmt] (the form
+    py:configure_logging/1 sends)."""
+    import logging
+    ErlangHandler = erlang_handler()
     if isinstance(level, (list, tuple)):
         level, fmt = level
     root = logging.getLogger()

@@ -17,6 +17,7 @@
 #include "control.h"
 #include "envs.h"
 #include "frames.h"
+#include "heap.h"
 #include "inbox.h"
 #include "log.h"
 #include "ops.h"
@@ -307,6 +308,7 @@ serve_end_t worker_serve(const serve_t *s)
         job_t *job = inbox_pop(s->filter, s->ctx);
         if (job != NULL) {
             worker_handle(job);
+            heap_note_work();
             continue;
         }
         reply_flush();
