@@ -219,6 +219,7 @@ async def _asgi_events(module, app, scope, body):
     exchange = _Exchange(bytes(body or b""))
     task = asyncio.ensure_future(application(_scope(scope), exchange.receive, exchange.send))
     waiter = None
+    finished = False
     try:
         while True:
             waiter = asyncio.ensure_future(exchange.queue.get())
@@ -228,6 +229,7 @@ async def _asgi_events(module, app, scope, body):
                 waiter = None
                 yield event
                 if event[0] == "end":
+                    finished = True
                     break
                 continue
             waiter.cancel()
@@ -238,22 +240,34 @@ async def _asgi_events(module, app, scope, body):
                 event = exchange.queue.get_nowait()
                 yield event
                 if event[0] == "end":
+                    finished = True
                     return
             if exchange._started:
+                finished = True
                 yield ("end",)
                 return
             raise RuntimeError("the ASGI application returned without a response")
     finally:
         if waiter is not None:
             waiter.cancel()
-        exchange.finish()
+        exchange.finish()  # receive() now says http.disconnect
         if not task.done():
-            try:
-                await asyncio.wait_for(task, 5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
-                pass
-        elif not task.cancelled():
-            task.exception()  # retrieved: no "never retrieved" warning
+            if finished:
+                # The response is complete; the application may still run
+                # (background work after the body). Let it end.
+                task.add_done_callback(_retrieve)
+            else:
+                # Stopped early (an error, or the stream was cancelled).
+                task.cancel()
+                task.add_done_callback(_retrieve)
+        else:
+            _retrieve(task)
+
+
+def _retrieve(task):
+    """Marks the task's outcome as seen (no "exception never retrieved")."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def asgi_run(module, app, scope, body=b""):
