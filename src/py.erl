@@ -105,7 +105,11 @@ pool_call(Pool, Module, Func, Args, Kwargs, Timeout0) ->
                     py_semaphore:release()
                 end;
             {error, max_concurrent} ->
-                {error, {overloaded, py_semaphore:current(), py_semaphore:max_concurrent()}}
+                Current = py_semaphore:current(),
+                Max = py_semaphore:max_concurrent(),
+                py_telemetry:overload(semaphore, #{current => Current, max => Max},
+                                      #{context => Ctx, pool => Pool}),
+                {error, {overloaded, Current, Max}}
         end
     end).
 
@@ -136,7 +140,7 @@ eval(Code) -> eval(Code, #{}).
 eval(Ctx, Code) when is_pid(Ctx) ->
     py_context:eval(Ctx, Code, #{}, infinity);
 eval(Code, Locals) ->
-    eval(Code, Locals, undefined).
+    routed_eval(Code, Locals, undefined).
 
 %% @doc `eval(Ctx, Code, Locals)' on an explicit context, or
 %% `eval(Code, Locals, Timeout)'.
@@ -145,6 +149,10 @@ eval(Code, Locals) ->
 eval(Ctx, Code, Locals) when is_pid(Ctx) ->
     py_context:eval(Ctx, Code, Locals, infinity);
 eval(Code, Locals, Timeout) ->
+    routed_eval(Code, Locals, Timeout).
+
+%% `Timeout' `undefined': the default pool's call_timeout.
+routed_eval(Code, Locals, Timeout) ->
     on_pool(default, Timeout, fun(Ctx, T) -> py_context:eval(Ctx, Code, Locals, T) end).
 
 %% @doc Evaluates on an explicit context with a timeout.
@@ -396,7 +404,7 @@ call_method({py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx) ->
             Self = self(),
             py_request:run(Ctx, Self,
                            fun(Id, Parent) -> py_protocol:method(Id, Self, Parent, Ref, Name, A, #{}) end,
-                           infinity);
+                           infinity, #{op => method, function => Name});
         Error ->
             Error
     end;
@@ -413,7 +421,7 @@ getattr({py_ref, Ctx, _, _, _} = Ref, Name0) when is_pid(Ctx) ->
             Self = self(),
             py_request:run(Ctx, Self,
                            fun(Id, Parent) -> py_protocol:getattr(Id, Self, Parent, Ref, Name) end,
-                           infinity)
+                           infinity, #{op => getattr, function => Name})
     end;
 getattr(_, _) ->
     {error, {badarg, "not an object reference"}}.
@@ -525,7 +533,8 @@ configure_logging() -> configure_logging(#{}).
 %% @doc Sends Python `logging' records to Erlang's logger, in every pool.
 %% `Opts': `level' (an Erlang logger level, default `info'), `format' (a
 %% Python logging format string).
--spec configure_logging(map()) -> ok | {error, term()}.
+-spec configure_logging(#{level => logger:level() | non_neg_integer(),
+                          format => unicode:chardata()}) -> ok | {error, term()}.
 configure_logging(Opts) ->
     Level = case maps:find(format, Opts) of
                 {ok, Format} -> [python_level(maps:get(level, Opts, info)),
@@ -600,7 +609,7 @@ contexts_started() -> py_context_router:is_started().
 start_contexts() -> py_context_router:start().
 
 %% @doc Starts the default pool with options (`contexts' = size).
--spec start_contexts(map()) -> {ok, [pid()]} | {error, term()}.
+-spec start_contexts(py_context_router:start_opts()) -> {ok, [pid()]} | {error, term()}.
 start_contexts(Opts) -> py_context_router:start(Opts).
 
 %% @doc Stops the default pool.

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The arguments of the public API, checked in the caller before anything
 %% is sent: names, code, argument lists, keyword maps, timeouts and contexts.
 %% Each check returns the value as it goes on the wire, or `{error, {badarg,

@@ -1,3 +1,4 @@
+%% @private
 %% @doc Erlang functions callable from Python (`erlang.call(Name, *Args)',
 %% `erlang.Name(*Args)'). The registry is a public ETS table read on every
 %% callback (created once by the application's top supervisor). A

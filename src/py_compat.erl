@@ -1,3 +1,4 @@
+%% @private
 %% @doc The parts of erlang_python 2.x's API that have no NIF to call in pyport,
 %% answered with what is true of pyport (called from py, py_context and py_nif).
 %%

@@ -17,10 +17,16 @@
 -export([call/7, eval/5, call_method/4, to_term/1, get_interp_id/1, is_subinterp/1,
          create_local_env/1, get_nif_ref/1]).
 
--export_type([context/0, options/0]).
+-export_type([context/0, options/0, settings/0]).
 
 -type context() :: pid().
 -type options() :: py_options:options().
+%% Settings of a running context (setup/2): `venv' a path or `none'; `logging'
+%% a Python level, `[Level, Format]', or `none'; `preload' the code new
+%% environments start from.
+-type settings() :: #{venv => iodata() | none,
+                      logging => non_neg_integer() | [non_neg_integer() | binary()] | none,
+                      preload => binary()}.
 
 %% @doc The options every context starts from (see docs/operations.md).
 -spec default_opts() -> options().
@@ -88,7 +94,7 @@ call_as(Ctx, EnvPid, M, F, Args, Kwargs, Timeout) ->
         {ok, [Mod, Fun, A, Kw]} ->
             py_request:run(Ctx, EnvPid,
                            fun(Id, Parent) -> py_protocol:call(Id, EnvPid, Parent, Mod, Fun, A, Kw) end,
-                           Timeout);
+                           Timeout, #{op => call, module => Mod, function => Fun});
         Error ->
             Error
     end.
@@ -112,7 +118,7 @@ eval_as(Ctx, EnvPid, Code, Locals, Timeout) ->
         {ok, [Bin, Map]} ->
             py_request:run(Ctx, EnvPid,
                            fun(Id, Parent) -> py_protocol:eval(Id, EnvPid, Parent, Bin, Map) end,
-                           Timeout);
+                           Timeout, #{op => eval});
         Error ->
             Error
     end.
@@ -136,7 +142,7 @@ exec_as(Ctx, EnvPid, Code, Timeout) ->
             Error;
         Bin ->
             Build = fun(Id, Parent) -> py_protocol:exec(Id, EnvPid, Parent, Bin) end,
-            case py_request:run(Ctx, EnvPid, Build, Timeout) of
+            case py_request:run(Ctx, EnvPid, Build, Timeout, #{op => exec}) of
                 {ok, _} -> ok;
                 Error -> Error
             end
@@ -171,9 +177,10 @@ monitor(Ctx) -> py_context_server:subscribe(Ctx).
 demonitor(Ctx, Ref) -> py_context_server:unsubscribe(Ctx, Ref).
 
 %% @doc Changes settings of the running context and of its future OS processes:
-%% `venv' (a path, or `none' to deactivate), `logging' (a Python level number, or
-%% `none'). Returns what Python answered.
--spec setup(context(), map()) -> {ok, term()} | {error, term()}.
+%% `venv' (a path, or `none' to deactivate), `logging' (a Python level number,
+%% `[Level, Format]', or `none'), `preload' (code new environments start from).
+%% Returns what Python answered.
+-spec setup(context(), settings()) -> {ok, term()} | {error, term()}.
 setup(Ctx, Settings) -> py_context_server:setup(Ctx, Settings).
 
 %%% ===========================================================================
@@ -201,7 +208,7 @@ call_method(_Ctx, {py_ref, Ctx, _, _, _} = Ref, Method, Args) when is_pid(Ctx) -
             Self = self(),
             py_request:run(Ctx, Self,
                            fun(Id, Parent) -> py_protocol:method(Id, Self, Parent, Ref, Name, A, #{}) end,
-                           infinity);
+                           infinity, #{op => method, function => Name});
         Error ->
             Error
     end;

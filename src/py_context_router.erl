@@ -24,7 +24,8 @@
 -export_type([pool_name/0, start_opts/0]).
 
 -type pool_name() :: default | io | atom().
--type start_opts() :: #{contexts => pos_integer(), atom() => term()}.
+%% The default pool's size (`contexts') and the options of its contexts.
+-type start_opts() :: py_options:pool_options().
 
 -define(REGISTRY, py_pool_registry).
 -define(POOL_KEY(Pool), {?MODULE, pool, Pool}).
@@ -156,7 +157,8 @@ start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
 %% @doc Starts a named pool with context options (a map), or with an
 %% erlang_python mode atom (ignored: every context is its own OS process). A
 %% pool that is already running is resized to `Size' (its options stay).
--spec start_pool(pool_name(), pos_integer(), map() | atom()) -> {ok, [pid()]} | {error, term()}.
+-spec start_pool(pool_name(), pos_integer(), py_options:pool_options() | atom()) ->
+    {ok, [pid()]} | {error, term()}.
 start_pool(Pool, Size, Mode) when is_atom(Mode) ->
     start_pool(Pool, Size, #{});
 start_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0 ->
@@ -171,7 +173,7 @@ start_pool(_, _, _) ->
 %% get_context/1, contexts/1 or pool_started/1 starts it (and waits for it).
 %% The application declares its `io' pool this way, so that a node pays for it
 %% only if it uses it.
--spec declare_pool(pool_name(), pos_integer(), map()) -> ok | {error, term()}.
+-spec declare_pool(pool_name(), pos_integer(), py_options:pool_options()) -> ok | {error, term()}.
 declare_pool(Pool, Size, Opts) when is_atom(Pool), is_integer(Size), Size > 0 ->
     case py_options:validate_pool(Opts) of
         {ok, _, Valid} -> gen_server:call(?MODULE, {declare_pool, Pool, Size, Valid});
@@ -279,7 +281,7 @@ call_timeout(Pool) ->
 
 %% @private Starts context `Index' of `Pool' (the pool's supervisor calls this);
 %% the router publishes its pid once it is up, and again after each restart.
--spec start_context(pool_name(), pos_integer(), map()) -> {ok, pid()} | {error, term()}.
+-spec start_context(pool_name(), pos_integer(), py_options:options()) -> {ok, pid()} | {error, term()}.
 start_context(Pool, Index, Opts) ->
     case py_context:start_link(Opts#{pool => Pool, index => Index}) of
         {ok, Pid} ->

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The server of one Python context: a gen_server that owns one pyport OS
 %% process (a port) and keeps it running. Its pid is the context's handle (see
 %% py_context for the public API); it survives restarts of the OS process.
@@ -183,10 +184,12 @@ stop(Ctx) -> gen_server:stop(Ctx).
 init(Opts) ->
     process_flag(trap_exit, true),
     Name = context_name(Opts),
-    logger:update_process_metadata(#{pyport_context => Name}),
+    label(Opts, Name),
+    logger:update_process_metadata(log_metadata(Name, Opts, undefined)),
     H = py_inflight:new(self(), Opts),
     Counters = counters:new(?C_COUNT, [write_concurrency]),
     Delivery = py_output:start_link(#{context => self(), name => Name, inflight => H,
+                                       metadata => log_metadata(Name, Opts, undefined),
                                        counters => {Counters, ?C_OUTPUT_DROPPED, ?C_SENDS_DROPPED},
                                        log_rate => maps:get(log_rate, Opts),
                                        output_window => maps:get(output_window, Opts),
@@ -699,7 +702,9 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
                   Codes -> #{preload => iolist_to_binary(lists:join(<<"\n">>, Codes))}
               end,
     py_interpreters:started(self()),
-    py_output:new_port(S#s.delivery, S#s.gen, FlowOn),
+    Meta = log_metadata(S#s.name, Opts, OsPid),
+    logger:update_process_metadata(Meta),
+    py_output:new_port(S#s.delivery, S#s.gen, FlowOn, Meta),
     send_setup(maps:merge(maps:merge(Settings, maps:merge(Limits, Flow)), Preload), start_setup,
                S#s{os_pid = OsPid, python_version = PyVersion, flow = FlowOn}).
 
@@ -716,10 +721,18 @@ setup_done({ok, _}, S0) ->
             P -> send_setup(P, pending_setup, S0#s{pending_setup = #{}})
         end,
     S1 = open_gate(S#s{status = ready}),
+    Startup = #{duration => erlang:convert_time_unit(now_ms() - S#s.port_started, millisecond,
+                                                     native)},
     case S#s.restart_reason of
-        undefined -> ok;
-        Reason -> maps:foreach(fun(_, Pid) -> Pid ! {py_context, self(), restarted, Reason} end,
-                               S#s.subscribers)
+        undefined when S#s.restarts =:= 0 ->
+            telemetry_event(start, Startup, #{}, S);
+        undefined ->
+            telemetry_event(restart, Startup#{restarts => S#s.restarts}, #{reason => undefined},
+                            S);
+        Reason ->
+            telemetry_event(restart, Startup#{restarts => S#s.restarts}, #{reason => Reason}, S),
+            maps:foreach(fun(_, Pid) -> Pid ! {py_context, self(), restarted, Reason} end,
+                         S#s.subscribers)
     end,
     S1#s{restart_reason = undefined};
 setup_done({error, Reason}, S) ->
@@ -750,6 +763,7 @@ port_died(Exit, S = #s{h = H}) ->
                            Killed -> {Killed, infinity}
                        end,
     ok = py_inflight:set_port(H, none, S#s.gen, false),
+    telemetry_exit(Reason, S),
     [py_reply:answer(Reply, died, Reason) || {_, Reply} <- py_inflight:take_all(H)],
     py_os_process:report_crash(S#s.crash_file, S#s.name, S#s.os_pid),
     S1 = forget_port(S),
@@ -815,6 +829,7 @@ maybe_finish_drain(S = #s{status = draining, h = H}) ->
             close_port(S),
             py_os_process:report_crash(S#s.crash_file, S#s.name, S#s.os_pid),
             Why = S#s.drain_reason,
+            telemetry_exit(Why, S),
             S1 = forget_port(S),
             start_port(S1#s{restarts = S#s.restarts + 1, restart_reason = Why, backoff = 0});
         false ->
@@ -968,6 +983,46 @@ port_send(_, _) ->
 
 cancel_timer(none) -> ok;
 cancel_timer(TRef) -> _ = erlang:cancel_timer(TRef), ok.
+
+%% Telemetry (py_telemetry): [pyport, context, start | restart | exit], with the
+%% context's pid, name, pool and index, and the OS pid, in the metadata.
+telemetry_event(Event, Measurements, Extra, S = #s{opts = Opts}) ->
+    Meta = maps:with([pool, index], Opts),
+    py_telemetry:execute([context, Event], Measurements,
+                         maps:merge(Meta#{context => self(), name => S#s.name,
+                                          os_pid => S#s.os_pid}, Extra)).
+
+telemetry_exit(Reason, S) ->
+    Uptime = erlang:convert_time_unit(now_ms() - S#s.port_started, millisecond, native),
+    telemetry_event(exit, #{uptime => Uptime}, #{reason => Reason}, S).
+
+%% Observer and crash reports show which context a process is: a pool's context
+%% is registered as py_pool_<Pool>_<Index> (a context started with `name' is
+%% registered under it by start_link/1); the label is what OTP 27's
+%% proc_lib:get_label/1 reads. A name already taken is left to its holder.
+label(Opts, Name) ->
+    put('$process_label', {py_context, Name}),
+    case Opts of
+        #{name := _} ->
+            ok;
+        #{pool := Pool, index := Index} ->
+            Reg = list_to_atom(lists:flatten(io_lib:format("py_pool_~ts_~b", [Pool, Index]))),
+            _ = catch register(Reg, self()),
+            ok;
+        _ ->
+            ok
+    end.
+
+%% The logger metadata of every event the context's processes log: the flat
+%% `pyport_context' (its name) and `pyport', a map of its name, pool, index
+%% and the OS pid of its current pyport process (once there is one).
+log_metadata(Name, Opts, OsPid) ->
+    Facts = maps:with([pool, index], Opts),
+    Pyport = case OsPid of
+                 undefined -> Facts#{context => Name};
+                 _ -> Facts#{context => Name, os_pid => OsPid}
+             end,
+    #{pyport_context => Name, pyport => Pyport}.
 
 context_name(#{pool := Pool, index := Index}) ->
     iolist_to_binary(io_lib:format("~ts:~b", [Pool, Index]));

@@ -1,5 +1,8 @@
-%% @doc The supervisor of one pool: its contexts are ordinary workers, one child
-%% per index, so observer shows each and a crash of one restarts only that one.
+%% @private
+%% @doc The supervisor of one pool, registered as `py_pool_<Pool>_sup': its
+%% contexts are ordinary workers, one child per index, each registered as
+%% `py_pool_<Pool>_<Index>', so observer shows each and a crash of one restarts
+%% only that one.
 %%
 %% Also, registered as `py_context_sup' (start_link/0, under pyport_sup), the
 %% supervisor of contexts started one by one with erlang_python 2.x's API:
@@ -55,6 +58,10 @@ init(single) ->
           [#{id => py_context, start => {py_context, start_link, []}, restart => temporary,
              shutdown => 5000, type => worker, modules => [py_context]}]}};
 init({Pool, Size, Opts}) ->
+    %% Registered as py_pool_<Pool>_sup, so observer shows which pool it holds.
+    Name = list_to_atom(lists:flatten(io_lib:format("py_pool_~ts_sup", [Pool]))),
+    _ = catch register(Name, self()),
+    put('$process_label', {py_pool, Pool}),
     %% The router starts each context, so that it learns the new pid after every
     %% restart.
     Children = [#{id => {py_context, I},

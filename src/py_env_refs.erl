@@ -1,3 +1,4 @@
+%% @private
 %% @doc Environment references (erlang_python's py:get_local_env/1): pyport keys
 %% environments by process, so a reference only names its owner process; a call
 %% given it (py_context:call/7, eval/5, exec/3) runs in the owner's environment.

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The task part of erlang_python 2.x's py_event_loop_pool, built on pyport's
 %% requests: a task is a call in the caller's environment on the caller's
 %% context, awaited on that context's event loop when it is a coroutine. A

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The in-flight table of one context: which requests its OS process owes an
 %% answer, and how to reach that OS process. This module is the only one that
 %% knows the table's rows.

@@ -1,3 +1,4 @@
+%% @private
 %% @doc Which contexts run, pooled or not, and how many interpreters (OS
 %% processes) have started and ended. A context tells when its interpreter has
 %% started by reading its settings (py_settings:get/1 calls started/1 from the

@@ -1,3 +1,4 @@
+%% @private
 %% @doc erlang_python 2.x's NIF module held the informational functions that
 %% code and test suites call directly (py_nif:subinterp_supported/0, ...).
 %% pyport has no NIF: this module answers them with what is true of pyport

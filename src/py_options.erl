@@ -1,3 +1,4 @@
+%% @private
 %% @doc The options of a context and of a pool: their defaults, their types, and
 %% their validation. Pure functions; every entry point that takes options
 %% (py_context:start_link/1, pools, the application environment) validates here
@@ -48,37 +49,42 @@
 -type env() :: [{string() | binary() | atom(), string() | binary()}]
              | #{string() | binary() | atom() => string() | binary()}.
 -type path() :: string() | binary().
--type options() :: #{name => atom(),
-                     id => term(),
-                     label => term(),
-                     pool => atom(),
-                     index => pos_integer(),
-                     call_timeout => timeout(),
-                     kill_after => non_neg_integer() | infinity,
-                     max_queue => pos_integer() | infinity,
-                     max_calls => pos_integer() | infinity,
-                     max_memory => pos_integer() | infinity,
-                     max_frame => pos_integer(),
-                     max_depth => pos_integer(),
-                     max_nesting => pos_integer(),
-                     max_atoms => non_neg_integer() | infinity,
-                     heartbeat => pos_integer() | infinity,
-                     log_rate => non_neg_integer() | infinity,
-                     output_window => pos_integer(),
-                     send_window => pos_integer(),
-                     send_queue_limit => pos_integer() | infinity,
-                     restart => restart(),
-                     python_path => [path()],
-                     venv => path() | undefined,
-                     env => env(),
-                     cd => path(),
-                     preload => iodata() | undefined,
-                     python => path(),
-                     executable => path(),
-                     crash_dir => path(),
-                     logging => non_neg_integer() | none,
-                     mode => atom()}.
--type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), atom() => term()}.
+%% Every context option and the type of its value.
+-define(CONTEXT_OPTIONS,
+        name => atom(),
+        id => term(),
+        label => term(),
+        pool => atom(),
+        index => pos_integer(),
+        call_timeout => timeout(),
+        kill_after => non_neg_integer() | infinity,
+        max_queue => pos_integer() | infinity,
+        max_calls => pos_integer() | infinity,
+        max_memory => pos_integer() | infinity,
+        max_frame => pos_integer(),
+        max_depth => pos_integer(),
+        max_nesting => pos_integer(),
+        max_atoms => non_neg_integer() | infinity,
+        heartbeat => pos_integer() | infinity,
+        log_rate => non_neg_integer() | infinity,
+        output_window => pos_integer(),
+        send_window => pos_integer(),
+        send_queue_limit => pos_integer() | infinity,
+        restart => restart(),
+        python_path => [path()],
+        venv => path() | undefined,
+        env => env(),
+        cd => path(),
+        preload => iodata() | undefined,
+        python => path(),
+        executable => path(),
+        crash_dir => path(),
+        logging => non_neg_integer() | none,
+        mode => atom()).
+-type options() :: #{?CONTEXT_OPTIONS}.
+%% A pool's options: its size, whether it starts on first use (application
+%% environment), and the options of its contexts.
+-type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), ?CONTEXT_OPTIONS}.
 
 %% @doc Every option with its default value (keys without a default are absent).
 -spec defaults() -> options().
@@ -201,8 +207,10 @@ check(Opts, Prefix) ->
 
 badarg(Why) -> {error, {badarg, Why}}.
 
+-spec throw_badarg(string()) -> no_return().
 throw_badarg(Why) -> throw({badarg, Why}).
 
+-spec throw_badarg(atom(), string()) -> no_return().
 throw_badarg(Key, Why) ->
     throw_badarg(lists:flatten(io_lib:format("~p ~s", [Key, Why]))).
 

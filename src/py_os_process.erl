@@ -1,3 +1,4 @@
+%% @private
 %% @doc The operating-system side of a context, as pure functions: how its pyport
 %% process is started (executable, command line, environment, directory), how
 %% long to wait before starting another after a death (the backoff policy), its

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The delivery process of one context: everything Python emits that no
 %% waiting caller takes. Output of Python threads and bytes written to fd 1/2 go
 %% to `logger' (notice), Python `logging' records to `logger' at their level,
@@ -18,7 +19,7 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([start_link/1, deliver/5, new_port/3, put_chars/3, printable/1]).
+-export([start_link/1, deliver/5, new_port/4, put_chars/3, printable/1]).
 
 %% How long a group leader may take to accept one chunk of output.
 -define(IO_TIMEOUT, 5000).
@@ -53,9 +54,9 @@
 %%% ===========================================================================
 
 %% @doc Starts the delivery process of a context, linked to the caller (the
-%% context's server). `Config': `context', `name', `inflight', `counters'
-%% (`{Ref, OutputDroppedIx, SendsDroppedIx}'), `log_rate', `output_window',
-%% `send_window', `send_queue_limit'.
+%% context's server). `Config': `context', `name', `metadata' (for logger),
+%% `inflight', `counters' (`{Ref, OutputDroppedIx, SendsDroppedIx}'), `log_rate',
+%% `output_window', `send_window', `send_queue_limit'.
 -spec start_link(map()) -> pid().
 start_link(Config) ->
     proc_lib:spawn_link(fun() -> init(Config) end).
@@ -70,10 +71,11 @@ deliver(Pid, Gen, Header, Body, Size) ->
     ok.
 
 %% @doc A new OS process (generation `Gen') serves the context: credit owed to an
-%% older one is void. `Flow': whether it takes credit at all.
--spec new_port(pid(), non_neg_integer(), boolean()) -> ok.
-new_port(Pid, Gen, Flow) ->
-    Pid ! {new_port, Gen, Flow},
+%% older one is void. `Flow': whether it takes credit at all. `Metadata': the
+%% context's logger metadata now (with the new OS pid).
+-spec new_port(pid(), non_neg_integer(), boolean(), logger:metadata()) -> ok.
+new_port(Pid, Gen, Flow, Metadata) ->
+    Pid ! {new_port, Gen, Flow, Metadata},
     ok.
 
 %% @doc Writes `Chars' to the io server `GL' and waits for it, at most `Timeout' ms.
@@ -108,9 +110,11 @@ printable(Bytes) ->
 %%% ===========================================================================
 
 init(#{context := Ctx, name := Name, inflight := H, counters := Counters, log_rate := Rate,
-       output_window := OutWin, send_window := SendWin, send_queue_limit := Limit}) ->
+       output_window := OutWin, send_window := SendWin, send_queue_limit := Limit,
+       metadata := Metadata}) ->
     process_flag(trap_exit, true),
-    logger:update_process_metadata(#{pyport_context => Name}),
+    put('$process_label', {py_output, Name}),
+    logger:update_process_metadata(Metadata),
     loop(#st{ctx = Ctx, name = Name, h = H, counters = Counters, log_rate = Rate,
              tokens = float(rate(Rate)), refilled = now_ms(),
              windows = #{output => OutWin, send => SendWin}, queue_limit = Limit}).
@@ -119,7 +123,8 @@ loop(St) ->
     receive
         {deliver, Gen, Header, Body, Size} ->
             loop(idle_credit(handle(Header, Body, {Gen, Size}, St)));
-        {new_port, Gen, Flow} ->
+        {new_port, Gen, Flow, Metadata} ->
+            logger:update_process_metadata(Metadata),
             loop(St#st{gen = Gen, flow = Flow, due = #{output => 0, send => 0}});
         report ->
             loop(report(St));
@@ -141,10 +146,10 @@ handle({output, undefined, Stream, Bytes}, _, Credit, St = #st{name = Name}) ->
     St1 = to_logger(fun() -> ?LOG_NOTICE("pyport context ~ts ~ts: ~ts",
                                          [Name, Stream, printable(Bytes)]) end, St),
     credit(output, Credit, St1);
-handle({log, Level, Logger, Message}, _, Credit, St = #st{name = Name}) ->
+handle({log, Level, Logger, Message}, _, Credit, St) ->
     %% No `domain': the default handler only passes events without one (or OTP's).
     St1 = to_logger(fun() -> logger:log(logger_level(Level), "~ts: ~ts", [Logger, Message],
-                                        #{python_logger => Logger, pyport_context => Name})
+                                        #{python_logger => Logger})
                     end, St),
     credit(output, Credit, St1);
 handle({send, Dest}, Body, Credit, St = #st{h = H}) ->
@@ -236,6 +241,7 @@ drop(Kind, St = #st{counters = {C, OutIx, SendIx}}) ->
 report(St = #st{dropped = 0}) ->
     St#st{reporting = false};
 report(St = #st{dropped = N, name = Name, log_rate = Rate}) ->
+    py_telemetry:overload(output, #{dropped => N}, #{context => St#st.ctx, name => Name}),
     ?LOG_WARNING("pyport context ~ts: dropped ~b lines of output, log records or messages in "
                  "the last ~b ms (log_rate ~p lines/s; see py_context:info/1)",
                  [Name, N, ?REPORT_MS, Rate]),

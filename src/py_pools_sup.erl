@@ -1,3 +1,4 @@
+%% @private
 %% @doc Holds one py_context_sup per started pool (added and removed by
 %% py_context_router).
 -module(py_pools_sup).

@@ -1,3 +1,4 @@
+%% @private
 %% @doc The pyport wire grammar on the Erlang side (docs/protocol.md): builds
 %% request frames, splits reply frames into header and body, normalises names and
 %% code, and names the ways a port can die. Pure functions, no processes; unit

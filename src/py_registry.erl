@@ -1,3 +1,4 @@
+%% @private
 %% @doc The storage behind py_import and py_preload: modules to import,
 %% directories to put on `sys.path', and preload code, for every context. Each
 %% change reaches contexts started or restarted later through the `preload'

@@ -1,3 +1,4 @@
+%% @private
 %% @doc What reaches a process that waits for a request: the one answer, the
 %% callbacks Python makes while the request runs, the output it prints, the
 %% acknowledgement of a cancel; and the messages that end a stream at its owner.

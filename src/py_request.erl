@@ -1,3 +1,4 @@
+%% @private
 %% @doc The request path, run in the calling process. A caller on the context's
 %% node records its request in the context's in-flight table (py_inflight) and
 %% writes the frame straight to the port (any local process may `port_command' a
@@ -12,7 +13,7 @@
 %% serves nothing else there (docs/protocol.md).
 -module(py_request).
 
--export([run/4, submit/7, send_frame/2, parent/1, budget/1, decode/2]).
+-export([run/5, submit/7, send_frame/2, parent/1, budget/1, decode/2]).
 
 %% How long a timed-out caller waits for the context to confirm its cancel.
 -define(CANCEL_ACK_MS, 5000).
@@ -24,10 +25,17 @@
 %% @doc Sends the request built by `Build(Id, Parent)' for the environment of
 %% `EnvPid' and waits for its answer, running callbacks meanwhile. Python
 %% exceptions keep their traceback for py:last_error/0. On timeout the Python
-%% work is cancelled and no late answer can reach the caller.
--spec run(pid(), pid(), fun((pos_integer(), py_protocol:parent()) -> binary()), timeout()) ->
+%% work is cancelled and no late answer can reach the caller. The whole is the
+%% telemetry span `[pyport, call]' (py_telemetry) whose metadata is `Meta' (what
+%% is asked: `op', and `module', `function' when there are) and `context'.
+-spec run(pid(), pid(), fun((pos_integer(), py_protocol:parent()) -> binary()), timeout(),
+          #{atom() => term()}) ->
     {ok, term()} | {error, term()}.
-run(Ctx0, EnvPid, Build, Timeout0) ->
+run(Ctx, EnvPid, Build, Timeout, Meta) ->
+    py_telemetry:span([call], Meta#{context => Ctx},
+                      fun() -> request(Ctx, EnvPid, Build, Timeout) end).
+
+request(Ctx0, EnvPid, Build, Timeout0) ->
     case {py_args:context(Ctx0), py_args:timeout(Timeout0)} of
         {{error, _} = Error, _} ->
             Error;

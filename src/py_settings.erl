@@ -1,3 +1,4 @@
+%% @private
 %% @doc Settings a pool's contexts apply to every OS process they start, set at
 %% run time (`venv' by py:activate_venv/2, `logging' by py:configure_logging/1,
 %% `preload' by py_preload and py_import)

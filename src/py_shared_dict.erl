@@ -1,3 +1,4 @@
+%% @private
 %% @doc SharedDict: dictionaries shared by Erlang processes and every context,
 %% with erlang_python 2.x's API (py:shared_dict_*/N, Python `erlang.SharedDict').
 %% The data is in one public ordered_set ETS table, read and written directly by

@@ -1,3 +1,4 @@
+%% @private
 %% @doc Shared state: a public ETS table visible from every process, every
 %% context and from Python (erlang.state_get/set/delete/keys/incr/decr). Keys
 %% and values are any terms; a Python str key is a binary on the Erlang side.

@@ -1,3 +1,4 @@
+%% @private
 %% @doc Streaming from Python generators and async generators. A stream is one
 %% request whose items come back as they are produced: the owner receives
 %% `{py_stream, Ref, {data, V}}' messages, then exactly one of

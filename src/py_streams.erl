@@ -1,3 +1,4 @@
+%% @private
 %% @doc The running streams: the node-wide table that maps a stream's reference
 %% to its context and request (so that py:stream_cancel/1 finds it), and the
 %% flow-control state a context keeps per stream. This module alone knows the

@@ -1,3 +1,4 @@
+%% @private
 %% @doc Decoding of terms that come from Python, under the context's atom budget.
 %% Atoms are never garbage collected: Python data may create at most `max_atoms'
 %% new ones in the node over a context's whole life (its OS-process restarts

@@ -1,3 +1,4 @@
+%% @private
 %% @doc Trace spans from Python (`erlang.Span', `@erlang.trace()'), with
 %% erlang_python 2.x's API (py:enable_tracing/0, disable_tracing/0,
 %% get_traces/0, clear_traces/0). While tracing is enabled, each context sends

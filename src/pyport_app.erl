@@ -1,3 +1,4 @@
+%% @private
 %% @doc The pyport application: starts the supervision tree, then the default
 %% pool and the pools named in the `pools' environment key (unless
 %% `start_pools' is false); a pool with `lazy => true' (the `io' pool by

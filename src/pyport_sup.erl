@@ -1,3 +1,4 @@
+%% @private
 %% @doc The application's top supervisor: the router, then the pools, then the
 %% services of erlang_python 2.x's API (SharedDict, trace spans, single
 %% contexts). A crash of the router restarts everything after it (rest_for_one),

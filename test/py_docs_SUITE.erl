@@ -5,7 +5,9 @@
 %% is on the default pool's python_path; the examples' own lines are unchanged.
 %% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
 %% tests/pkg/rebar3_dep.sh and mix_dep.sh, which put them in throw-away projects,
-%% and every block of docs/elixir.md by the Mix project of mix_dep.sh.
+%% and every block of docs/elixir.md by the Mix project of mix_dep.sh; the
+%% telemetry handler of docs/operations.md by py_observe_SUITE, where a telemetry
+%% module is loaded.
 -module(py_docs_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
