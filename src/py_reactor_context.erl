@@ -1,3 +1,4 @@
+%% @private
 %% @doc A reactor context: connections accepted by Erlang, protocol logic in a
 %% Python `erlang.reactor.Protocol' (docs/reactor.md).
 %%

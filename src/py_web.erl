@@ -1,3 +1,4 @@
+%% @private
 %% @doc WSGI and ASGI applications run on one context: the Erlang half of
 %% `py:wsgi_run/4,5' and `py:asgi_run/4,5' (the Python half is
 %% `_pyport_web.py', imported by the context on first use).
