@@ -150,6 +150,12 @@ send(Mod, Code, Headers0, Ref, Timeout) ->
                true -> [{"transfer-encoding", "chunked"} | Headers];
                false -> Headers
            end,
+    %% The head and the chunks are separate writes: without nodelay, Nagle's
+    %% algorithm and the client's delayed ACK hold the second one ~40 ms.
+    _ = case Mod#mod.socket_type of
+            ip_comm -> inet:setopts(Mod#mod.socket, [{nodelay, true}]);
+            _ -> ok
+        end,
     ok = httpd_response:send_header(Mod, Code, Head),
     case body(Mod, Ref, Timeout, Chunked, 0) of
         {ok, Size} ->
