@@ -128,6 +128,11 @@ def set_protocol_factory(factory):
     _protocol_factory = factory
 
 
+def ready():
+    """Whether a protocol factory is set (the reactor asks once, at start)."""
+    return _protocol_factory is not None
+
+
 def get_protocol(fd):
     return _protocols.get(fd)
 

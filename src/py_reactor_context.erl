@@ -43,9 +43,10 @@ start_link(Id, Mode) -> start_link(Id, Mode, #{}).
 
 %% @doc Starts a reactor context with its own pyport context. `Id' and `Mode'
 %% are accepted for erlang_python's signature (every pyport context is an OS
-%% process). `Opts': `setup_code' (Python run once, e.g. to call
-%% `erlang.reactor.set_protocol_factory'), `max_connections' (default 100),
-%% `context_opts' (options of the pyport context, py_context:start_link/1).
+%% process). `Opts': `setup_code' (Python run once per OS process of the
+%% context, as its `preload', e.g. to call `erlang.reactor.set_protocol_factory'),
+%% `max_connections' (default 100), `context_opts' (options of the pyport
+%% context, py_context:start_link/1).
 -spec start_link(term(), atom(), map()) -> {ok, pid()} | {error, term()}.
 start_link(_Id, _Mode, Opts) when is_map(Opts) ->
     gen_server:start_link(?MODULE, Opts, []).
@@ -98,12 +99,16 @@ handoff(_, _, _) ->
 %%% ===========================================================================
 
 %% @private
+%% The setup code runs as the context's preload: once per OS process, so a
+%% restarted process (after a crash) has its protocol factory again.
 init(Opts) ->
     process_flag(trap_exit, true),
-    case py_context:start_link(maps:get(context_opts, Opts, #{})) of
+    CtxOpts = context_opts(maps:get(context_opts, Opts, #{}),
+                           maps:get(setup_code, Opts, undefined)),
+    case py_context:start_link(CtxOpts) of
         {ok, Ctx} ->
-            case setup(Ctx, maps:get(setup_code, Opts, undefined)) of
-                ok ->
+            case py_context:call(Ctx, ?HELPER, ready, [], #{}, ?CALL_TIMEOUT) of
+                {ok, _} ->
                     {ok, #s{ctx = Ctx,
                             max = maps:get(max_connections, Opts, ?DEFAULT_MAX_CONNECTIONS)}};
                 {error, Reason} ->
@@ -176,11 +181,12 @@ terminate(_Reason, S) ->
 %%% Internals
 %%% ===========================================================================
 
-setup(_, undefined) -> ok;
-setup(Ctx, Code) ->
-    case py_context:exec(Ctx, Code) of
-        ok -> ok;
-        {error, _} = Error -> Error
+context_opts(CtxOpts, undefined) ->
+    CtxOpts;
+context_opts(CtxOpts, Setup) ->
+    case maps:get(preload, CtxOpts, undefined) of
+        undefined -> CtxOpts#{preload => Setup};
+        Preload -> CtxOpts#{preload => [Preload, <<"\n">>, Setup]}
     end.
 
 py(#s{ctx = Ctx}, Fun, Args) ->

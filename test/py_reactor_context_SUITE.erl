@@ -5,7 +5,8 @@
 %% upper-casing one in asyncio's style (transport.write), many connections at
 %% once, connections closed by the client and by the protocol, a protocol that
 %% raises, a handoff by file descriptor number, and async_pending completed by
-%% signal_write_ready from another Python thread.
+%% signal_write_ready from another Python thread, a segfault in a protocol, and
+%% setup code that fails.
 -module(py_reactor_context_SUITE).
 
 -include_lib("common_test/include/ct.hrl").
@@ -15,7 +16,7 @@
          init_per_testcase/2, end_per_testcase/2]).
 -export([echo/1, upper/1, greeting/1, many_connections/1, closed_by_client/1,
          closed_by_protocol/1, protocol_raises/1, handoff_fd/1, async_pending/1,
-         max_connections/1, python_api/1]).
+         max_connections/1, python_api/1, context_crash/1, bad_setup/1]).
 
 -define(RECV_TIMEOUT, 10000).
 %% Simultaneous clients of many_connections, and the lines each sends.
@@ -26,7 +27,7 @@ suite() -> [{timetrap, {minutes, 3}}].
 
 all() ->
     [echo, upper, greeting, many_connections, closed_by_client, closed_by_protocol,
-     protocol_raises, handoff_fd, async_pending, max_connections, python_api].
+     protocol_raises, handoff_fd, async_pending, max_connections, python_api, context_crash, bad_setup].
 
 init_per_suite(Config) ->
     ok = pyport_test:load_app(),
@@ -73,6 +74,9 @@ class Upper(reactor.Protocol):
             self.transport.close()
         elif data.startswith(b'boom'):
             raise ValueError('boom')
+        elif data.startswith(b'segv'):
+            import ctypes
+            ctypes.string_at(0)
         else:
             self.transport.write(bytes(data).upper())
     def connection_lost(self):
@@ -174,6 +178,36 @@ protocol_raises(Config) ->
     <<"NEW">> = recv_exactly(C3, 3),
     #{active_connections := 2} = py_reactor_context:stats(R),
     ok = py_reactor_context:stop(R).
+
+%% A segfault in a protocol kills the context's OS process: that connection
+%% closes, the other one (whose protocol died with the process) closes at its
+%% next data, and a new connection is served by the restarted process.
+context_crash(Config) ->
+    R = reactor(?UPPER),
+    #{context := Ctx} = py_reactor_context:stats(R),
+    #{os_pid := Os1} = py_context:info(Ctx),
+    C1 = connect(Config, R),
+    C2 = connect(Config, R),
+    ok = gen_tcp:send(C2, <<"before">>),
+    <<"BEFORE">> = recv_exactly(C2, 6),
+    ok = gen_tcp:send(C1, <<"segv">>),
+    {error, closed} = gen_tcp:recv(C1, 0, ?RECV_TIMEOUT),
+    ok = gen_tcp:send(C2, <<"after">>),
+    {error, closed} = gen_tcp:recv(C2, 0, ?RECV_TIMEOUT),
+    C3 = connect(Config, R),
+    ok = gen_tcp:send(C3, <<"new">>),
+    <<"NEW">> = recv_exactly(C3, 3),
+    #{os_pid := Os2} = py_context:info(Ctx),
+    ?assertNotEqual(Os1, Os2),
+    #{active_connections := 1} = py_reactor_context:stats(R),
+    ok = py_reactor_context:stop(R).
+
+%% Setup code that raises: the reactor does not start, and says why.
+bad_setup(_Config) ->
+    process_flag(trap_exit, true),
+    {error, {python_failed_to_start, {setup_failed, {"ValueError", "bad setup"}}}} =
+        py_reactor_context:start_link(1, worker, #{setup_code => <<"raise ValueError('bad setup')">>}),
+    ok.
 
 %% erlang_python's handoff takes a descriptor number (inet:getfd/1); the
 %% reactor reads a duplicate of it.
