@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEB_PACKAGES := gcc libc6-dev make cmake pkg-config git erlang-nox erlang-dev \
                 erlang-common-test erlang-dialyzer erlang-edoc libuv1-dev python3-dev \
-                python3-venv python3-numpy rebar3 elixir
+                python3-venv python3-numpy python3-flask rebar3 elixir
 
 APP_DIR := $(BUILD)/pyport
 

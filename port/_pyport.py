@@ -450,6 +450,9 @@ def _install():
     # __getattr__, schedule*, SharedDict, Span, ...): _erlang_compat.py.
     import _erlang_compat
     _erlang_compat.install(erlang)
+    # erlang.reactor (and `import erlang.reactor`): _pyport_reactor.py.
+    import _pyport_reactor
+    _pyport_reactor._install()
 
 
 _install()

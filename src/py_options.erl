@@ -8,10 +8,10 @@
 
 -include("pyport_wire.hrl").
 
--export([defaults/0, default/1, validate/1, validate_pool/1, context_opts/0,
+-export([defaults/0, default/1, validate/1, validate_pool/1, validate_web/1, context_opts/0,
          restart_defaults/0]).
 
--export_type([options/0, pool_options/0, restart/0, env/0]).
+-export_type([options/0, pool_options/0, restart/0, env/0, web_options/0]).
 
 %% Grace between a timeout's exception and killing the OS process.
 -define(KILL_AFTER_MS, 2000).
@@ -43,6 +43,8 @@
 -define(MIN_FRAME, 64).
 -define(MAX_LIMIT, 100000).
 
+-type web_options() :: #{context => pid(), pool => atom(), timeout => timeout(),
+                         stream => boolean(), window => pos_integer()}.
 -type restart() :: #{min => pos_integer(), max => pos_integer(), stable => pos_integer()}.
 -type env() :: [{string() | binary() | atom(), string() | binary()}]
              | #{string() | binary() | atom() => string() | binary()}.
@@ -165,6 +167,30 @@ validate_pool(Opts) when is_map(Opts) ->
     end;
 validate_pool(_) ->
     badarg("pool options must be a map").
+
+%% @doc Validates the options of `py:wsgi_run/5' and `py:asgi_run/5':
+%% `context' (a pid: run there instead of a pool), `pool' (default `default'),
+%% `timeout' (ms or `infinity'; a pool's `call_timeout' when absent), `stream'
+%% (boolean: answer once the head is known, the body follows as a stream) and
+%% `window' (stream items the port may send ahead, a positive integer).
+%% Unknown keys are refused.
+-spec validate_web(term()) -> {ok, web_options()} | {error, {badarg, string()}}.
+validate_web(Opts) when is_map(Opts) ->
+    Bad = [K || {K, V} <- maps:to_list(Opts), not web_opt(K, V)],
+    case Bad of
+        [] -> {ok, Opts};
+        [K | _] -> badarg(lists:flatten(io_lib:format("bad web option ~0p", [K])))
+    end;
+validate_web(_) ->
+    badarg("web options must be a map").
+
+web_opt(context, C) -> is_pid(C);
+web_opt(pool, P) -> is_atom(P);
+web_opt(timeout, infinity) -> true;
+web_opt(timeout, T) -> is_integer(T) andalso T >= 0;
+web_opt(stream, S) -> is_boolean(S);
+web_opt(window, W) -> is_integer(W) andalso W > 0;
+web_opt(_, _) -> false.
 
 %%% ===========================================================================
 %%% Internals

@@ -1,5 +1,6 @@
-%% The examples of README.md, docs/callbacks.md, docs/async.md, docs/scaling.md
-%% and the object references section of docs/types.md, run as written. Placeholder modules
+%% The examples of README.md, docs/callbacks.md, docs/async.md, docs/scaling.md,
+%% docs/web.md, docs/reactor.md and the object references section of
+%% docs/types.md, run as written. Placeholder modules
 %% (mymodule, logger_mod, model, my_module) live in the data directory, which
 %% is on the default pool's python_path; the examples' own lines are unchanged.
 %% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
@@ -29,7 +30,9 @@
          async_streams/0, async_streams/1,
          types_object_references/0, types_object_references/1,
          types_errors/0, types_errors/1,
-         scaling_pool_over_nodes/0, scaling_pool_over_nodes/1]).
+         scaling_pool_over_nodes/0, scaling_pool_over_nodes/1,
+         readme_web/0, readme_web/1, readme_reactor/0, readme_reactor/1,
+         web_examples/0, web_examples/1, reactor_example/0, reactor_example/1]).
 %% supervisor callback, for readme_child_spec
 -export([init/1]).
 
@@ -45,7 +48,8 @@ all() ->
     [readme_quick_start, readme_callback, readme_coroutine, readme_streams, readme_refs,
      readme_child_spec, callbacks_python_block, callbacks_registering, callbacks_errors,
      callbacks_round_trip, callbacks_shared_state, async_fifty, async_cast_spawn_parallel,
-     async_streams, types_object_references, types_errors, scaling_pool_over_nodes].
+     async_streams, types_object_references, types_errors, scaling_pool_over_nodes,
+     readme_web, readme_reactor, web_examples, reactor_example].
 
 init_per_suite(Config) ->
     Data = ?config(data_dir, Config),
@@ -53,7 +57,10 @@ init_per_suite(Config) ->
     {ok, my_module, Bin} = compile:file(filename:join(Data, "my_module.erl"), [binary]),
     {module, my_module} = code:load_binary(my_module, "my_module.erl", Bin),
     ok = pyport_test:load_app(),
-    ok = application:set_env(pyport, context_opts, #{python_path => [Data]}),
+    %% examples/web (flask_app, asgi_app: README and docs/web.md) too.
+    Web = filename:join([filename:dirname(filename:dirname(filename:absname(Data))),
+                         "examples", "web"]),
+    ok = application:set_env(pyport, context_opts, #{python_path => [Data, Web]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.
 
@@ -357,6 +364,77 @@ scaling_pool_over_nodes(_Config) ->
             end,
             ok
     end.
+
+%%% ===========================================================================
+%%% README.md, docs/web.md, docs/reactor.md: web applications and the reactor
+%%% ===========================================================================
+
+%% The Python block of docs/reactor.md, as written.
+-define(UPPER_SETUP, <<"
+import erlang.reactor as reactor
+
+class Upper(reactor.Protocol):
+    def data_received(self, data):
+        self.transport.write(bytes(data).upper())   # None: read on
+
+reactor.set_protocol_factory(Upper)
+">>).
+
+readme_web() ->
+    [{doc, "README, Examples: py:wsgi_run and py:asgi_run on examples/web's apps."}].
+readme_web(_Config) ->
+    {ok, {<<"200 OK">>, Headers, Body}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/">>}, <<>>),
+    {ok, {200, _, _}} = py:asgi_run(asgi_app, app, #{path => <<"/">>}, <<>>),
+    ?assertEqual(<<"hello from flask">>, Body),
+    ?assert(lists:keymember(<<"Content-Type">>, 1, Headers)),
+    ok.
+
+readme_reactor() ->
+    [{doc, "README, Examples: a reactor with docs/reactor.md's protocol, and a socket "
+      "accepted by gen_tcp handed to it; a client sees the protocol's answer."}].
+readme_reactor(_Config) ->
+    Setup = ?UPPER_SETUP,
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}]),
+    {ok, Port} = inet:port(L),
+    {ok, Client} = gen_tcp:connect("localhost", Port, [binary, {active, false}]),
+    {ok, AcceptedSocket} = gen_tcp:accept(L),
+    {ok, Reactor} = py_reactor_context:start_link(1, worker, #{setup_code => Setup}),
+    ok = py_reactor_context:handoff(Reactor, AcceptedSocket, #{}),
+    ok = gen_tcp:send(Client, <<"abc">>),
+    {ok, <<"ABC">>} = gen_tcp:recv(Client, 3, ?EVENTUALLY_MS),
+    ok = py_reactor_context:stop(Reactor),
+    ok.
+
+web_examples() ->
+    [{doc, "docs/web.md: the WSGI, ASGI and streaming examples, as written."}].
+web_examples(_Config) ->
+    {ok, {<<"200 OK">>, Headers, <<"hello from flask">>}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/">>}, <<>>),
+    {ok, {201, Headers2, <<"SOME BODY">>}} =
+        py:asgi_run(asgi_app, app, #{path => <<"/echo">>, method => <<"POST">>}, <<"some body">>),
+    {ok, {<<"200 OK">>, _Headers, {stream, Ref}}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/stream">>}, <<>>, #{stream => true}),
+    {ok, <<"chunk 0\n">>} = py_web:next_chunk(Ref, 5000),
+    ok = py:stream_cancel(Ref),
+    ?assertNotEqual([], Headers),
+    ?assertNotEqual([], Headers2),
+    ok.
+
+reactor_example() ->
+    [{doc, "docs/reactor.md: the Python block and the Erlang block, as written."}].
+reactor_example(_Config) ->
+    Setup = ?UPPER_SETUP,
+    {ok, Reactor} = py_reactor_context:start_link(1, worker, #{setup_code => Setup}),
+    {ok, Listen} = gen_tcp:listen(0, [binary, {active, false}]),
+    {ok, Port} = inet:port(Listen),
+    {ok, Client} = gen_tcp:connect("localhost", Port, [binary, {active, false}]),
+    {ok, Sock} = gen_tcp:accept(Listen),
+    ok = py_reactor_context:handoff(Reactor, Sock, #{}),
+    ok = gen_tcp:send(Client, <<"hello">>),
+    {ok, <<"HELLO">>} = gen_tcp:recv(Client, 5),
+    ok = py_reactor_context:stop(Reactor),
+    ok.
 
 %%% ===========================================================================
 %%% Helpers
