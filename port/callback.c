@@ -62,8 +62,7 @@ static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *a
     return 0;
 }
 
-/* Decodes {callback_reply, Id, ok | error, Term}: the result, or raises. */
-static PyObject *decode_reply(job_t *job)
+PyObject *cb_decode_reply(const job_t *job, int64_t *cb_id)
 {
     int index = job->index;
     long long id;
@@ -72,6 +71,9 @@ static PyObject *decode_reply(job_t *job)
         ei_decode_atom(job->frame, &index, status) < 0) {
         PyErr_SetString(PyExc_ValueError, "malformed callback reply");
         return NULL;
+    }
+    if (cb_id != NULL) {
+        *cb_id = id;
     }
     PyObject *value = conv_to_py(job->frame, job->len, &index); // owned
     if (value == NULL || strcmp(status, "ok") == 0) {
@@ -153,11 +155,36 @@ PyObject *cb_call(PyObject *name, PyObject *args)
         }
         job_t *reply = waiters_remove(&w);
         if (rc == 0 && reply != NULL) {
-            result = decode_reply(reply);
+            result = cb_decode_reply(reply, NULL);
         }
         job_free(reply);
     } else {
         job_free(waiters_remove(&w));
     }
     return result;
+}
+
+int64_t cb_send_async(PyObject *name, PyObject *args)
+{
+    if (!ctl_is_python_thread()) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.async_call runs on the context's event loop");
+        return -1;
+    }
+    int64_t id = atomic_fetch_add(&g_next_id, 1) + 1;
+    /* Inside a request (a loop run by erlang.run from sync code) its caller runs
+       the callback as part of its call chain; from a task of the context's loop,
+       a process of its own runs it (nothing blocks, concurrent ones overlap). */
+    return send_request(id, ctl_current(), name, args) == 0 ? id : -1;
+}
+
+/* While request R runs an event loop of its own (erlang.run from sync code), that
+   loop's reader serves R's call chain and the callback replies, as erlang.call's
+   wait would. */
+void cb_serve_chain(void)
+{
+    waiter_t none;
+    memset(&none, 0, sizeof none);
+    wait_t ctx = {&none, ctl_current()};
+    serve_t s = {.filter = in_chain, .ctx = &ctx, .wait = SERVE_RETURN};
+    worker_serve(&s);
 }

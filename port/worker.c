@@ -239,8 +239,11 @@ void worker_handle(job_t *job)
         cancel(job);
         break;
     case OP_CALLBACK_REPLY:
-        waiters_store(job);
-        return; /* waiters_store owns it */
+        if (waiters_store(job)) {
+            return; /* its waiter owns it */
+        }
+        async_callback_reply(job); /* an async_call's, or nobody's any more */
+        break;
     case JOB_STOP:
         g_stop = 1;
         break;
