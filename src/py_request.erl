@@ -12,10 +12,12 @@
 %% serves nothing else there (docs/protocol.md).
 -module(py_request).
 
--export([run/4, submit/7, send_frame/2, parent/1, budget/1, decode/2]).
+-export([run/4, submit/7, send_frame/2, parent/1, budget/1, decode/2, last_context/0]).
 
 %% How long a timed-out caller waits for the context to confirm its cancel.
 -define(CANCEL_ACK_MS, 5000).
+%% The context the calling process last made a request on for itself.
+-define(LAST_KEY, {?MODULE, last_context}).
 %% How long the caller's group leader may take to accept a chunk of output.
 -define(IO_TIMEOUT, 5000).
 %% New atoms the results of contexts on other nodes may create on this one.
@@ -34,6 +36,7 @@ run(Ctx0, EnvPid, Build, Timeout0) ->
         {_, {error, _} = Error} ->
             Error;
         {Ctx, Timeout} ->
+            _ = EnvPid =:= self() andalso put(?LAST_KEY, Ctx) =:= Ctx,
             Id = py_protocol:new_id(),
             Parent = parent(Ctx),
             Frame = Build(Id, Parent),
@@ -47,6 +50,12 @@ run(Ctx0, EnvPid, Build, Timeout0) ->
                     Error
             end
     end.
+
+%% @doc The context the calling process last made a request on in its own
+%% environment (where the names it defined live), or `undefined'.
+-spec last_context() -> pid() | undefined.
+last_context() ->
+    get(?LAST_KEY).
 
 %% @doc Submits a request frame without waiting. The answer (or stream items)
 %% go to `Reply'.
