@@ -154,8 +154,40 @@ def async_call(name, *args):
     fut = loop.create_future()
     cb_id = erlang._callback_send(name if isinstance(name, str) else _name(name), list(args))
     _calls[cb_id] = fut
-    fut.add_done_callback(lambda _f: _calls.pop(cb_id, None))
+    release = _watch_inbox(loop)
+
+    def done(_f):
+        _calls.pop(cb_id, None)
+        release()
+
+    fut.add_done_callback(done)
     return fut
+
+
+# Loops that do not serve the inbox themselves (a plain asyncio loop, e.g. from
+# asyncio.run without erlang.install()): while an async_call of theirs waits,
+# they watch the inbox too, so its reply gets in. loop -> waiting calls.
+_borrowed = {}
+
+
+def _watch_inbox(loop):
+    import _pyport
+    if isinstance(loop, ErlangEventLoop) and (loop._serve_inbox or loop is _pyport._loop):
+        return lambda: None
+    fd = erlang._inbox_fd()
+    if loop not in _borrowed:
+        loop.add_reader(fd, erlang._drain)
+        _borrowed[loop] = 0
+    _borrowed[loop] += 1
+
+    def release():
+        _borrowed[loop] -= 1
+        if _borrowed[loop] == 0:
+            del _borrowed[loop]
+            if not loop.is_closed():
+                loop.remove_reader(fd)
+
+    return release
 
 
 def _name(name):

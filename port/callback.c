@@ -42,7 +42,7 @@ static int64_t cb_request(void)
     return top != 0 ? top : async_current_request();
 }
 
-static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *args)
+static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *args, int async)
 {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(name, &n);
@@ -50,7 +50,11 @@ static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *a
         return -1;
     }
     buf_t b;
-    frame_begin_callback(&b, id, request, s, (size_t)n);
+    if (async) {
+        frame_begin_async_callback(&b, id, request, s, (size_t)n);
+    } else {
+        frame_begin_callback(&b, id, request, s, (size_t)n);
+    }
     PyObject *list = PySequence_List(args); // owned
     int rc = list != NULL ? conv_from_py(&b, list) : -1;
     Py_XDECREF(list);
@@ -144,7 +148,7 @@ PyObject *cb_call(PyObject *name, PyObject *args)
     waiters_add(&w, atomic_fetch_add(&g_next_id, 1) + 1, on_python);
     PyObject *result = NULL;
     int64_t request = cb_request();
-    if (send_request(w.id, request, name, args) == 0) {
+    if (send_request(w.id, request, name, args, 0) == 0) {
         int rc = 0;
         if (on_python) {
             g_depth++;
@@ -171,10 +175,10 @@ int64_t cb_send_async(PyObject *name, PyObject *args)
         return -1;
     }
     int64_t id = atomic_fetch_add(&g_next_id, 1) + 1;
-    /* Inside a request (a loop run by erlang.run from sync code) its caller runs
-       the callback as part of its call chain; from a task of the context's loop,
-       a process of its own runs it (nothing blocks, concurrent ones overlap). */
-    return send_request(id, ctl_current(), name, args) == 0 ? id : -1;
+    /* Made for the request on top of the stack (a loop run from sync code) or
+       the coroutine's own request: Erlang runs it in the call chain of that
+       request, in a process of its own (concurrent ones overlap). */
+    return send_request(id, cb_request(), name, args, 1) == 0 ? id : -1;
 }
 
 /* While request R runs an event loop of its own (erlang.run from sync code), that

@@ -183,6 +183,15 @@ wait(Ctx, Id, Mref, Deadline) ->
                     send_frame(Ctx, Reply),
                     wait(Ctx, Id, Mref, Deadline)
             end;
+        {async_callback, CbId, Name, Args} ->
+            Budget = budget(Ctx),
+            _ = spawn(fun() ->
+                              Reply = in_chain(Ctx, Id, fun() ->
+                                                                py_callback:run(CbId, Name, Args, Budget)
+                                                        end),
+                              send_frame(Ctx, Reply)
+                      end),
+            wait(Ctx, Id, Mref, Deadline);
         {output, _Stream, Bytes, {Server, ReqId, Size}} ->
             _ = py_output:put_chars(group_leader(), py_output:printable(Bytes),
                                     min(?IO_TIMEOUT, remaining(Deadline))),
@@ -223,6 +232,7 @@ cancelled(Ctx, Mref) ->
     case py_reply:next(Mref, ?CANCEL_ACK_MS) of
         cancel_ack -> timed_out(Ctx, Mref);
         {callback, _, _, _} -> cancelled(Ctx, Mref);
+        {async_callback, _, _, _} -> cancelled(Ctx, Mref);
         {output, _, _, _} -> cancelled(Ctx, Mref);
         {answer, Status, Body} -> forget(Mref), result(Ctx, Status, Body);
         {down, Reason} -> {error, {context_died, Reason}};

@@ -12,6 +12,8 @@
          async_calls_overlap/0, async_calls_overlap/1,
          async_call_error/0, async_call_error/1,
          async_call_cancelled/0, async_call_cancelled/1,
+         async_call_calls_back/0, async_call_calls_back/1,
+         plain_asyncio_run/0, plain_asyncio_run/1,
          run_gather/0, run_gather/1,
          run_standard_api/0, run_standard_api/1,
          run_callback_chain/0, run_callback_chain/1,
@@ -37,6 +39,7 @@ suite() ->
 
 all() ->
     [async_call_suspends_one, async_calls_overlap, async_call_error, async_call_cancelled,
+     async_call_calls_back, plain_asyncio_run,
      run_gather, run_standard_api, run_callback_chain, run_while_coroutines_pending,
      run_refused_in_coroutine, policy, sleep, spawn_task].
 
@@ -112,6 +115,28 @@ async_call_cancelled(Config) ->
     timer:sleep(400), % the reply arrives, nobody waits for it
     {ok, {42, _}} = py:call(Ctx, loop_cases, callback, [double, 21]),
     ?assertEqual({ok, 2}, py:eval(Ctx, <<"1 + 1">>)),
+    ok.
+
+async_call_calls_back() ->
+    [{doc, "A coroutine awaits an async_call whose Erlang function calls back into the "
+      "same context (in the request's call chain); three such at once."}].
+async_call_calls_back(Config) ->
+    Ctx = ?config(ctx, Config),
+    ok = py:register_function(back_into_python,
+                              fun([X]) -> {ok, R} = py:call(Ctx, operator, mul, [X, 3]), R end),
+    {ok, {[42, 42, 42], _}} = py:call(Ctx, loop_cases, callbacks_together,
+                                      [back_into_python, 3, 14], #{timeout => ?CALL_TIMEOUT}),
+    ok.
+
+plain_asyncio_run() ->
+    [{doc, "asyncio.run with asyncio's own loop (no erlang.install()) in sync code: "
+      "three gathered async_calls of a 300 ms function overlap (< 850 ms)."}].
+plain_asyncio_run(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, {[300, 300, 300], Took}} = py:call(Ctx, loop_cases, plain_asyncio_run, [slow, 3, 300],
+                                            #{timeout => ?CALL_TIMEOUT}),
+    ct:log("3 x 300 ms under asyncio.run: ~p s", [Took]),
+    ?assert(Took < 0.85),
     ok.
 
 run_gather() ->

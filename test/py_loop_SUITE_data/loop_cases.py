@@ -141,3 +141,13 @@ def spawn_background(seconds, value):
 
 def spawned():
     return list(_spawned)
+
+
+def plain_asyncio_run(name, n, arg):
+    """asyncio.run (no erlang.install()) of n gathered async_calls from sync code."""
+    async def main():
+        return await asyncio.gather(*(erlang.async_call(name, arg) for _ in range(n)))
+
+    t0 = time.monotonic()
+    results = asyncio.run(main())
+    return (results, time.monotonic() - t0)
