@@ -401,6 +401,9 @@ def _install():
     # The event-loop API (run, new_event_loop, sleep, spawn_task, async_call).
     import _erlang_loop
     _erlang_loop.install_into(erlang)
+    # Channels and byte channels (erlang.Channel, erlang.channel, ...).
+    import _erlang_channel
+    _erlang_channel.install_into(erlang)
 
 
 _install()
