@@ -243,6 +243,30 @@ def stream_ack(req_id, n):
         stream.ack(n)
 
 
+# ---- resources named by references -------------------------------------------
+
+_RESOURCES_KEPT = 256
+_resources = {}   # ref's ETF -> its reader (erlang.PyBuffer) or None; bounded
+
+
+def resource_attr(ref, name):
+    """An attribute of the resource `ref` names (port/terms.c asks when an
+    erlang.Ref has no attribute `name`): a py_buffer answers as erlang.PyBuffer,
+    one reader per buffer. NotImplemented when `ref` names no resource."""
+    key = ref.etf
+    if key in _resources:
+        reader = _resources[key]
+    else:
+        kind = erlang.call("_pyport.resource_kind", ref)
+        reader = erlang.PyBuffer(ref) if kind == "buffer" else None
+        if len(_resources) >= _RESOURCES_KEPT:
+            del _resources[next(iter(_resources))]
+        _resources[key] = reader
+    if reader is None:
+        return NotImplemented
+    return getattr(reader, name)
+
+
 # ---- virtual environments ------------------------------------------------------
 
 _venv = None
@@ -404,6 +428,8 @@ def _install():
     # Channels and byte channels (erlang.Channel, erlang.channel, ...).
     import _erlang_channel
     _erlang_channel.install_into(erlang)
+    import _erlang_buffer
+    _erlang_buffer.install_into(erlang)
 
 
 _install()

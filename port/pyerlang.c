@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include "async.h"
+#include "bufview.h"
 #include "buf.h"
 #include "callback.h"
 #include "control.h"
@@ -151,7 +152,8 @@ static PyObject *PyInit_erlang(void)
     if (m == NULL) {
         return NULL;
     }
-    if (terms_add_to(m) < 0 || PyModule_AddFunctions(m, async_methods) < 0) {
+    if (terms_add_to(m) < 0 || bufview_add_to(m) < 0 ||
+        PyModule_AddFunctions(m, async_methods) < 0) {
         Py_DECREF(m);
         return NULL;
     }

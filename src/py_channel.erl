@@ -128,13 +128,20 @@ python(<<"wait">>, [Ch]) ->
     with(Ch, fun(Pid, _) -> py_channel_queue:wait(Pid, infinity) end, closed);
 python(<<"send">>, [Ch, Item]) ->
     case lookup(Ch) of
-        {ok, Pid, bytes} when is_binary(Item) -> py_channel_queue:push(Pid, Item);
-        {ok, _, bytes} -> erlang:error({badarg, {not_bytes, Item}});
         {ok, Pid, term} -> py_channel_queue:push(Pid, Item);
+        {ok, Pid, _} when is_binary(Item) -> py_channel_queue:push(Pid, Item);
+        {ok, _, _} -> erlang:error({badarg, {not_bytes, Item}});
         closed -> closed
     end;
 python(<<"close">>, [Ch]) ->
     close(Ch);
+python(<<"kind">>, [Ref]) ->
+    case is_reference(Ref) andalso lookup(Ref) of
+        {ok, _, term} -> channel;
+        {ok, _, bytes} -> byte_channel;
+        {ok, _, buffer} -> buffer;
+        _ -> none
+    end;
 python(<<"info">>, [Ch]) ->
     info(Ch).
 
@@ -142,7 +149,7 @@ timeout_ms(none) -> infinity;
 timeout_ms(undefined) -> infinity;
 timeout_ms(S) when is_number(S), S >= 0 -> round(S * 1000).
 
-to_python(bytes, {ok, Item}) when is_binary(Item) ->
+to_python(Kind, {ok, Item}) when Kind =/= term, is_binary(Item) ->
     [true, {bytes, Item}];
 to_python(_, {ok, Item}) ->
     [true, Item];

@@ -11,9 +11,9 @@
 %% channel closed) and takes it itself, so a waiter that gives up loses nothing.
 -module(py_channel_queue).
 
--export([start/4, push/2, try_pop/1, pop/2, wait/2, cancel_wait/2, close/1, info/1, notify/2]).
+-export([start/4, push/2, try_pop/1, pop/2, wait/2, cancel_wait/2, close/1, info/1, notify/2, take_all/1]).
 
--type kind() :: term | bytes.
+-type kind() :: term | bytes | buffer.
 -export_type([kind/0]).
 
 -record(s, {owner :: pid(),
@@ -97,6 +97,14 @@ cancel_wait(Pid, Mref) ->
 -spec notify(pid(), pid()) -> ok | {error, waiter_exists | closed}.
 notify(Pid, Who) -> op(Pid, {notify, Who}).
 
+%% @doc Everything queued now, oldest first, and whether the channel is closed.
+-spec take_all(pid()) -> {[term()], boolean()}.
+take_all(Pid) ->
+    case op(Pid, take_all) of
+        {error, closed} -> {[], true};
+        Taken -> Taken
+    end.
+
 %% @doc Closes the channel; waiters are woken. Idempotent.
 -spec close(pid()) -> ok.
 close(Pid) ->
@@ -165,6 +173,8 @@ handle(try_pop, S) ->
         empty when S#s.closed -> {{error, closed}, S};
         empty -> {{error, empty}, S}
     end;
+handle(take_all, S = #s{q = Q}) ->
+    {{[Item || {_, Item} <- queue:to_list(Q)], S#s.closed}, S#s{q = queue:new(), size = 0}};
 handle(close, S) ->
     [From ! {Mref, {error, closed}} || {From, Mref} <- queue:to_list(S#s.pops)],
     [From ! {Mref, closed} || {From, Mref} <- S#s.waits],
@@ -180,7 +190,7 @@ handle(info, S) ->
     {#{size => S#s.size, max_size => S#s.max, closed => S#s.closed,
        items => queue:len(S#s.q)}, S}.
 
-item_size(bytes, Bin) when is_binary(Bin) -> byte_size(Bin);
+item_size(_, Bin) when is_binary(Bin) -> byte_size(Bin);
 item_size(_, Term) -> erlang:external_size(Term).
 
 take(S = #s{q = Q, size = Size}) ->
