@@ -190,8 +190,8 @@ handle(info, S) ->
     {#{size => S#s.size, max_size => S#s.max, closed => S#s.closed,
        items => queue:len(S#s.q)}, S}.
 
-item_size(_, Bin) when is_binary(Bin) -> byte_size(Bin);
-item_size(_, Term) -> erlang:external_size(Term).
+item_size(term, Term) -> erlang:external_size(Term);
+item_size(_, Bin) -> byte_size(Bin).
 
 take(S = #s{q = Q, size = Size}) ->
     case queue:out(Q) of
