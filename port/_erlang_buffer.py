@@ -6,7 +6,7 @@ queued at that moment, each byte crossing the pipe once) and kept here, so
 seek/tell/find work on everything read so far. A blocking read waits in Erlang
 while the context keeps serving its own call chain; read_async waits on the
 event loop through erlang.async_call, so only the awaiting coroutine waits.
-`memoryview(buf)` is a read-only view of the bytes fetched so far.
+`memoryview(buf)` is a read-only, zero-copy view of the bytes fetched so far.
 """
 
 import io
@@ -20,8 +20,8 @@ class PyBuffer(erlang._BufferBase):
     def __init__(self, ref=None):
         super().__init__()
         self._ref = ref          # None: a local buffer (_test_create)
-        self._chunks = []        # fetched, not yet joined into _data
-        self._set_data(b"")
+        self._buf = bytearray()  # everything fetched (exported by memoryview)
+        self._set_data(self._buf)
         self._pos = 0
         self._eof = False        # the writer closed it (end of stream)
 
@@ -29,7 +29,7 @@ class PyBuffer(erlang._BufferBase):
     def _test_create(cls, data):
         """A buffer holding `data`, not yet at its end (close() ends it)."""
         buf = cls(None)
-        buf._set_data(bytes(data))
+        buf._append(data)
         return buf
 
     # ---- fetching -------------------------------------------------------------
@@ -38,16 +38,26 @@ class PyBuffer(erlang._BufferBase):
         if self._eof or self._ref is None:
             return
         chunks, closed = erlang.call("_pyport.buffer", "take", self._ref, bool(block))
-        self._chunks.extend(chunks)
+        for chunk in chunks:
+            self._append(chunk)
         if closed:
             self._eof = True
 
+    def _append(self, chunk):
+        try:
+            self._buf += chunk
+        except BufferError:
+            # A memoryview holds the bytearray: it cannot grow; move to a copy.
+            self._buf = self._buf + chunk
+            self._set_data(self._buf)
+
     def _all(self):
-        """The bytes fetched so far, as one bytes object."""
-        if self._chunks:
-            self._set_data(self._data + b"".join(self._chunks))
-            self._chunks = []
-        return self._data
+        """The bytes fetched so far (a bytearray: slice with _slice)."""
+        return self._buf
+
+    def _slice(self, start, end):
+        with memoryview(self._buf) as mv:
+            return mv[start:end].tobytes()
 
     def _fill(self, want):
         """Fetch until `want` bytes are available after the position (-1: all)."""
@@ -66,7 +76,7 @@ class PyBuffer(erlang._BufferBase):
         self._fill(size)
         data = self._all()
         end = len(data) if size < 0 else min(len(data), self._pos + size)
-        out = data[self._pos:end]
+        out = self._slice(self._pos, end)
         self._pos = end
         return out
 
@@ -76,7 +86,7 @@ class PyBuffer(erlang._BufferBase):
         data = self._all()
         size = -1 if size is None else size
         end = len(data) if size < 0 else min(len(data), self._pos + size)
-        out = data[self._pos:end]
+        out = self._slice(self._pos, end)
         self._pos = end
         return out
 
@@ -109,11 +119,11 @@ class PyBuffer(erlang._BufferBase):
                 end = nl + 1 if nl >= 0 else len(data)
                 if size >= 0:
                     end = min(end, self._pos + size)
-                out = data[self._pos:end]
+                out = self._slice(self._pos, end)
                 self._pos = end
                 return out
             if size >= 0 and len(data) - self._pos >= size:
-                out = data[self._pos:self._pos + size]
+                out = self._slice(self._pos, self._pos + size)
                 self._pos += size
                 return out
             self._take(True)

@@ -7,7 +7,7 @@
 
 typedef struct {
     PyObject_HEAD
-    PyObject *data; /* owned: a bytes object, never NULL after init */
+    PyObject *data; /* owned: a bytes or bytearray object, never NULL after init */
 } bufview_t;
 
 static int bv_init(PyObject *self, PyObject *args, PyObject *kwds)
@@ -40,11 +40,11 @@ static int bv_clear(PyObject *self)
     return 0;
 }
 
-/* _set_data(b): the bytes the buffer exports from now on. */
+/* _set_data(b): the bytes (or bytearray) the buffer exports from now on. */
 static PyObject *bv_set_data(PyObject *self, PyObject *arg)
 {
-    if (!PyBytes_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "_set_data needs bytes");
+    if (!PyBytes_Check(arg) && !PyByteArray_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "_set_data needs bytes or a bytearray");
         return NULL;
     }
     bufview_t *bv = (bufview_t *)self;
@@ -69,9 +69,18 @@ static int bv_getbuffer(PyObject *self, Py_buffer *view, int flags)
     if (bv->data == NULL && bv_init(self, NULL, NULL) < 0) {
         return -1;
     }
-    /* The view's obj is the bytes object: it stays valid whatever the buffer
-       holds next. Read-only (PyBUF_WRITABLE requests fail). */
-    return PyObject_GetBuffer(bv->data, view, flags);
+    /* The view's obj is the data object: it stays valid whatever the buffer
+       holds next (a bytearray cannot grow while viewed; the Python side then
+       moves to a new one). Always read-only. */
+    if (flags & PyBUF_WRITABLE) {
+        PyErr_SetString(PyExc_BufferError, "an erlang.PyBuffer is read-only");
+        return -1;
+    }
+    if (PyObject_GetBuffer(bv->data, view, flags) < 0) {
+        return -1;
+    }
+    view->readonly = 1;
+    return 0;
 }
 
 static PyBufferProcs bv_as_buffer = {.bf_getbuffer = bv_getbuffer, .bf_releasebuffer = NULL};

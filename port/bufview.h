@@ -1,6 +1,6 @@
 /*
  * erlang._BufferBase: the C base of erlang.PyBuffer (_erlang_buffer.py). It
- * holds one bytes object and exports it through the buffer protocol, so that
+ * holds one bytes or bytearray object and exports it read-only through the buffer protocol, so that
  * memoryview(buf) is a read-only, zero-copy view on any Python 3.11+
  * (a Python class can export a buffer itself only from 3.12). GIL held.
  */
