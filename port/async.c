@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "buf.h"
-#include "callback.h"
 #include "control.h"
 #include "convert.h"
 #include "envs.h"
@@ -156,8 +155,8 @@ void async_cancel(int64_t id)
 void async_callback_reply(const job_t *job)
 {
     int64_t cb_id = 0;
-    PyObject *value = cb_decode_reply(job, &cb_id); // owned
-    PyObject *exc = NULL;                           // owned
+    PyObject *value = conv_callback_reply(job->frame, job->len, job->index, &cb_id); // owned
+    PyObject *exc = NULL;                                                            // owned
     if (value == NULL) {
         if (cb_id == 0) {
             PyErr_WriteUnraisable(NULL); /* malformed: no future to tell */
@@ -261,19 +260,6 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* _callback_send(name, args): erlang.async_call's frame; the CbId. */
-static PyObject *mod_callback_send(PyObject *self, PyObject *args)
-{
-    (void)self;
-    PyObject *name;
-    PyObject *cb_args;
-    if (!PyArg_ParseTuple(args, "UO", &name, &cb_args)) {
-        return NULL;
-    }
-    int64_t id = cb_send_async(name, cb_args);
-    return id < 0 ? NULL : PyLong_FromLongLong(id);
-}
-
 /* _inbox_fd(): the eventfd that is readable while jobs wait for this thread. */
 static PyObject *mod_inbox_fd(PyObject *self, PyObject *unused)
 {
@@ -305,7 +291,7 @@ static PyObject *mod_drain(PyObject *self, PyObject *unused)
     }
     inbox_drain();
     if (ctl_current() != 0) {
-        cb_serve_chain();
+        worker_serve_chain(ctl_current());
         PyErr_Clear();
         Py_RETURN_NONE;
     }
@@ -342,7 +328,6 @@ PyMethodDef async_methods[] = {
     {"_stream_data", mod_stream_data, METH_VARARGS, NULL},
     {"_drain", mod_drain, METH_NOARGS, NULL},
     {"_log", mod_log, METH_VARARGS, NULL},
-    {"_callback_send", mod_callback_send, METH_VARARGS, NULL},
     {"_inbox_fd", mod_inbox_fd, METH_NOARGS, NULL},
     {"_pending_add", mod_pending_add, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -50,7 +50,7 @@ void async_ack(int64_t id, long n);
 void async_callback_reply(const job_t *job);
 
 /// Functions added to the `erlang` module: _finish, _stream_data, _drain, _log,
-/// _callback_send, _inbox_fd, _pending_add.
+/// _inbox_fd, _pending_add.
 extern PyMethodDef async_methods[];
 
 #endif

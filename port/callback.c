@@ -66,28 +66,6 @@ static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *a
     return 0;
 }
 
-PyObject *cb_decode_reply(const job_t *job, int64_t *cb_id)
-{
-    int index = job->index;
-    long long id;
-    char status[MAXATOMLEN];
-    if (ei_decode_longlong(job->frame, &index, &id) < 0 ||
-        ei_decode_atom(job->frame, &index, status) < 0) {
-        PyErr_SetString(PyExc_ValueError, "malformed callback reply");
-        return NULL;
-    }
-    if (cb_id != NULL) {
-        *cb_id = id;
-    }
-    PyObject *value = conv_to_py(job->frame, job->len, &index); // owned
-    if (value == NULL || strcmp(status, "ok") == 0) {
-        return value;
-    }
-    terms_raise_error(value);
-    Py_DECREF(value);
-    return NULL;
-}
-
 typedef struct {
     waiter_t *w;
     int64_t request; /* the request whose erlang.call waits */
@@ -159,7 +137,7 @@ PyObject *cb_call(PyObject *name, PyObject *args)
         }
         job_t *reply = waiters_remove(&w);
         if (rc == 0 && reply != NULL) {
-            result = cb_decode_reply(reply, NULL);
+            result = conv_callback_reply(reply->frame, reply->len, reply->index, NULL);
         }
         job_free(reply);
     } else {
@@ -179,16 +157,4 @@ int64_t cb_send_async(PyObject *name, PyObject *args)
        the coroutine's own request: Erlang runs it in the call chain of that
        request, in a process of its own (concurrent ones overlap). */
     return send_request(id, cb_request(), name, args, 1) == 0 ? id : -1;
-}
-
-/* While request R runs an event loop of its own (erlang.run from sync code), that
-   loop's reader serves R's call chain and the callback replies, as erlang.call's
-   wait would. */
-void cb_serve_chain(void)
-{
-    waiter_t none;
-    memset(&none, 0, sizeof none);
-    wait_t ctx = {&none, ctl_current()};
-    serve_t s = {.filter = in_chain, .ctx = &ctx, .wait = SERVE_RETURN};
-    worker_serve(&s);
 }

@@ -15,8 +15,6 @@
 
 #include <stdint.h>
 
-#include "inbox.h"
-
 /// Sets how deeply the Python thread may nest callback waits.
 void cb_set_max_nesting(int depth);
 
@@ -30,13 +28,5 @@ PyObject *cb_call(PyObject *name, PyObject *args);
 /// thread hands it to async_callback_reply. Returns CbId, or -1 with an error set.
 /// Python thread only.
 int64_t cb_send_async(PyObject *name, PyObject *args);
-
-/// Decodes a callback_reply job: the result (new reference), or NULL with the
-/// Erlang error raised as erlang.Error. *cb_id (if not NULL) gets the CbId.
-PyObject *cb_decode_reply(const job_t *job, int64_t *cb_id);
-
-/// Serves, without waiting, the jobs of the running request's call chain (and
-/// the jobs that are not requests). Python thread only.
-void cb_serve_chain(void);
 
 #endif

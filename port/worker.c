@@ -325,6 +325,18 @@ serve_end_t worker_serve(const serve_t *s)
     }
 }
 
+/* Jobs of request R's call chain, and jobs that are not requests. */
+static int in_chain(const job_t *job, void *ctx)
+{
+    return job->id == 0 || job->parent == *(const int64_t *)ctx;
+}
+
+void worker_serve_chain(int64_t request)
+{
+    serve_t s = {.filter = in_chain, .ctx = &request, .wait = SERVE_RETURN};
+    worker_serve(&s);
+}
+
 void worker_run(void)
 {
     serve_t top = {.wait = SERVE_RUN_EVENT_LOOP};
