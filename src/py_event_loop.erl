@@ -42,7 +42,7 @@ get_loop() ->
 context() ->
     case py_request:last_context() of
         Ctx when is_pid(Ctx) ->
-            case is_process_alive(Ctx) orelse node(Ctx) =/= node() of
+            case node(Ctx) =/= node() orelse is_process_alive(Ctx) of
                 true -> Ctx;
                 false -> py_context_router:get_context()
             end;
