@@ -36,11 +36,10 @@ send(Ch, Bytes) when is_binary(Bytes) ->
 -spec try_receive(py_channel:channel()) -> {ok, binary()} | {error, empty | closed}.
 try_receive(Ch) -> py_channel:try_receive(Ch).
 
-%% @doc The next binary, waiting for it.
--spec recv(py_channel:channel()) -> {ok, binary()} | {error, closed}.
-recv(Ch) ->
-    {_, _} = Result = py_channel:receive_term(Ch, infinity),
-    Result.
+%% @doc The next binary, waiting for it as long as it takes (`{error, closed}'
+%% once the channel is closed and drained).
+-spec recv(py_channel:channel()) -> {ok, binary()} | {error, closed | timeout}.
+recv(Ch) -> py_channel:receive_term(Ch, infinity).
 
 %% @doc The next binary, waiting up to `Timeout' ms.
 -spec recv(py_channel:channel(), timeout()) -> {ok, binary()} | {error, closed | timeout}.

@@ -30,12 +30,9 @@ new_table() ->
 
 %% @doc The loop of the calling process: a reference naming its context
 %% (the same reference for the same context, for as long as the node runs).
--spec get_loop() -> {ok, reference()} | {error, not_started}.
+-spec get_loop() -> {ok, reference()}.
 get_loop() ->
-    case context() of
-        Ctx when is_pid(Ctx) -> {ok, loop_ref(Ctx)};
-        _ -> {error, not_started}
-    end.
+    {ok, loop_ref(context())}.
 
 %% @doc The context whose loop the calling process uses (see the module doc).
 -spec context() -> pid().

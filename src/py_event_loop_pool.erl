@@ -73,7 +73,7 @@ is_owngil_enabled() -> true.
 
 %% @doc The caller's loop (py_event_loop:get_loop/0): the same reference for a
 %% process as long as it keeps its context.
--spec get_loop() -> {ok, reference()} | {error, not_started}.
+-spec get_loop() -> {ok, reference()}.
 get_loop() -> py_event_loop:get_loop().
 
 %% @doc `num_loops' (contexts of the default pool, each with its own loop) and
