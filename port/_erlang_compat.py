@@ -327,12 +327,6 @@ def install(erlang):
         """Always False: a pyport context never holds a BEAM scheduler."""
         return False
 
-    def async_call(name, *args):
-        """An awaitable of erlang.call(name, *args); concurrent ones overlap."""
-        import asyncio  # imported on first use: it costs tens of ms at start
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, functools.partial(erlang.call, name, *args))
-
     def setup_logging(level=10, format=None):
         """Send Python logging records at `level` and up to Erlang's logger."""
         import _pyport
@@ -369,7 +363,6 @@ def install(erlang):
         "schedule_py": schedule_py,
         "schedule_inline": schedule_inline,
         "consume_time_slice": consume_time_slice,
-        "async_call": async_call,
         "__getattr__": __getattr__,
     }.items():
         setattr(erlang, key, value)

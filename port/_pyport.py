@@ -20,6 +20,7 @@ import erlang
 _loop = None
 _tasks = {}    # request id -> asyncio.Task awaiting a coroutine result
 _streams = {}  # request id -> _Stream
+_spawned = set()  # tasks of erlang.spawn_task, answered to nobody
 
 # The request a coroutine or stream runs for, seen from C (port/async.c): each
 # task has its own copy, so while a task runs this names its request (a cancel
@@ -33,14 +34,15 @@ def _get_loop():
     global _loop
     if _loop is None:
         import asyncio
-        _loop = asyncio.new_event_loop()
+        import _erlang_loop
+        _loop = _erlang_loop.ErlangEventLoop(serve_inbox=False)  # run() adds the reader
         asyncio.set_event_loop(_loop)
     return _loop
 
 
 def pending():
     """Number of coroutines and streams still running."""
-    return len(_tasks) + len(_streams)
+    return len(_tasks) + len(_streams) + len(_spawned)
 
 
 def run(fd, drain):
@@ -110,6 +112,34 @@ def _finish(req_id, owner, task, value):
             erlang._finish(req_id, owner, "error", result.exc)
         else:
             erlang._finish(req_id, owner, "ok", result)
+
+
+def spawn(coro, name=None):
+    """A task of the context's loop that answers no request (erlang.spawn_task):
+    the loop runs until it is done. Its exception, if any, is logged."""
+    ctx = contextvars.copy_context()
+    ctx.run(request.set, 0)   # a cancel of the spawning request does not reach it
+    task = _get_loop().create_task(coro, name=name, context=ctx)
+    _spawned.add(task)
+    erlang._pending_add(1)
+
+    def done(t):
+        _spawned.discard(t)
+        erlang._pending_add(-1)
+        if not t.cancelled() and t.exception() is not None:
+            _get_loop().call_exception_handler({
+                "message": "erlang.spawn_task: the task raised",
+                "exception": t.exception(), "task": t})
+        _maybe_stop()
+
+    task.add_done_callback(done)
+    return task
+
+
+def callback_done(cb_id, value, exc):
+    """The reply of an erlang.async_call (port/async.c)."""
+    import _erlang_loop
+    _erlang_loop.callback_done(cb_id, value, exc)
 
 
 def cancel(req_id):
@@ -211,6 +241,30 @@ def stream_ack(req_id, n):
     stream = _streams.get(req_id)
     if stream is not None:
         stream.ack(n)
+
+
+# ---- resources named by references -------------------------------------------
+
+_RESOURCES_KEPT = 256
+_resources = {}   # ref's ETF -> its reader (erlang.PyBuffer) or None; bounded
+
+
+def resource_attr(ref, name):
+    """An attribute of the resource `ref` names (port/terms.c asks when an
+    erlang.Ref has no attribute `name`): a py_buffer answers as erlang.PyBuffer,
+    one reader per buffer. NotImplemented when `ref` names no resource."""
+    key = ref.etf
+    if key in _resources:
+        reader = _resources[key]
+    else:
+        kind = erlang.call("_pyport.resource_kind", ref)
+        reader = erlang.PyBuffer(ref) if kind == "buffer" else None
+        if len(_resources) >= _RESOURCES_KEPT:
+            del _resources[next(iter(_resources))]
+        _resources[key] = reader
+    if reader is None:
+        return NotImplemented
+    return getattr(reader, name)
 
 
 # ---- virtual environments ------------------------------------------------------
@@ -453,6 +507,14 @@ def _install():
     # erlang.reactor (and `import erlang.reactor`): _pyport_reactor.py.
     import _pyport_reactor
     _pyport_reactor._install()
+    # The event-loop API (run, new_event_loop, sleep, spawn_task, async_call).
+    import _erlang_loop
+    _erlang_loop.install_into(erlang)
+    # Channels and byte channels (erlang.Channel, erlang.channel, ...).
+    import _erlang_channel
+    _erlang_channel.install_into(erlang)
+    import _erlang_buffer
+    _erlang_buffer.install_into(erlang)
 
 
 _install()

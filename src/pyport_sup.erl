@@ -29,6 +29,8 @@ init([]) ->
     ok = py_env_refs:new_table(),
     ok = py_compat:new_tables(),
     ok = py_shared_dict:new_table(),
+    ok = py_event_loop:new_table(),
+    ok = py_channel:new_table(),
     ok = py_semaphore:new(),
     Children = [#{id => py_context_router,
                   start => {py_context_router, start_link, []},

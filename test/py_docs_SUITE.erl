@@ -1,6 +1,6 @@
-%% The examples of README.md, docs/callbacks.md, docs/async.md, docs/scaling.md,
-%% docs/web.md, docs/reactor.md and the object references section of
-%% docs/types.md, run as written. Placeholder modules
+%% The examples of README.md, docs/callbacks.md, docs/async.md, docs/channels.md,
+%% docs/scaling.md, docs/web.md, docs/reactor.md and the object references
+%% section of docs/types.md, run as written. Placeholder modules
 %% (mymodule, logger_mod, model, my_module) live in the data directory, which
 %% is on the default pool's python_path; the examples' own lines are unchanged.
 %% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
@@ -28,6 +28,10 @@
          async_fifty/0, async_fifty/1,
          async_cast_spawn_parallel/0, async_cast_spawn_parallel/1,
          async_streams/0, async_streams/1,
+         async_event_loop_tasks/0, async_event_loop_tasks/1,
+         channels_channel/0, channels_channel/1,
+         channels_byte_channel/0, channels_byte_channel/1,
+         channels_buffer/0, channels_buffer/1,
          types_object_references/0, types_object_references/1,
          types_errors/0, types_errors/1,
          scaling_pool_over_nodes/0, scaling_pool_over_nodes/1,
@@ -48,7 +52,8 @@ all() ->
     [readme_quick_start, readme_callback, readme_coroutine, readme_streams, readme_refs,
      readme_child_spec, callbacks_python_block, callbacks_registering, callbacks_errors,
      callbacks_round_trip, callbacks_shared_state, async_fifty, async_cast_spawn_parallel,
-     async_streams, types_object_references, types_errors, scaling_pool_over_nodes,
+     async_streams, async_event_loop_tasks, channels_channel, channels_byte_channel,
+     channels_buffer, types_object_references, types_errors, scaling_pool_over_nodes,
      readme_web, readme_reactor, web_examples, reactor_example].
 
 init_per_suite(Config) ->
@@ -299,6 +304,48 @@ loop(Ref) ->
 
 handle(Token) ->
     put(handled, [Token | case get(handled) of undefined -> []; L -> L end]).
+
+
+async_event_loop_tasks() ->
+    [{doc, "docs/async.md, Tasks from Erlang: the py_event_loop block as written."}].
+async_event_loop_tasks(_Config) ->
+    Ref = py_event_loop:create_task(math, sqrt, [25.0]),         % start now
+    {ok, 5.0} = py_event_loop:await(Ref, 1000),                   % collect later
+    {ok, 3} = py_event_loop:run(math, floor, [3.7], #{timeout => 1000}),
+    ok = py_event_loop:spawn_task(math, ceil, [2.3]),             % result dropped
+    ok = py_event_loop:exec(<<"def double(x): return 2 * x">>),   % the caller's namespace
+    {ok, 42} = py_event_loop:run('__main__', double, [21]).
+
+%%% ===========================================================================
+%%% docs/channels.md
+%%% ===========================================================================
+
+channels_channel() ->
+    [{doc, "docs/channels.md, Channels: the Erlang block as written."}].
+channels_channel(_Config) ->
+    {ok, Ch} = py_channel:new(#{max_size => 10000}),   % bytes queued (external format); default unbounded
+    ok = py_channel:send(Ch, {job, 1, <<"payload">>}), % ok | busy | {error, closed}
+    #{size := _, max_size := 10000, closed := false} = py_channel:info(Ch),
+    {ok, {job, 1, <<"payload">>}} = py_channel:try_receive(Ch), % Erlang can take items too
+    ok = py_channel:close(Ch).
+
+channels_byte_channel() ->
+    [{doc, "docs/channels.md, Byte channels: the Erlang block as written."}].
+channels_byte_channel(_Config) ->
+    {ok, BCh} = py_byte_channel:new(#{max_size => 65536}), % bytes
+    ok = py_byte_channel:send(BCh, <<"HTTP/1.1 200 OK\r\n">>),
+    {ok, <<"HTTP/1.1 200 OK\r\n">>} = py_byte_channel:recv(BCh, 1000),
+    {error, empty} = py_byte_channel:try_receive(BCh),
+    ok = py_byte_channel:close(BCh).
+
+channels_buffer() ->
+    [{doc, "docs/channels.md, Buffers: the Erlang block as written."}].
+channels_buffer(_Config) ->
+    {ok, Buf} = py_buffer:new(),                  % or py_buffer:new(ContentLength)
+    ok = py_buffer:write(Buf, <<"line one\n">>),
+    ok = py_buffer:write(Buf, [<<"line ">>, <<"two\n">>]),
+    ok = py_buffer:close(Buf),                    % end of the stream
+    {ok, [<<"line one\n">>, <<"line two\n">>]} = py:eval(<<"list(erlang.PyBuffer(b))">>, #{b => Buf}).
 
 %%% ===========================================================================
 %%% docs/types.md
