@@ -22,6 +22,7 @@
          context_lifecycle_events/0, context_lifecycle_events/1,
          overload_queue_event/0, overload_queue_event/1,
          overload_output_event/0, overload_output_event/1,
+         overload_semaphore_event/0, overload_semaphore_event/1,
          operations_handler_example/0, operations_handler_example/1]).
 %% logger handler callback
 -export([log/2]).
@@ -38,6 +39,7 @@ all() ->
     [pool_contexts_named, named_context_shows_its_name, death_logged_with_metadata,
      python_logging_has_metadata, no_telemetry_no_events, call_events, span_exception,
      context_lifecycle_events, overload_queue_event, overload_output_event,
+     overload_semaphore_event,
      operations_handler_example].
 
 init_per_suite(Config) ->
@@ -265,6 +267,26 @@ overload_output_event(_Config) ->
     #{output_dropped := Dropped} = py_context:info(Ctx),
     ?assert(Dropped >= N),
     stop_ctx(Ctx).
+
+overload_semaphore_event() ->
+    [{doc, "A routed call that finds no free slot of the node-wide limit (py_semaphore) "
+      "within its timeout answers {error, {overloaded, 1, 1}} and emits [pyport, overload] "
+      "(current, max; kind semaphore, the pool)."}].
+overload_semaphore_event(_Config) ->
+    attach(obs_semaphore, [[pyport, overload]]),
+    Max = py_semaphore:max_concurrent(),
+    ok = py_semaphore:set_max_concurrent(1),
+    try
+        Busy = spawn_caller(fun() -> py:call(time, sleep, [1.5]) end),
+        wait_until(fun() -> py_semaphore:current() =:= 1 end, ?EVENTUALLY_MS),
+        {error, {overloaded, 1, 1}} = py:call(math, sqrt, [4], #{}, 200),
+        [{[pyport, overload], #{current := 1, max := 1},
+          #{kind := semaphore, pool := default, context := Ctx}}] = events(1),
+        ?assert(is_pid(Ctx)),
+        {ok, _} = pyport_test:answer(Busy, ?EVENTUALLY_MS)
+    after
+        ok = py_semaphore:set_max_concurrent(Max)
+    end.
 
 operations_handler_example() ->
     [{doc, "docs/operations.md, Telemetry events: the handler example, as written, logs a "
