@@ -17,6 +17,7 @@
          owner_death/0, owner_death/1,
          two_contexts_share/0, two_contexts_share/1,
          byte_channel_both_ways/0, byte_channel_both_ways/1,
+         python_sends/0, python_sends/1,
          buffer_large_stream/0, buffer_large_stream/1,
          buffer_file_like/0, buffer_file_like/1,
          buffer_async/0, buffer_async/1]).
@@ -29,7 +30,7 @@ suite() ->
 
 all() ->
     [sync_consumer, receive_timeout, async_consumer_does_not_block, cancelled_wait_takes_nothing,
-     backpressure, close_and_drain, owner_death, two_contexts_share, byte_channel_both_ways,
+     backpressure, close_and_drain, owner_death, two_contexts_share, byte_channel_both_ways, python_sends,
      buffer_large_stream, buffer_file_like, buffer_async].
 
 init_per_suite(Config) ->
@@ -192,6 +193,19 @@ byte_channel_both_ways(Config) ->
     {ok, Small} = py_byte_channel:new(#{max_size => 10}),
     ok = py_byte_channel:send(Small, <<"12345678">>),
     busy = py_byte_channel:send(Small, <<"abc">>),
+    ok.
+
+python_sends() ->
+    [{doc, "Python queues terms with Channel.send (imported from erlang.channel) that "
+      "Erlang takes; after close, send raises ChannelClosed."}].
+python_sends(Config) ->
+    Ctx = ?config(ctx, Config),
+    {ok, Ch} = py_channel:new(),
+    ?assertEqual({ok, {[true, true], <<"closed">>}},
+                 py:call(Ctx, chan_cases, send_from_python, [Ch, [{a, 1}, <<"two">>]])),
+    ?assertEqual({ok, {a, 1}}, py_channel:try_receive(Ch)),
+    ?assertEqual({ok, <<"two">>}, py_channel:try_receive(Ch)),
+    ?assertEqual({error, closed}, py_channel:try_receive(Ch)),
     ok.
 
 recv_not(Ch, Skip) ->

@@ -78,3 +78,17 @@ def buffer_view(buf):
 
 async def buffer_async(buf):
     return await PyBuffer(buf).read_async()
+
+
+def send_from_python(ch, items):
+    """Channel.send from Python; then the answers of send after close."""
+    from erlang.channel import Channel as C, ChannelClosed as Closed
+    c = C(ch)
+    sent = [c.send(i) for i in items]
+    c.close()
+    try:
+        c.send("late")
+        late = "sent"
+    except Closed:
+        late = "closed"
+    return (sent, late)
