@@ -9,7 +9,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 DEB_PACKAGES := gcc libc6-dev make cmake pkg-config git erlang-nox erlang-dev \
                 erlang-common-test erlang-dialyzer erlang-edoc libuv1-dev python3-dev \
-                python3-venv python3-numpy rebar3 elixir
+                python3-venv python3-numpy python3-flask rebar3 elixir
 
 APP_DIR := $(BUILD)/pyport
 
@@ -40,11 +40,15 @@ test-fast: build
 demo: build
 	escript examples/demo.escript $(APP_DIR)
 
+# BENCH_NODES=1 adds the scenario of pools over two peer nodes to make bench
+# (bench/README.md); BENCH_NODES=only runs that scenario alone.
+BENCH_NODES ?= 0
 bench: build
 	cmake --build $(BUILD) --target bench_echo -j $(JOBS)
-	escript bench/bench.escript $(BUILD)
-	escript bench/bench_template.escript $(BUILD)
-	escript bench/plot.escript $$(ls -t bench/results/*.term | head -1) docs/performance.svg
+	BENCH_NODES=$(BENCH_NODES) escript bench/bench.escript $(BUILD)
+	if [ "$(BENCH_NODES)" != only ]; then \
+	  escript bench/bench_template.escript $(BUILD) && \
+	  escript bench/plot.escript $$(ls -t bench/results/*.term | head -1) docs/performance.svg; fi
 
 # Half an hour of everything at once (not in CI): calls, callbacks, streams,
 # timeouts, restarts, kills and floods; lost/duplicated must be 0.

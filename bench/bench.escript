@@ -18,6 +18,12 @@
 -define(PAYLOAD_RUNS, 50).
 %% Context start-ups per variant (median).
 -define(START_RUNS, 10).
+%% The size sweep: binaries from 1 KiB to 64 MiB, about SWEEP_BYTES moved per
+%% size and variant (at least SWEEP_MIN_RUNS round trips, at most SWEEP_MAX_RUNS).
+-define(SWEEP_SIZES, [1 bsl 10, 16 bsl 10, 256 bsl 10, 1 bsl 20, 4 bsl 20, 16 bsl 20, 64 bsl 20]).
+-define(SWEEP_BYTES, 256 bsl 20).
+-define(SWEEP_MIN_RUNS, 3).
+-define(SWEEP_MAX_RUNS, 50).
 
 main([Build]) ->
     BenchDir = filename:dirname(filename:absname(escript:script_name())),
@@ -42,19 +48,39 @@ main([Build]) ->
         "" -> ok;
         Note -> io:format("note: ~s~n", [Note])
     end,
-    Latency = latency(Echo, Pyport),
-    Throughput = throughput(Echo, N),
-    Payload = payload(Echo),
-    Startup = startup(Echo),
-    Rss = rss(Echo),
-    {Rows, Targets} = figures(N, Latency, Throughput, Payload, Startup, Rss),
-    bench_report:print(Rows, Targets, Latency),
-    Raw = #{date => lists:sublist(Started, 10), started => Started,
+    %% BENCH_NODES=1 adds the scenario of pools over peer nodes; `only' runs
+    %% that scenario alone.
+    NodesMode = os:getenv("BENCH_NODES", "0"),
+    Core = case NodesMode of
+               "only" ->
+                   #{latency => #{}, rows => [], targets => []};
+               _ ->
+                   Latency = latency(Echo, Pyport),
+                   Throughput = throughput(Echo, N),
+                   Payload = payload(Echo),
+                   Sweep = sweep(Echo),
+                   Startup = startup(Echo),
+                   Rss = rss(Echo),
+                   {Rows0, Targets0} = figures(N, Latency, Throughput, Payload, Startup, Rss),
+                   {SweepRows, SweepTarget} = sweep_figures(Sweep),
+                   Rows1 = Rows0 ++ SweepRows,
+                   Targets1 = Targets0 ++ [SweepTarget],
+                   bench_report:print(Rows1, Targets1, Latency),
+                   #{latency => Latency, throughput => Throughput, payload => Payload,
+                     sweep => Sweep, startup => Startup, rss => Rss, rows => Rows1,
+                     targets => Targets1}
+           end,
+    Nodes = case NodesMode of
+                "0" -> #{};
+                _ -> R = bench_nodes:run(AppEbin), bench_nodes:print(R), #{nodes => R}
+            end,
+    #{rows := Rows, targets := Targets} = Core,
+    Raw = maps:merge(maps:without([rows, targets], Core), Nodes#{
+            date => lists:sublist(Started, 10), started => Started,
             loadavg_end => string:trim(os:cmd("cat /proc/loadavg")),
             git => Git, machine => Machine, default_pool_size => N,
-            settings => settings(), latency => Latency, throughput => Throughput,
-            payload => Payload, startup => Startup, rss => Rss,
-            targets => [{T, P} || #{target := T, pass := P} <- Targets]},
+            settings => settings(),
+            targets => [{T, P} || #{target := T, pass := P} <- Targets]}),
     File = bench_report:write(filename:join(BenchDir, "results"), Raw, {Rows, Targets}),
     io:format("~nwrote ~s~n", [File]),
     ok = logger:set_primary_config(level, warning),
@@ -77,7 +103,7 @@ settings() ->
     #{lat_warmup => ?LAT_WARMUP, lat_rounds => ?LAT_ROUNDS, lat_per_round => ?LAT_PER_ROUND,
       tp_callers => ?TP_CALLERS, tp_window_ms => ?TP_WINDOW_MS, tp_runs => ?TP_RUNS,
       payload_warmup => ?PAYLOAD_WARMUP, payload_runs => ?PAYLOAD_RUNS,
-      start_runs => ?START_RUNS}.
+      start_runs => ?START_RUNS, sweep_sizes => ?SWEEP_SIZES, sweep_bytes => ?SWEEP_BYTES}.
 
 %%% ===========================================================================
 %%% Single-caller latency of py:call(math, sqrt, [16])
@@ -210,6 +236,55 @@ payload(X, Ctx, Direct, Routed) ->
 %%% ===========================================================================
 %%% Context start to first answer
 %%% ===========================================================================
+
+%% Binary round trips over sizes from 1 KiB to 64 MiB, pyport vs echo direct:
+%% the time per MiB must not grow with the size. One context with a max_frame
+%% large enough for the biggest size; the p50 of each size in microseconds.
+sweep(Echo) ->
+    io:format("size sweep: binary round trips of ~s...~n",
+              [lists:join(", ", [size_label(S) || S <- ?SWEEP_SIZES])]),
+    {ok, Ctx} = py_context:start_link(#{}),
+    R = maps:from_list(
+          [{Size, in_fresh_process(
+                    fun() ->
+                            rand:seed(exsss, {1, 2, 3}),
+                            X = rand:bytes(Size),
+                            ok = py:exec(Ctx, <<"def ident(x):\n    return x\n">>),
+                            Direct = {direct, bench_floor:open(Echo)},
+                            Runs = max(?SWEEP_MIN_RUNS, min(?SWEEP_MAX_RUNS, ?SWEEP_BYTES div Size)),
+                            Timed = fun(Call) ->
+                                            fun() ->
+                                                    {Us, {ok, Y}} = bench_run:time_us(Call),
+                                                    byte_size(Y) =:= Size orelse error(wrong_answer),
+                                                    Us
+                                            end
+                                    end,
+                            Variants = [{pyport, Timed(fun() -> py:call(Ctx, '__main__', ident, [X]) end)},
+                                        {echo_direct, Timed(fun() -> bench_floor:echo(Direct, X) end)}],
+                            _ = bench_run:repeat_interleaved(Variants, 1),
+                            S = bench_run:repeat_interleaved(Variants, Runs),
+                            port_close(element(2, Direct)),
+                            maps:map(fun(_, L) -> bench_run:median(L) end, S)
+                    end)}
+           || Size <- ?SWEEP_SIZES]),
+    py_context:stop(Ctx),
+    R.
+
+size_label(S) when S >= 1 bsl 20 -> integer_to_list(S bsr 20) ++ " MiB";
+size_label(S) -> integer_to_list(S bsr 10) ++ " KiB".
+
+sweep_figures(Sweep) ->
+    PerMiB = fun(Size, V) -> maps:get(V, maps:get(Size, Sweep)) / 1000 / (Size / 1048576) end,
+    Rows = [#{figure => "binary round trip " ++ size_label(Size) ++ ", per MiB", unit => "ms",
+              pyport => PerMiB(Size, pyport), direct => PerMiB(Size, echo_direct),
+              routed => undefined}
+            || Size <- ?SWEEP_SIZES, Size >= 1 bsl 20],
+    %% From 1 MiB up (below it the fixed cost of a call dominates the per-MiB
+    %% figure): the largest per-MiB time against the 1 MiB one.
+    Big = [PerMiB(S, pyport) || S <- ?SWEEP_SIZES, S >= 1 bsl 20],
+    Growth = lists:max(Big) / PerMiB(1 bsl 20, pyport),
+    {Rows, target("time per MiB, 1 MiB to 64 MiB (worst / 1 MiB)", fmt("~.2fx", [Growth]),
+                  "<= 1.50x", Growth =< 1.5)}.
 
 startup(Echo) ->
     io:format("start-up: ~b starts per variant...~n", [?START_RUNS]),

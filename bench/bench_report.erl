@@ -197,5 +197,9 @@ markdown(Base, Raw, Git, M, Rows, Targets, RawText) ->
      "| target | measured | limit | verdict |\n|---|---|---|---|\n",
      [io_lib:format("| ~ts | ~ts | ~ts | ~s |~n", [Name, Measured, Limit, verdict(T)])
       || T = #{target := Name, measured := Measured, limit := Limit} <- Targets],
+     case Raw of
+         #{nodes := Nodes} -> bench_nodes:markdown(Nodes);
+         _ -> ""
+     end,
      "\n## Raw numbers\n\nThe same term is in the `.term` file beside this one.\n\n"
      "```erlang\n", RawText, "```\n"].

@@ -22,8 +22,15 @@ main([In, Out]) ->
              Pay(list_100k, echo_routed) / Pay(list_100k, echo_direct)},
             {"10k-key map", Pay(map_10k, pyport) / Pay(map_10k, echo_direct),
              Pay(map_10k, echo_routed) / Pay(map_10k, echo_direct)}],
+    %% Runs with the size sweep add its largest binary (no routed echo there).
+    SweepRows = case T of
+                    #{sweep := #{67108864 := #{pyport := SP, echo_direct := SD}}} ->
+                        [{"64 MiB binary", SP / SD, 0.0}];
+                    _ ->
+                        []
+                end,
     #{git := #{commit := Commit}, date := Date} = T,
-    ok = file:write_file(Out, svg(Rows, Date ++ " " ++ Commit)).
+    ok = file:write_file(Out, svg(Rows ++ SweepRows, Date ++ " " ++ Commit)).
 
 ratio(Tp, Floor, Py) ->
     maps:get(median, maps:get(Floor, Tp)) / maps:get(median, maps:get(Py, Tp)).

@@ -8,7 +8,7 @@
 %% lost (timed out without being meant to, or never answered: must be 0), those
 %% answered twice (a stray message after the answer: must be 0), those run twice
 %% (must be 0), and the node's memory drift; and writes the summary to
-%% bench/results/soak-<date>-<commit>.md.
+%% bench/results/soak-<date>-<commit>-<seconds>s.md.
 %%
 %% Usage: escript bench/soak.escript BUILD_DIR [SECONDS]   (default 1800)
 -mode(compile).
@@ -150,6 +150,14 @@ sampler(Mem0, Peak) ->
         sampler(Mem0, max(Peak, erlang:memory(total)))
     end.
 
+%% Every call stores its token with py:state_incr (how "run twice" is seen),
+%% so the state table grows with the calls made: that is not a leak.
+state_table_bytes() ->
+    case ets:info(py_state, memory) of
+        undefined -> 0;
+        Words -> Words * erlang:system_info(wordsize)
+    end.
+
 report(Build, Ctx, All, Mem0, MemPeak, MemEnd, Duration) ->
     Runs = maps:from_list([{K, V} || K <- py:state_keys(), {ok, V} <- [py:state_fetch(K)]]),
     Made = length(All),
@@ -185,6 +193,9 @@ report(Build, Ctx, All, Mem0, MemPeak, MemEnd, Duration) ->
          io_lib:format("| node memory start / peak / end (MB) | ~.1f / ~.1f / ~.1f |~n",
                        [Mem0 / 1.0e6, MemPeak / 1.0e6, MemEnd / 1.0e6]),
          io_lib:format("| memory drift (MB) | ~.1f |~n", [(MemEnd - Mem0) / 1.0e6]),
+         io_lib:format("| of which the soak's own records: run tokens in py:state / results list (MB) | ~.1f / ~.1f |~n",
+                       [state_table_bytes() / 1.0e6,
+                        erts_debug:flat_size(All) * erlang:system_info(wordsize) / 1.0e6]),
          io_lib:format("| context restarts | ~b |~n", [maps:get(restarts, Info)]),
          io_lib:format("| output dropped / sends dropped | ~b / ~b |~n~n",
                        [maps:get(output_dropped, Info), maps:get(sends_dropped, Info)]),
@@ -196,7 +207,8 @@ report(Build, Ctx, All, Mem0, MemPeak, MemEnd, Duration) ->
     Out = filename:join(["bench", "results",
                          "soak-" ++ lists:sublist(calendar:system_time_to_rfc3339(
                                                    erlang:system_time(second)), 10)
-                         ++ "-" ++ Commit ++ ".md"]),
+                         ++ "-" ++ Commit ++ "-" ++ integer_to_list(Duration div 1000)
+                         ++ "s.md"]),
     ok = file:write_file(Out, Text),
     io:format("written to ~s~n", [Out]),
     halt(case {Lost, Dup, Twice} of {[], [], []} -> 0; _ -> 1 end).

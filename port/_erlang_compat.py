@@ -13,7 +13,6 @@ False; erlang.send asks the Erlang side, so that a dead process is an error as
 in erlang_python.
 """
 
-import asyncio
 import builtins
 import functools
 import os
@@ -328,11 +327,6 @@ def install(erlang):
         """Always False: a pyport context never holds a BEAM scheduler."""
         return False
 
-    def async_call(name, *args):
-        """An awaitable of erlang.call(name, *args); concurrent ones overlap."""
-        loop = asyncio.get_running_loop()
-        return loop.run_in_executor(None, functools.partial(erlang.call, name, *args))
-
     def setup_logging(level=10, format=None):
         """Send Python logging records at `level` and up to Erlang's logger."""
         import _pyport
@@ -341,6 +335,12 @@ def install(erlang):
     def __getattr__(name):
         """erlang.<name> is the Erlang function registered as `name`; a name that
         is not registered is not an attribute (hasattr is False)."""
+        if name == "ErlangHandler":
+            # logging is imported, and the class defined, on first use.
+            import _pyport
+            cls = _pyport.erlang_handler()
+            setattr(erlang, name, cls)
+            return cls
         if name.startswith("__") or not erlang.call("_pyport.registered", name):
             raise AttributeError(f"module 'erlang' has no attribute '{name}'")
         return Function(name)
@@ -355,7 +355,6 @@ def install(erlang):
         "SharedDict": SharedDict,
         "Span": Span,
         "trace": trace,
-        "ErlangHandler": _pyport.ErlangHandler,
         "setup_logging": setup_logging,
         "_atom": erlang.atom,
         "send": send,
@@ -364,7 +363,6 @@ def install(erlang):
         "schedule_py": schedule_py,
         "schedule_inline": schedule_inline,
         "consume_time_slice": consume_time_slice,
-        "async_call": async_call,
         "__getattr__": __getattr__,
     }.items():
         setattr(erlang, key, value)

@@ -8,18 +8,19 @@ functions of the `erlang` module prefixed with `_` send frames to Erlang.
 
 import contextvars
 import gc
-import glob
-import importlib
-import logging
 import os
-import site
 import sys
 
 import erlang
 
+# Imported where first needed, not here, to keep a context's start short:
+# asyncio (the event loop), logging (configure_logging, ErlangHandler), glob,
+# importlib and site (venvs).
+
 _loop = None
 _tasks = {}    # request id -> asyncio.Task awaiting a coroutine result
 _streams = {}  # request id -> _Stream
+_spawned = set()  # tasks of erlang.spawn_task, answered to nobody
 
 # The request a coroutine or stream runs for, seen from C (port/async.c): each
 # task has its own copy, so while a task runs this names its request (a cancel
@@ -33,14 +34,15 @@ def _get_loop():
     global _loop
     if _loop is None:
         import asyncio
-        _loop = asyncio.new_event_loop()
+        import _erlang_loop
+        _loop = _erlang_loop.ErlangEventLoop(serve_inbox=False)  # run() adds the reader
         asyncio.set_event_loop(_loop)
     return _loop
 
 
 def pending():
     """Number of coroutines and streams still running."""
-    return len(_tasks) + len(_streams)
+    return len(_tasks) + len(_streams) + len(_spawned)
 
 
 def run(fd, drain):
@@ -110,6 +112,34 @@ def _finish(req_id, owner, task, value):
             erlang._finish(req_id, owner, "error", result.exc)
         else:
             erlang._finish(req_id, owner, "ok", result)
+
+
+def spawn(coro, name=None):
+    """A task of the context's loop that answers no request (erlang.spawn_task):
+    the loop runs until it is done. Its exception, if any, is logged."""
+    ctx = contextvars.copy_context()
+    ctx.run(request.set, 0)   # a cancel of the spawning request does not reach it
+    task = _get_loop().create_task(coro, name=name, context=ctx)
+    _spawned.add(task)
+    erlang._pending_add(1)
+
+    def done(t):
+        _spawned.discard(t)
+        erlang._pending_add(-1)
+        if not t.cancelled() and t.exception() is not None:
+            _get_loop().call_exception_handler({
+                "message": "erlang.spawn_task: the task raised",
+                "exception": t.exception(), "task": t})
+        _maybe_stop()
+
+    task.add_done_callback(done)
+    return task
+
+
+def callback_done(cb_id, value, exc):
+    """The reply of an erlang.async_call (port/async.c)."""
+    import _erlang_loop
+    _erlang_loop.callback_done(cb_id, value, exc)
 
 
 def cancel(req_id):
@@ -213,6 +243,30 @@ def stream_ack(req_id, n):
         stream.ack(n)
 
 
+# ---- resources named by references -------------------------------------------
+
+_RESOURCES_KEPT = 256
+_resources = {}   # ref's ETF -> its reader (erlang.PyBuffer) or None; bounded
+
+
+def resource_attr(ref, name):
+    """An attribute of the resource `ref` names (port/terms.c asks when an
+    erlang.Ref has no attribute `name`): a py_buffer answers as erlang.PyBuffer,
+    one reader per buffer. NotImplemented when `ref` names no resource."""
+    key = ref.etf
+    if key in _resources:
+        reader = _resources[key]
+    else:
+        kind = erlang.call("_pyport.resource_kind", ref)
+        reader = erlang.PyBuffer(ref) if kind == "buffer" else None
+        if len(_resources) >= _RESOURCES_KEPT:
+            del _resources[next(iter(_resources))]
+        _resources[key] = reader
+    if reader is None:
+        return NotImplemented
+    return getattr(reader, name)
+
+
 # ---- virtual environments ------------------------------------------------------
 
 _venv = None
@@ -224,6 +278,9 @@ def activate_venv(path):
     global _venv
     if path is None:
         return deactivate_venv()
+    import glob
+    import importlib
+    import site
     path = os.path.abspath(os.fsdecode(path))
     want = f"python{sys.version_info.major}.{sys.version_info.minor}"
     found = sorted(glob.glob(os.path.join(path, "lib", "python*", "site-packages")))
@@ -256,6 +313,7 @@ def deactivate_venv():
         while p in sys.path:
             sys.path.remove(p)
     os.environ.pop("VIRTUAL_ENV", None)
+    import importlib
     importlib.invalidate_caches()
     _venv = None
     return venv_info()
@@ -272,20 +330,43 @@ def venv_info():
 
 # ---- logging -------------------------------------------------------------------
 
-class ErlangHandler(logging.Handler):
-    """Sends each record to Erlang's logger (level, logger name, message)."""
-
-    def emit(self, record):
-        try:
-            message = self.format(record)
-        except Exception:
-            message = record.getMessage()
-        erlang._log(record.levelno, record.name, message)
+_handler_class = None
 
 
-def configure_logging(level=logging.INFO, fmt=None):
+def erlang_handler():
+    """The logging.Handler class that sends each record to Erlang's logger
+    (erlang.ErlangHandler); defined on first use, so that logging is imported
+    only by contexts that log."""
+    global _handler_class
+    if _handler_class is None:
+        import logging
+
+        class ErlangHandler(logging.Handler):
+            """Sends each record to Erlang's logger (level, logger name, message)."""
+
+            def emit(self, record):
+                try:
+                    message = self.format(record)
+                except Exception:
+                    message = record.getMessage()
+                erlang._log(record.levelno, record.name, message)
+
+        _handler_class = ErlangHandler
+    return _handler_class
+
+
+def __getattr__(name):
+    if name == "ErlangHandler":
+        return erlang_handler()
+    raise AttributeError(f"module '_pyport' has no attribute '{name}'")
+
+
+def configure_logging(level=20, fmt=None):
     """Route Python logging (the root logger and everything below it) to Erlang.
-    `level` may also be [level, fmt] (the form py:configure_logging/1 sends)."""
+    `level` (default logging.INFO) may also be [level, fmt] (the form
+    py:configure_logging/1 sends)."""
+    import logging
+    ErlangHandler = erlang_handler()
     if isinstance(level, (list, tuple)):
         level, fmt = level
     root = logging.getLogger()
@@ -423,6 +504,17 @@ def _install():
     # __getattr__, schedule*, SharedDict, Span, ...): _erlang_compat.py.
     import _erlang_compat
     _erlang_compat.install(erlang)
+    # erlang.reactor (and `import erlang.reactor`): _pyport_reactor.py.
+    import _pyport_reactor
+    _pyport_reactor._install()
+    # The event-loop API (run, new_event_loop, sleep, spawn_task, async_call).
+    import _erlang_loop
+    _erlang_loop.install_into(erlang)
+    # Channels and byte channels (erlang.Channel, erlang.channel, ...).
+    import _erlang_channel
+    _erlang_channel.install_into(erlang)
+    import _erlang_buffer
+    _erlang_buffer.install_into(erlang)
 
 
 _install()

@@ -152,6 +152,35 @@ void async_cancel(int64_t id)
     }
 }
 
+void async_callback_reply(const job_t *job)
+{
+    int64_t cb_id = 0;
+    PyObject *value = conv_callback_reply(job->frame, job->len, job->index, &cb_id); // owned
+    PyObject *exc = NULL;                                                            // owned
+    if (value == NULL) {
+        if (cb_id == 0) {
+            PyErr_WriteUnraisable(NULL); /* malformed: no future to tell */
+            return;
+        }
+        PyObject *type;
+        PyObject *tb;
+        PyErr_Fetch(&type, &exc, &tb); /* all three owned */
+        PyErr_NormalizeException(&type, &exc, &tb);
+        if (exc != NULL && tb != NULL) {
+            PyException_SetTraceback(exc, tb);
+        }
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+    }
+    int rc = helper("callback_done", "(LOO)", (long long)cb_id, value != NULL ? value : Py_None,
+                    exc != NULL ? exc : Py_None);
+    Py_XDECREF(value);
+    Py_XDECREF(exc);
+    if (rc < 0) {
+        PyErr_WriteUnraisable(NULL);
+    }
+}
+
 void async_ack(int64_t id, long n)
 {
     if (helper("stream_ack", "(Ll)", (long long)id, n) < 0) {
@@ -231,12 +260,41 @@ static PyObject *mod_stream_data(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* _drain(): the inbox eventfd is readable; serve every job waiting. */
+/* _inbox_fd(): the eventfd that is readable while jobs wait for this thread. */
+static PyObject *mod_inbox_fd(PyObject *self, PyObject *unused)
+{
+    (void)self;
+    (void)unused;
+    return PyLong_FromLong(inbox_fd());
+}
+
+/* _pending_add(n): n more (or fewer) tasks the loop must run for (spawn_task). */
+static PyObject *mod_pending_add(PyObject *self, PyObject *args)
+{
+    (void)self;
+    long n;
+    if (!PyArg_ParseTuple(args, "l", &n)) {
+        return NULL;
+    }
+    g_pending += n;
+    Py_RETURN_NONE;
+}
+
+/* _drain(): the inbox eventfd is readable; serve every job waiting (the jobs of
+   the running request's call chain when a request runs an event loop itself). */
 static PyObject *mod_drain(PyObject *self, PyObject *unused)
 {
     (void)self;
     (void)unused;
+    if (!ctl_is_python_thread()) {
+        Py_RETURN_NONE; /* a loop of another thread: the inbox is not its own */
+    }
     inbox_drain();
+    if (ctl_current() != 0) {
+        worker_serve_chain(ctl_current());
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
     serve_t s = {.wait = SERVE_RETURN};
     if (worker_serve(&s) == SERVE_STOPPED) {
         helper("stop", "()");
@@ -270,5 +328,7 @@ PyMethodDef async_methods[] = {
     {"_stream_data", mod_stream_data, METH_VARARGS, NULL},
     {"_drain", mod_drain, METH_NOARGS, NULL},
     {"_log", mod_log, METH_VARARGS, NULL},
+    {"_inbox_fd", mod_inbox_fd, METH_NOARGS, NULL},
+    {"_pending_add", mod_pending_add, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };

@@ -14,6 +14,8 @@
 
 #include <stdint.h>
 
+#include "inbox.h"
+
 /// Imports _pyport (the helper module). Returns 0 or -1 with an error set.
 int async_init(void);
 
@@ -43,7 +45,12 @@ void async_cancel(int64_t id);
 /// Grants n more items to the stream of request id.
 void async_ack(int64_t id, long n);
 
-/// Functions added to the `erlang` module: _finish, _stream_data, _drain, _log.
+/// A callback_reply no thread waits for: resolves the erlang.async_call future
+/// of its CbId, if one still waits (a cancelled one is forgotten). Borrows job.
+void async_callback_reply(const job_t *job);
+
+/// Functions added to the `erlang` module: _finish, _stream_data, _drain, _log,
+/// _inbox_fd, _pending_add.
 extern PyMethodDef async_methods[];
 
 #endif

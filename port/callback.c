@@ -42,7 +42,7 @@ static int64_t cb_request(void)
     return top != 0 ? top : async_current_request();
 }
 
-static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *args)
+static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *args, int async)
 {
     Py_ssize_t n;
     const char *s = PyUnicode_AsUTF8AndSize(name, &n);
@@ -50,7 +50,11 @@ static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *a
         return -1;
     }
     buf_t b;
-    frame_begin_callback(&b, id, request, s, (size_t)n);
+    if (async) {
+        frame_begin_async_callback(&b, id, request, s, (size_t)n);
+    } else {
+        frame_begin_callback(&b, id, request, s, (size_t)n);
+    }
     PyObject *list = PySequence_List(args); // owned
     int rc = list != NULL ? conv_from_py(&b, list) : -1;
     Py_XDECREF(list);
@@ -60,26 +64,6 @@ static int send_request(int64_t id, int64_t request, PyObject *name, PyObject *a
     }
     frame_send(&b);
     return 0;
-}
-
-/* Decodes {callback_reply, Id, ok | error, Term}: the result, or raises. */
-static PyObject *decode_reply(job_t *job)
-{
-    int index = job->index;
-    long long id;
-    char status[MAXATOMLEN];
-    if (ei_decode_longlong(job->frame, &index, &id) < 0 ||
-        ei_decode_atom(job->frame, &index, status) < 0) {
-        PyErr_SetString(PyExc_ValueError, "malformed callback reply");
-        return NULL;
-    }
-    PyObject *value = conv_to_py(job->frame, job->len, &index); // owned
-    if (value == NULL || strcmp(status, "ok") == 0) {
-        return value;
-    }
-    terms_raise_error(value);
-    Py_DECREF(value);
-    return NULL;
 }
 
 typedef struct {
@@ -142,7 +126,7 @@ PyObject *cb_call(PyObject *name, PyObject *args)
     waiters_add(&w, atomic_fetch_add(&g_next_id, 1) + 1, on_python);
     PyObject *result = NULL;
     int64_t request = cb_request();
-    if (send_request(w.id, request, name, args) == 0) {
+    if (send_request(w.id, request, name, args, 0) == 0) {
         int rc = 0;
         if (on_python) {
             g_depth++;
@@ -153,11 +137,24 @@ PyObject *cb_call(PyObject *name, PyObject *args)
         }
         job_t *reply = waiters_remove(&w);
         if (rc == 0 && reply != NULL) {
-            result = decode_reply(reply);
+            result = conv_callback_reply(reply->frame, reply->len, reply->index, NULL);
         }
         job_free(reply);
     } else {
         job_free(waiters_remove(&w));
     }
     return result;
+}
+
+int64_t cb_send_async(PyObject *name, PyObject *args)
+{
+    if (!ctl_is_python_thread()) {
+        PyErr_SetString(PyExc_RuntimeError, "erlang.async_call runs on the context's event loop");
+        return -1;
+    }
+    int64_t id = atomic_fetch_add(&g_next_id, 1) + 1;
+    /* Made for the request on top of the stack (a loop run from sync code) or
+       the coroutine's own request: Erlang runs it in the call chain of that
+       request, in a process of its own (concurrent ones overlap). */
+    return send_request(id, cb_request(), name, args, 1) == 0 ? id : -1;
 }

@@ -13,6 +13,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdint.h>
+
 /// Sets how deeply the Python thread may nest callback waits.
 void cb_set_max_nesting(int depth);
 
@@ -20,5 +22,11 @@ void cb_set_max_nesting(int depth);
 /// Returns a new reference, or NULL with erlang.Error (an Erlang exception),
 /// RecursionError (nesting limit) or whatever a signal raised while waiting.
 PyObject *cb_call(PyObject *name, PyObject *args);
+
+/// Sends {callback, CbId, ReqId, Name} + Args without waiting (erlang.async_call):
+/// the reply comes back as a callback_reply no waiter takes, and the Python
+/// thread hands it to async_callback_reply. Returns CbId, or -1 with an error set.
+/// Python thread only.
+int64_t cb_send_async(PyObject *name, PyObject *args);
 
 #endif

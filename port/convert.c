@@ -1046,3 +1046,23 @@ void conv_badarg(buf_t *b)
     Py_XDECREF(msg);
     Py_XDECREF(exc);
 }
+
+PyObject *conv_callback_reply(const char *frame, size_t len, int index, int64_t *cb_id)
+{
+    long long id;
+    char status[MAXATOMLEN];
+    if (ei_decode_longlong(frame, &index, &id) < 0 || ei_decode_atom(frame, &index, status) < 0) {
+        PyErr_SetString(PyExc_ValueError, "malformed callback reply");
+        return NULL;
+    }
+    if (cb_id != NULL) {
+        *cb_id = id;
+    }
+    PyObject *value = conv_to_py(frame, len, &index); // owned
+    if (value == NULL || strcmp(status, "ok") == 0) {
+        return value;
+    }
+    terms_raise_error(value);
+    Py_DECREF(value);
+    return NULL;
+}

@@ -54,4 +54,9 @@ void conv_exception(buf_t *b);
 /// Appends {badarg, Message} for the pending Python exception and clears it.
 void conv_badarg(buf_t *b);
 
+/// Decodes the body of {callback_reply, CbId, ok | error, Term} at index: the
+/// result (new reference), or NULL with the Erlang error raised as erlang.Error
+/// (ValueError when malformed). *cb_id (if not NULL) gets CbId.
+PyObject *conv_callback_reply(const char *frame, size_t len, int index, int64_t *cb_id);
+
 #endif

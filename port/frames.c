@@ -218,6 +218,16 @@ void frame_begin_callback(buf_t *b, int64_t cb_id, int64_t req_id, const char *n
     proto_body(b);
 }
 
+void frame_begin_async_callback(buf_t *b, int64_t cb_id, int64_t req_id, const char *name,
+                                size_t len)
+{
+    begin(b, len + 192, "async_callback", 4);
+    proto_long(b, cb_id);
+    proto_long(b, req_id);
+    proto_binary(b, name, len);
+    proto_body(b);
+}
+
 void frame_begin_send_pid(buf_t *b, const char *pid, size_t len)
 {
     begin(b, len + 64, "send", 2);

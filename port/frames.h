@@ -94,6 +94,12 @@ void frame_begin_stream_data(buf_t *b, int64_t id);
 /// Starts {callback, CbId, ReqId, Name}; the body is the argument list.
 void frame_begin_callback(buf_t *b, int64_t cb_id, int64_t req_id, const char *name, size_t len);
 
+/// Starts {async_callback, CbId, ReqId, Name} (erlang.async_call: nobody waits
+/// on the Python thread, so Erlang may run several at once); the body is the
+/// argument list.
+void frame_begin_async_callback(buf_t *b, int64_t cb_id, int64_t req_id, const char *name,
+                                size_t len);
+
 /// Starts {send, Dest} to a pid (its ETF bytes); the body is the message.
 void frame_begin_send_pid(buf_t *b, const char *pid, size_t len);
 

@@ -31,6 +31,7 @@
 #include "envs.h"
 #include "exits.h"
 #include "frames.h"
+#include "heap.h"
 #include "inbox.h"
 #include "keeper.h"
 #include "log.h"
@@ -353,6 +354,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "pyport: ei_init failed\n");
         return PYPORT_EXIT_USAGE;
     }
+    /* Before Python starts, in the template as in a cold context (a fork
+       inherits it with the heap). */
+    heap_init();
     int forked = 0;
     if (opts.template_mode) {
         int rc = run_template(&opts);

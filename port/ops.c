@@ -26,13 +26,24 @@ int op_init(void)
 {
     g_eval_cache = PyDict_New();
     g_exec_cache = PyDict_New();
-    PyObject *lc = PyImport_ImportModule("linecache"); // owned
-    if (lc != NULL) {
-        g_linecache = PyObject_GetAttrString(lc, "cache");
-        Py_DECREF(lc);
-    }
-    PyErr_Clear();
     return g_eval_cache != NULL && g_exec_cache != NULL ? 0 : -1;
+}
+
+/* linecache.cache, imported on the first compile rather than at start (the
+   import costs several ms: tokenize, re). Borrowed; NULL if it cannot be had. */
+static PyObject *linecache(void)
+{
+    static int tried;
+    if (!tried) {
+        tried = 1;
+        PyObject *lc = PyImport_ImportModule("linecache"); // owned
+        if (lc != NULL) {
+            g_linecache = PyObject_GetAttrString(lc, "cache");
+            Py_DECREF(lc);
+        }
+        PyErr_Clear();
+    }
+    return g_linecache;
 }
 
 /* ---- looking things up ---------------------------------------------------- */
@@ -137,7 +148,7 @@ static PyObject *compiled(op_args_t *a, int mode, reply_cause_t *cause)
         Py_DECREF(key);
         return NULL;
     }
-    if (g_linecache != NULL) {
+    if (linecache() != NULL) {
         PyObject *src = PyUnicode_DecodeUTF8(p, n, "replace");               // owned
         PyObject *lines = src != NULL ? PyUnicode_Splitlines(src, 1) : NULL; // owned
         PyObject *entry = lines != NULL

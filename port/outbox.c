@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "memory.h"
+#include "pipes.h"
 #include "pyport/wire.h"
 
 #define OUTBOX_MAX_IOV 256
@@ -47,12 +48,16 @@ void outbox_init(int fd, void (*wake_loop)(void))
 {
     g_fd = fd;
     g_wake_loop = wake_loop;
+    pipes_init(PIPES_OUT, fd);
 }
 
 /* The item is allocated before the lock is taken: an allocation that fails
    ends the process through exit_now, which writes under this lock. */
 static item_t *new_item(char *frame, size_t len)
 {
+    if (len > pipes_capacity(PIPES_OUT)) {
+        pipes_grow(PIPES_OUT, len);
+    }
     item_t *it = mem_alloc(sizeof *it);
     it->next = NULL;
     it->data = frame;

@@ -99,3 +99,23 @@ void packet_feed(packet_reader_t *r, const char *data, size_t n, const packet_ha
         }
     }
 }
+
+char *packet_room(packet_reader_t *r, size_t *n)
+{
+    if (r->body == NULL || r->skipping) {
+        *n = 0;
+        return NULL;
+    }
+    *n = r->body_len - r->body_got;
+    return r->body + r->body_got;
+}
+
+void packet_filled(packet_reader_t *r, size_t n, const packet_handlers_t *h, void *ctx)
+{
+    r->body_got += n;
+    if (r->body_got == r->body_len) {
+        char *body = r->body;
+        r->body = NULL;
+        h->frame(ctx, body, r->body_len);
+    }
+}

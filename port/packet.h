@@ -43,6 +43,15 @@ void packet_reader_destroy(packet_reader_t *r);
 void packet_feed(packet_reader_t *r, const char *data, size_t n, const packet_handlers_t *h,
                  void *ctx);
 
+/// Returns where the rest of the frame being filled goes and sets *n to its
+/// length, or returns NULL when no frame body is being filled (so a large body can
+/// be read straight into place; report what was read with packet_filled).
+char *packet_room(packet_reader_t *r, size_t *n);
+
+/// n bytes were read into the room packet_room returned; completes the frame
+/// (calling the frame handler) when it is whole.
+void packet_filled(packet_reader_t *r, size_t n, const packet_handlers_t *h, void *ctx);
+
 /// Returns 1 when no frame is partly read (a clean place for the stream to end).
 int packet_reader_idle(const packet_reader_t *r);
 

@@ -9,6 +9,7 @@
 #include <signal.h>
 
 #include "async.h"
+#include "bufview.h"
 #include "buf.h"
 #include "callback.h"
 #include "control.h"
@@ -125,6 +126,19 @@ static PyObject *mod_signal(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* _callback_send(name, args): erlang.async_call's frame; the CbId. */
+static PyObject *mod_callback_send(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *name;
+    PyObject *cb_args;
+    if (!PyArg_ParseTuple(args, "UO", &name, &cb_args)) {
+        return NULL;
+    }
+    int64_t id = cb_send_async(name, cb_args);
+    return id < 0 ? NULL : PyLong_FromLongLong(id);
+}
+
 static PyMethodDef mod_methods[] = {
     {"atom", mod_atom, METH_O, "atom(s) -> erlang.Atom: the Erlang atom named s."},
     {"call", mod_call, METH_VARARGS,
@@ -134,6 +148,7 @@ static PyMethodDef mod_methods[] = {
     {"self", mod_self, METH_NOARGS,
      "self() -> erlang.Pid: the Erlang process whose request is running (None elsewhere)."},
     {"_signal", mod_signal, METH_VARARGS, NULL},
+    {"_callback_send", mod_callback_send, METH_VARARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -151,7 +166,8 @@ static PyObject *PyInit_erlang(void)
     if (m == NULL) {
         return NULL;
     }
-    if (terms_add_to(m) < 0 || PyModule_AddFunctions(m, async_methods) < 0) {
+    if (terms_add_to(m) < 0 || bufview_add_to(m) < 0 ||
+        PyModule_AddFunctions(m, async_methods) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -18,9 +18,11 @@
 #include "control.h"
 #include "dispatch.h"
 #include "exits.h"
-#include "packet.h"
+#include "heap.h"
 #include "inbox.h"
 #include "log.h"
+#include "packet.h"
+#include "pipes.h"
 #include "pyport/wire.h"
 
 enum { RD_PYTHON, RD_LOOP };
@@ -60,6 +62,7 @@ void rd_init(int fd, size_t max_frame, void (*wake_loop)(void))
     g_fd = fd;
     g_wake_loop = wake_loop;
     packet_reader_init(&g_reader, max_frame);
+    pipes_init(PIPES_IN, fd);
     g_timer = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (g_timer < 0) {
         log_error("timerfd_create: %s", strerror(errno));
@@ -82,6 +85,16 @@ static void arm(int64_t ms)
     timerfd_settime(g_timer, 0, &t, NULL);
 }
 
+/* A frame larger than the pipe is being read: let the pipe hold the rest, so it
+   crosses in one or a few rounds rather than in 64 KiB ones. Called with g_mu. */
+static void grow_for_frame(void)
+{
+    size_t room;
+    if (packet_room(&g_reader, &room) != NULL && room > pipes_capacity(PIPES_IN)) {
+        pipes_grow(PIPES_IN, room);
+    }
+}
+
 /* ---- the Python thread ------------------------------------------------------- */
 
 /* Reads what is there, if the Python thread still owns reading. */
@@ -92,9 +105,23 @@ static void python_read(void)
         pthread_mutex_unlock(&g_mu);
         return;
     }
-    ssize_t n = read(g_fd, g_buf, sizeof g_buf);
+    /* The rest of a large frame is read straight into place, not through g_buf. */
+    size_t room;
+    char *dst = packet_room(&g_reader, &room);
+    ssize_t n;
+    if (dst != NULL && room >= sizeof g_buf) {
+        n = read(g_fd, dst, room);
+        if (n > 0) {
+            packet_filled(&g_reader, (size_t)n, &g_handlers, NULL);
+        }
+    } else {
+        n = read(g_fd, g_buf, sizeof g_buf);
+        if (n > 0) {
+            packet_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
+        }
+    }
     if (n > 0) {
-        packet_feed(&g_reader, g_buf, (size_t)n, &g_handlers, NULL);
+        grow_for_frame();
         pthread_mutex_unlock(&g_mu);
         return;
     }
@@ -165,8 +192,12 @@ void rd_wait(uint64_t seen)
     }
     struct pollfd p[2] = {{.fd = g_fd, .events = POLLIN}, {.fd = inbox_fd(), .events = POLLIN}};
     atomic_store(&g_waiting, 1);
-    int rc = poll(p, 2, -1);
+    int rc = poll(p, 2, heap_wait_ms());
     atomic_store(&g_waiting, 0);
+    if (rc == 0) {
+        heap_idle(); /* idle for a while: freed memory goes back to the kernel */
+        return;
+    }
     if (rc > 0) {
         if (p[1].revents != 0) {
             inbox_drain();
@@ -207,6 +238,7 @@ void rd_feed(const char *data, size_t n)
 {
     pthread_mutex_lock(&g_mu);
     packet_feed(&g_reader, data, n, &g_handlers, NULL);
+    grow_for_frame();
     pthread_mutex_unlock(&g_mu);
 }
 

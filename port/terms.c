@@ -179,12 +179,48 @@ PyTypeObject terms_PidType = {
     .tp_flags = Py_TPFLAGS_DEFAULT,
 };
 
+/* A reference that names a pyport resource (a py_buffer) answers that
+   resource's attributes: ref.read() is erlang.PyBuffer(ref).read(), with the
+   one reader _pyport keeps per resource. Other attributes are the Term's. */
+static PyObject *ref_getattro(PyObject *self, PyObject *name)
+{
+    PyObject *found = PyObject_GenericGetAttr(self, name); // owned
+    if (found != NULL || !PyErr_ExceptionMatches(PyExc_AttributeError) || !PyUnicode_Check(name) ||
+        PyUnicode_READ_CHAR(name, 0) == '_') {
+        return found;
+    }
+    PyObject *type;
+    PyObject *value;
+    PyObject *tb;
+    PyErr_Fetch(&type, &value, &tb); /* owned, restored if no resource answers */
+    PyObject *helpers = PyImport_ImportModule("_pyport"); // owned
+    PyObject *r = helpers != NULL ? PyObject_CallMethod(helpers, "resource_attr", "OO", self, name)
+                                  : NULL; // owned
+    Py_XDECREF(helpers);
+    if (r == NULL) {
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return NULL;
+    }
+    if (r == Py_NotImplemented) {
+        Py_DECREF(r);
+        PyErr_Restore(type, value, tb);
+        return NULL;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return r;
+}
+
 PyTypeObject terms_RefType = {
     TERMS_TYPE_HEAD,
     .tp_name = "erlang.Ref",
     .tp_doc = "An Erlang reference.",
     .tp_basicsize = sizeof(term_t),
     .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_getattro = ref_getattro,
 };
 
 PyObject *terms_new(PyTypeObject *type, const char *etf, size_t len)

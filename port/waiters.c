@@ -95,9 +95,7 @@ void waiters_route(job_t *job)
     }
 }
 
-void waiters_store(job_t *job)
+int waiters_store(job_t *job)
 {
-    if (hand_over(job, 1) != 1) {
-        job_free(job); /* its caller gave up (a signal interrupted the wait) */
-    }
+    return hand_over(job, 1) == 1;
 }

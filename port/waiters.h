@@ -40,7 +40,9 @@ void waiters_sleep(waiter_t *w);
 void waiters_route(job_t *job);
 
 /// Python thread: a callback_reply job taken from the inbox. Hands it to its
-/// waiter, or frees it if nobody waits any more. Takes ownership of job.
-void waiters_store(job_t *job);
+/// waiter and returns 1 (the waiter owns it), or returns 0 when no thread waits
+/// for it (an erlang.async_call's reply, or a caller that gave up): the caller
+/// keeps job.
+int waiters_store(job_t *job);
 
 #endif

@@ -17,6 +17,7 @@
 #include "control.h"
 #include "envs.h"
 #include "frames.h"
+#include "heap.h"
 #include "inbox.h"
 #include "log.h"
 #include "ops.h"
@@ -239,8 +240,11 @@ void worker_handle(job_t *job)
         cancel(job);
         break;
     case OP_CALLBACK_REPLY:
-        waiters_store(job);
-        return; /* waiters_store owns it */
+        if (waiters_store(job)) {
+            return; /* its waiter owns it */
+        }
+        async_callback_reply(job); /* an async_call's, or nobody's any more */
+        break;
     case JOB_STOP:
         g_stop = 1;
         break;
@@ -307,6 +311,7 @@ serve_end_t worker_serve(const serve_t *s)
         job_t *job = inbox_pop(s->filter, s->ctx);
         if (job != NULL) {
             worker_handle(job);
+            heap_note_work();
             continue;
         }
         reply_flush();
@@ -320,6 +325,18 @@ serve_end_t worker_serve(const serve_t *s)
             return SERVE_ERROR;
         }
     }
+}
+
+/* Jobs of request R's call chain, and jobs that are not requests. */
+static int in_chain(const job_t *job, void *ctx)
+{
+    return job->id == 0 || job->parent == *(const int64_t *)ctx;
+}
+
+void worker_serve_chain(int64_t request)
+{
+    serve_t s = {.filter = in_chain, .ctx = &request, .wait = SERVE_RETURN};
+    worker_serve(&s);
 }
 
 void worker_run(void)

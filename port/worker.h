@@ -60,4 +60,8 @@ void worker_run(void);
 /// Runs one job and frees it. Python thread, GIL held.
 void worker_handle(job_t *job);
 
+/// Serves, without waiting, the jobs of request's call chain and the jobs that
+/// are not requests (a loop run inside a request: erlang.run). Python thread.
+void worker_serve_chain(int64_t request);
+
 #endif

@@ -15,6 +15,7 @@
          parallel/1,
          stream/3, stream/4, stream_eval/1, stream_eval/2,
          stream_start/3, stream_start/4, stream_cancel/1,
+         wsgi_run/3, wsgi_run/4, wsgi_run/5, asgi_run/4, asgi_run/5,
          call_method/3, getattr/2, release/1,
          register_function/2, register_function/3, unregister_function/1,
          state_store/2, state_fetch/1, state_remove/1, state_keys/0, state_clear/0,
@@ -341,6 +342,57 @@ stream_start(Module, Func, Args, Opts) ->
 stream_cancel(Ref) -> py_stream:cancel(Ref).
 
 %%% ===========================================================================
+%%% WSGI / ASGI (py_web, docs/web.md)
+%%% ===========================================================================
+
+%% @doc Runs the WSGI application `Module.App' with `Environ' and no body (a
+%% binary under `<<"wsgi.input">>' is taken as the body):
+%% `{ok, {<<"200 OK">>, [{Name, Value}], Body}}'.
+-spec wsgi_run(py_module(), py_func(), map()) -> py_web:answer().
+wsgi_run(Module, App, Environ) when is_map(Environ) ->
+    case maps:take(<<"wsgi.input">>, Environ) of
+        {Body, Rest} when is_binary(Body) -> wsgi_run(Module, App, Rest, Body, #{});
+        _ -> wsgi_run(Module, App, Environ, <<>>, #{})
+    end;
+wsgi_run(Module, App, Environ) ->
+    wsgi_run(Module, App, Environ, <<>>, #{}).
+
+%% @doc Runs the WSGI application `Module.App' with `Environ' (a map with binary
+%% keys; py_web:wsgi_environ/1 adds the defaults) and the request body `Body'.
+-spec wsgi_run(py_module(), py_func(), map(), iodata()) -> py_web:answer().
+wsgi_run(Module, App, Environ, Body) -> wsgi_run(Module, App, Environ, Body, #{}).
+
+%% @doc As wsgi_run/4 with options (py_options:validate_web/1): `context',
+%% `pool', `timeout', `stream' (the body then follows as a stream), `window'.
+-spec wsgi_run(py_module(), py_func(), map(), iodata(), map()) -> py_web:answer().
+wsgi_run(Module, App, Environ, Body, Opts) ->
+    on_web(Opts, fun(Ctx, O) -> py_web:wsgi_run(Ctx, Module, App, Environ, Body, O) end).
+
+%% @doc Runs the ASGI application `Module.App' with `Scope' (a map with atom or
+%% binary keys; py_web:asgi_scope/1 adds the defaults) and the request body:
+%% `{ok, {200, [{Name, Value}], Body}}'.
+-spec asgi_run(py_module(), py_func(), map(), iodata()) -> py_web:answer().
+asgi_run(Module, App, Scope, Body) -> asgi_run(Module, App, Scope, Body, #{}).
+
+%% @doc As asgi_run/4 with the options of wsgi_run/5.
+-spec asgi_run(py_module(), py_func(), map(), iodata(), map()) -> py_web:answer().
+asgi_run(Module, App, Scope, Body, Opts) ->
+    on_web(Opts, fun(Ctx, O) -> py_web:asgi_run(Ctx, Module, App, Scope, Body, O) end).
+
+%% An explicit context waits as long as the options say (`infinity' by
+%% default), a pool's context as long as the pool's call_timeout.
+on_web(Opts0, Fun) ->
+    case py_options:validate_web(Opts0) of
+        {ok, #{context := Ctx} = Opts} ->
+            Fun(Ctx, Opts);
+        {ok, Opts} ->
+            on_pool(maps:get(pool, Opts, default), maps:get(timeout, Opts, undefined),
+                    fun(Ctx, T) -> Fun(Ctx, Opts#{timeout => T}) end);
+        Error ->
+            Error
+    end.
+
+%%% ===========================================================================
 %%% Object references
 %%% ===========================================================================
 
@@ -587,7 +639,8 @@ routed(Pool) ->
     try
         {ok, py_context_router:get_context(Pool)}
     catch
-        error:{pool_not_started, _} = Reason -> {error, Reason}
+        error:{pool_not_started, _} = Reason -> {error, Reason};
+        error:{no_contexts, _} = Reason -> {error, Reason}
     end.
 
 timeout(Pool, undefined) -> py_context_router:call_timeout(Pool);

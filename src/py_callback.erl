@@ -127,6 +127,9 @@ builtin(<<"schedule">>, [Name, Args]) -> {bytes, term_to_binary(call(key(Name), 
 builtin(<<"etf">>, [Term]) -> {bytes, term_to_binary(Term)};
 builtin(<<"shared_dict">>, [Op | Args]) -> py_shared_dict:python(Op, Args);
 builtin(<<"tracing">>, []) -> py_trace:enabled();
+builtin(<<"channel">>, [Op | Args]) -> py_channel:python(Op, Args);
+builtin(<<"buffer">>, [Op | Args]) -> py_buffer:python(Op, Args);
+builtin(<<"resource_kind">>, [Ref]) -> py_channel:python(<<"kind">>, [Ref]);
 builtin(<<"trace">>, [Msg]) -> py_trace:record(list_to_tuple(Msg));
 builtin(Other, Args) -> erlang:error({undefined_function, <<"_pyport.", Other/binary>>, Args}).
 

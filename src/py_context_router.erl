@@ -5,8 +5,10 @@
 %% `erlang:system_info(scheduler_id)' modulo the pool size and binds the process
 %% to it (process dictionary) until unbind_context; bind_context sets the binding
 %% explicitly; module or module/function registrations in a public ETS table
-%% pick the pool. Write
-%% path: this gen_server starts and stops pools and owns the registry table.
+%% pick the pool. A pool over nodes (py_pool_nodes) publishes its members
+%% itself; this module's key for it only says so and holds its call timeout.
+%% Write path: this gen_server starts and stops pools and owns the registry
+%% table.
 -module(py_context_router).
 -behaviour(gen_server).
 
@@ -67,7 +69,9 @@ get_context() -> get_context(default).
 %% to it (as erlang_python 2.3 does), so its later calls meet the same
 %% process-bound environment wherever the process migrates; bind_context/2
 %% overrides the binding, unbind_context/1 drops it (the next call picks again).
-%% A binding to a context that is no longer alive picks again.
+%% A binding to a context that is no longer alive picks again. In a pool over
+%% nodes the first pick takes the next member round-robin, and a binding to a
+%% context that left the pool (its node went down) picks again.
 -spec get_context(pos_integer() | pool_name()) -> pid().
 get_context(N) when is_integer(N) ->
     element(N, pool_tuple(default));
@@ -76,7 +80,15 @@ get_context(Pool) when is_atom(Pool) ->
         undefined ->
             pick(Pool);
         Ctx when node(Ctx) =/= node() ->
-            Ctx;
+            case persistent_term:get(?POOL_KEY(Pool), undefined) of
+                {nodes, _} ->
+                    case py_pool_nodes:is_member(Pool, Ctx) of
+                        true -> Ctx;
+                        false -> pick(Pool)
+                    end;
+                _ ->
+                    Ctx
+            end;
         Ctx ->
             case erlang:is_process_alive(Ctx) of
                 true -> Ctx;
@@ -84,10 +96,16 @@ get_context(Pool) when is_atom(Pool) ->
             end
     end.
 
-%% Picks the context of the caller's scheduler and binds the caller to it.
+%% Picks the context of the caller's scheduler (in a pool over nodes: the next
+%% member, round-robin) and binds the caller to it.
 pick(Pool) ->
-    Ctxs = pool_tuple(Pool),
-    Ctx = element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs),
+    Ctx = case persistent_term:get(?POOL_KEY(Pool), undefined) of
+              {nodes, _} ->
+                  py_pool_nodes:pick(Pool);
+              _ ->
+                  Ctxs = pool_tuple(Pool),
+                  element((erlang:system_info(scheduler_id) - 1) rem tuple_size(Ctxs) + 1, Ctxs)
+          end,
     put(?BOUND_KEY(Pool), Ctx),
     Ctx.
 
@@ -127,7 +145,7 @@ contexts(Pool) ->
                 error -> []
             end;
         {Ctxs, _} ->
-            tuple_to_list(Ctxs)
+            tuple_to_list(tuple(Pool, Ctxs))
     end.
 
 %% @doc Size of the default pool.
@@ -147,7 +165,7 @@ is_started() -> pool_started(default).
 pool_started(Pool) ->
     case contexts(Pool) of
         [] -> false;
-        Ctxs -> lists:all(fun erlang:is_process_alive/1, Ctxs)
+        Ctxs -> lists:all(fun alive/1, Ctxs)
     end.
 
 %% @doc Starts a named pool of `Size' contexts.
@@ -157,6 +175,10 @@ start_pool(Pool, Size) -> start_pool(Pool, Size, #{}).
 %% @doc Starts a named pool with context options (a map), or with an
 %% erlang_python mode atom (ignored: every context is its own OS process). A
 %% pool that is already running is resized to `Size' (its options stay).
+%% With `nodes => Nodes' the `Size' contexts are spread over those nodes, each
+%% running the pyport application (py_pool_nodes, docs/scaling.md); such a pool
+%% is not resized: starting it again answers the running pool if the size and
+%% options are the same, and is refused otherwise.
 -spec start_pool(pool_name(), pos_integer(), py_options:pool_options() | atom()) ->
     {ok, [pid()]} | {error, term()}.
 start_pool(Pool, Size, Mode) when is_atom(Mode) ->
@@ -306,9 +328,29 @@ handle_call({declare_pool, Pool, Size, Opts}, _From, S = #{pools := Pools}) ->
         false -> persistent_term:put(?DECLARED_KEY(Pool), {Size, Opts})
     end,
     {reply, ok, S};
+handle_call({start_pool, Pool, Size, Opts = #{nodes := Nodes}}, _From, S = #{pools := Pools}) ->
+    _ = persistent_term:erase(?DECLARED_KEY(Pool)),
+    case maps:find(Pool, Pools) of
+        {ok, #{opts := Opts, size := Size}} ->
+            {reply, {ok, contexts(Pool)}, S};
+        {ok, _} ->
+            {reply, {error, {badarg, "a pool over nodes is started again only with the same "
+                             "options; stop it first"}}, S};
+        error ->
+            case start_over_nodes(Pool, Size, Nodes, maps:remove(nodes, Opts)) of
+                {ok, Server} ->
+                    {reply, {ok, contexts(Pool)},
+                     S#{pools := maps:put(Pool, #{sup => Server, opts => Opts, size => Size}, Pools)}};
+                {error, _} = Error ->
+                    {reply, Error, S}
+            end
+    end;
 handle_call({start_pool, Pool, Size, Opts0}, _From, S = #{pools := Pools}) ->
     _ = persistent_term:erase(?DECLARED_KEY(Pool)),
     case maps:find(Pool, Pools) of
+        {ok, #{opts := #{nodes := _}}} ->
+            {reply, {error, {badarg, "a pool over nodes is started again only with the same "
+                             "options; stop it first"}}, S};
         {ok, #{sup := Sup, opts := Opts}} ->
             resize(Pool, Sup, Opts, Size),
             publish(Pool, Sup, Opts),
@@ -344,6 +386,7 @@ handle_cast({watch, Pid}, S) ->
     {noreply, S};
 handle_cast({context_up, Pool, _Index, _Pid}, S = #{pools := Pools}) ->
     case maps:find(Pool, Pools) of
+        {ok, #{opts := #{nodes := _}}} -> ok;
         {ok, #{sup := Sup, opts := Opts}} -> publish(Pool, Sup, Opts);
         error -> ok
     end,
@@ -360,6 +403,29 @@ handle_info(_Msg, S) ->
 %%% ===========================================================================
 %%% Internals
 %%% ===========================================================================
+
+%% Starts a pool over nodes (its server under py_pools_sup) and publishes it
+%% once every node runs its share.
+start_over_nodes(Pool, Size, Nodes, Opts) ->
+    Spec = py_pool_nodes:child_spec(Pool, Size, Nodes, Opts),
+    Result = case supervisor:start_child(py_pools_sup, Spec) of
+                 {ok, Server} ->
+                     case py_pool_nodes:await(Server) of
+                         ok -> {ok, Server};
+                         Error -> Error
+                     end;
+                 {error, _} = Error ->
+                     Error
+             end,
+    case Result of
+        {ok, _} ->
+            Timeout = maps:get(call_timeout, Opts, py_options:default(call_timeout)),
+            persistent_term:put(?POOL_KEY(Pool), {nodes, Timeout});
+        _ ->
+            _ = supervisor:terminate_child(py_pools_sup, {pool, Pool}),
+            _ = supervisor:delete_child(py_pools_sup, {pool, Pool})
+    end,
+    Result.
 
 %% A running pool asked for another size grows (new contexts get the pool's
 %% options) or shrinks (the highest indexes stop; processes bound to them are
@@ -405,8 +471,17 @@ pool_tuple(Pool) ->
                 error -> error({pool_not_started, Pool})
             end;
         {Ctxs, _} ->
-            Ctxs
+            tuple(Pool, Ctxs)
     end.
+
+%% A pool over nodes publishes its members itself (py_pool_nodes).
+tuple(Pool, nodes) -> py_pool_nodes:members(Pool);
+tuple(_, Ctxs) -> Ctxs.
+
+%% A member of a pool over nodes on another node is alive while it is listed
+%% (its node's departure or its own exit removes it).
+alive(Ctx) when node(Ctx) =:= node() -> erlang:is_process_alive(Ctx);
+alive(_) -> true.
 
 default_size() ->
     case application:get_env(pyport, contexts, 0) of

@@ -385,6 +385,8 @@ frame({stream_data, Id}, Body, _, S) ->
     stream_data(Id, Body, S);
 frame({callback, CbId, ReqId, Name}, Args, _, S) ->
     callback(CbId, ReqId, Name, Args, S);
+frame({async_callback, CbId, ReqId, Name}, Args, _, S) ->
+    async_callback(CbId, ReqId, Name, Args, S);
 frame({env, Pid}, _, _, S) ->
     env_created(Pid, S);
 frame({output, Id, Stream, Bytes}, _, Size, S) ->
@@ -474,6 +476,17 @@ callback(CbId, ReqId, Name, Args, S = #s{h = H}) ->
                 false -> py_callback:spawn_handler(H, CbId, Name, Args)
             end
     end,
+    S.
+
+%% erlang.async_call: the waiting caller starts a process that runs it in the
+%% request's call chain; if nobody waits there, a new process runs it. Either
+%% way the caller goes on waiting, so several run at once.
+async_callback(CbId, ReqId, Name, Args, S = #s{h = H}) ->
+    Sent = case py_inflight:lookup(H, ReqId) of
+               {ok, Reply, _, _} -> py_reply:async_callback(Reply, CbId, Name, Args);
+               error -> no_waiter
+           end,
+    Sent =:= sent orelse py_callback:spawn_handler(H, CbId, Name, Args),
     S.
 
 %% Output of a request goes to its waiting caller, who writes it to its group

@@ -3,12 +3,13 @@
 %% requests: a task is a call in the caller's environment on the caller's
 %% context, awaited on that context's event loop when it is a coroutine. A
 %% "session" is a context of the default pool (each an interpreter with its own
-%% GIL). The rest of that module (loops, per-loop namespaces) belongs with the
-%% event-loop API and is not here.
+%% GIL). A "loop" is a context's asyncio loop, named as py_event_loop names it;
+%% exec/eval run in the caller's environment on that context.
 -module(py_event_loop_pool).
 
 -export([create_task/3, create_task/4, spawn_task/3, spawn_task/4, run/3, run/4,
-         await/1, await/2, get_all_sessions/0, is_owngil_enabled/0]).
+         await/1, await/2, get_all_sessions/0, is_owngil_enabled/0,
+         get_loop/0, get_stats/0, exec/1, eval/1]).
 
 %% await/1 waits this long, as in erlang_python.
 -define(AWAIT_TIMEOUT, 5000).
@@ -70,3 +71,22 @@ get_all_sessions() ->
 %% @doc True: every task runs on an interpreter with its own GIL.
 -spec is_owngil_enabled() -> true.
 is_owngil_enabled() -> true.
+
+%% @doc The caller's loop (py_event_loop:get_loop/0): the same reference for a
+%% process as long as it keeps its context.
+-spec get_loop() -> {ok, reference()}.
+get_loop() -> py_event_loop:get_loop().
+
+%% @doc `num_loops' (contexts of the default pool, each with its own loop) and
+%% `supported' (true).
+-spec get_stats() -> #{num_loops := non_neg_integer(), supported := true}.
+get_stats() ->
+    #{num_loops => length(py_context_router:contexts(default)), supported => true}.
+
+%% @doc Runs Python statements in the caller's environment on its loop's context.
+-spec exec(iodata()) -> ok | {error, term()}.
+exec(Code) -> py_event_loop:exec(Code).
+
+%% @doc Evaluates an expression in the caller's environment on its loop's context.
+-spec eval(iodata()) -> {ok, term()} | {error, term()}.
+eval(Code) -> py_event_loop:eval(Code).

@@ -8,10 +8,10 @@
 
 -include("pyport_wire.hrl").
 
--export([defaults/0, default/1, validate/1, validate_pool/1, context_opts/0,
+-export([defaults/0, default/1, validate/1, validate_pool/1, validate_web/1, context_opts/0,
          restart_defaults/0]).
 
--export_type([options/0, pool_options/0, restart/0, env/0]).
+-export_type([options/0, pool_options/0, restart/0, env/0, web_options/0]).
 
 %% Grace between a timeout's exception and killing the OS process.
 -define(KILL_AFTER_MS, 2000).
@@ -43,6 +43,8 @@
 -define(MIN_FRAME, 64).
 -define(MAX_LIMIT, 100000).
 
+-type web_options() :: #{context => pid(), pool => atom(), timeout => timeout(),
+                         stream => boolean(), window => pos_integer()}.
 -type restart() :: #{min => pos_integer(), max => pos_integer(), stable => pos_integer()}.
 -type env() :: [{string() | binary() | atom(), string() | binary()}]
              | #{string() | binary() | atom() => string() | binary()}.
@@ -82,8 +84,10 @@
         mode => atom()).
 -type options() :: #{?CONTEXT_OPTIONS}.
 %% A pool's options: its size, whether it starts on first use (application
-%% environment), and the options of its contexts.
--type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), ?CONTEXT_OPTIONS}.
+%% environment), the nodes it spans (py_pool_nodes), and the options of its
+%% contexts.
+-type pool_options() :: #{contexts => pos_integer(), lazy => boolean(), nodes => [node(), ...],
+                          ?CONTEXT_OPTIONS}.
 
 %% @doc Every option with its default value (keys without a default are absent).
 -spec defaults() -> options().
@@ -147,8 +151,9 @@ validate(_) ->
 %% @doc Validates the options of a pool: its size (`contexts'), whether it
 %% starts on first use (`lazy', application environment only) and the options
 %% of its contexts. Returns the size apart; the defaults are not filled in (each
-%% context does that when it starts).
--spec validate_pool(term()) -> {ok, pos_integer() | undefined, options()}
+%% context does that when it starts). `nodes' (the nodes of a pool that spans
+%% nodes) is checked and stays in the returned options.
+-spec validate_pool(term()) -> {ok, pos_integer() | undefined, options() | pool_options()}
                                    | {error, {badarg, string()}}.
 validate_pool(Opts) when is_map(Opts) ->
     {Size, Rest} = case maps:take(contexts, maps:remove(lazy, Opts)) of
@@ -156,16 +161,59 @@ validate_pool(Opts) when is_map(Opts) ->
                        error -> {undefined, maps:remove(lazy, Opts)}
                    end,
     case Size of
-        undefined -> pool_opts(Size, Rest);
-        N1 when is_integer(N1), N1 > 0 -> pool_opts(Size, Rest);
+        undefined -> pool_nodes(Size, Rest);
+        N1 when is_integer(N1), N1 > 0 -> pool_nodes(Size, Rest);
         _ -> badarg("contexts must be a positive integer")
     end;
 validate_pool(_) ->
     badarg("pool options must be a map").
 
+%% @doc Validates the options of `py:wsgi_run/5' and `py:asgi_run/5':
+%% `context' (a pid: run there instead of a pool), `pool' (default `default'),
+%% `timeout' (ms or `infinity'; a pool's `call_timeout' when absent), `stream'
+%% (boolean: answer once the head is known, the body follows as a stream) and
+%% `window' (stream items the port may send ahead, a positive integer).
+%% Unknown keys are refused.
+-spec validate_web(term()) -> {ok, web_options()} | {error, {badarg, string()}}.
+validate_web(Opts) when is_map(Opts) ->
+    Bad = [K || {K, V} <- maps:to_list(Opts), not web_opt(K, V)],
+    case Bad of
+        [] -> {ok, Opts};
+        [K | _] -> badarg(lists:flatten(io_lib:format("bad web option ~0p", [K])))
+    end;
+validate_web(_) ->
+    badarg("web options must be a map").
+
+web_opt(context, C) -> is_pid(C);
+web_opt(pool, P) -> is_atom(P);
+web_opt(timeout, infinity) -> true;
+web_opt(timeout, T) -> is_integer(T) andalso T >= 0;
+web_opt(stream, S) -> is_boolean(S);
+web_opt(window, W) -> is_integer(W) andalso W > 0;
+web_opt(_, _) -> false.
+
 %%% ===========================================================================
 %%% Internals
 %%% ===========================================================================
+
+%% `nodes' (a pool over nodes, py_pool_nodes): a non-empty list of distinct
+%% node names; it stays in the pool's options (its contexts do not get it).
+pool_nodes(Size, Opts) ->
+    case maps:take(nodes, Opts) of
+        error ->
+            pool_opts(Size, Opts);
+        {Nodes, Rest} ->
+            case is_list(Nodes) andalso Nodes =/= [] andalso lists:all(fun is_atom/1, Nodes)
+                andalso length(lists:usort(Nodes)) =:= length(Nodes) of
+                true ->
+                    case pool_opts(Size, Rest) of
+                        {ok, Size, Checked} -> {ok, Size, Checked#{nodes => Nodes}};
+                        Error -> Error
+                    end;
+                false ->
+                    badarg("nodes must be a non-empty list of distinct node names")
+            end
+    end.
 
 pool_opts(Size, Opts) ->
     case check(Opts, "") of

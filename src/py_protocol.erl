@@ -27,7 +27,7 @@ version() -> ?PYPORT_PROTOCOL_VERSION.
 %% must exist: naming them here makes them exist while this module is loaded.
 -spec port_atoms() -> [atom()].
 port_atoms() ->
-    [ready, reply, error, env, output, stream_data, callback, send, log, exiting,
+    [ready, reply, error, env, output, stream_data, callback, async_callback, send, log, exiting,
      stdout, stderr, fd1, fd2,
      pyerr, badarg, too_large, cancelled,
      current, idle, id, op, running_ms, envs, queue, calls, os_pid, rss_bytes, python_version,

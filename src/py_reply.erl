@@ -8,7 +8,7 @@
 %% runtime drops whatever is still sent to it.
 -module(py_reply).
 
--export([answer/3, callback/4, output/4, cancel_ack/1, stream_item/3, next/2]).
+-export([answer/3, callback/4, async_callback/4, output/4, cancel_ack/1, stream_item/3, next/2]).
 
 -export_type([status/0, event/0]).
 
@@ -17,6 +17,7 @@
 -type status() :: reply | error | died | failed.
 -type event() :: {answer, status(), term()}
                | {callback, integer(), binary(), binary()}
+               | {async_callback, integer(), binary(), binary()}
                | {output, binary(), binary(), term()}
                | cancel_ack
                | {down, term()}
@@ -46,6 +47,15 @@ callback(Mref, CbId, Name, Args) when is_reference(Mref) ->
 callback(_, _, _, _) ->
     no_waiter.
 
+%% @doc An erlang.async_call of the request waited for at `Reply' (the waiter
+%% runs it in a process of its own): `sent', or `no_waiter'.
+-spec async_callback(py_inflight:reply_to(), integer(), binary(), binary()) -> sent | no_waiter.
+async_callback(Mref, CbId, Name, Args) when is_reference(Mref) ->
+    Mref ! {Mref, async_callback, CbId, Name, Args},
+    sent;
+async_callback(_, _, _, _) ->
+    no_waiter.
+
 %% @doc Output the request printed: the waiter writes it to its group leader,
 %% then hands `Token' back to the context (py_context_server:output_done/2).
 -spec output(reference(), binary(), binary(), term()) -> ok.
@@ -71,6 +81,7 @@ stream_item(Owner, Ref, Item) ->
 next(Mref, Timeout) ->
     receive
         {Mref, callback, CbId, Name, Args} -> {callback, CbId, Name, Args};
+        {Mref, async_callback, CbId, Name, Args} -> {async_callback, CbId, Name, Args};
         {Mref, output, Stream, Bytes, Token} -> {output, Stream, Bytes, Token};
         {Mref, cancel_ack} -> cancel_ack;
         {Mref, Status, Payload} -> {answer, Status, Payload};

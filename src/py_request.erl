@@ -13,10 +13,12 @@
 %% serves nothing else there (docs/protocol.md).
 -module(py_request).
 
--export([run/5, submit/7, send_frame/2, parent/1, budget/1, decode/2]).
+-export([run/5, submit/7, send_frame/2, parent/1, budget/1, decode/2, last_context/0]).
 
 %% How long a timed-out caller waits for the context to confirm its cancel.
 -define(CANCEL_ACK_MS, 5000).
+%% The context the calling process last made a request on for itself.
+-define(LAST_KEY, {?MODULE, last_context}).
 %% How long the caller's group leader may take to accept a chunk of output.
 -define(IO_TIMEOUT, 5000).
 %% New atoms the results of contexts on other nodes may create on this one.
@@ -42,6 +44,7 @@ request(Ctx0, EnvPid, Build, Timeout0) ->
         {_, {error, _} = Error} ->
             Error;
         {Ctx, Timeout} ->
+            _ = EnvPid =:= self() andalso put(?LAST_KEY, Ctx) =:= Ctx,
             Id = py_protocol:new_id(),
             Parent = parent(Ctx),
             Frame = Build(Id, Parent),
@@ -55,6 +58,12 @@ request(Ctx0, EnvPid, Build, Timeout0) ->
                     Error
             end
     end.
+
+%% @doc The context the calling process last made a request on in its own
+%% environment (where the names it defined live), or `undefined'.
+-spec last_context() -> pid() | undefined.
+last_context() ->
+    get(?LAST_KEY).
 
 %% @doc Submits a request frame without waiting. The answer (or stream items)
 %% go to `Reply'.
@@ -182,6 +191,15 @@ wait(Ctx, Id, Mref, Deadline) ->
                     send_frame(Ctx, Reply),
                     wait(Ctx, Id, Mref, Deadline)
             end;
+        {async_callback, CbId, Name, Args} ->
+            Budget = budget(Ctx),
+            _ = spawn(fun() ->
+                              Reply = in_chain(Ctx, Id, fun() ->
+                                                                py_callback:run(CbId, Name, Args, Budget)
+                                                        end),
+                              send_frame(Ctx, Reply)
+                      end),
+            wait(Ctx, Id, Mref, Deadline);
         {output, _Stream, Bytes, {Server, ReqId, Size}} ->
             _ = py_output:put_chars(group_leader(), py_output:printable(Bytes),
                                     min(?IO_TIMEOUT, remaining(Deadline))),
@@ -222,6 +240,7 @@ cancelled(Ctx, Mref) ->
     case py_reply:next(Mref, ?CANCEL_ACK_MS) of
         cancel_ack -> timed_out(Ctx, Mref);
         {callback, _, _, _} -> cancelled(Ctx, Mref);
+        {async_callback, _, _, _} -> cancelled(Ctx, Mref);
         {output, _, _, _} -> cancelled(Ctx, Mref);
         {answer, Status, Body} -> forget(Mref), result(Ctx, Status, Body);
         {down, Reason} -> {error, {context_died, Reason}};

@@ -1,5 +1,6 @@
 %% @private
-%% @doc The application's top supervisor: the router, then the pools, then the
+%% @doc The application's top supervisor: the router, the `pg' scope
+%% `pyport_pg' (the groups of pools that span nodes), then the pools, then the
 %% services of erlang_python 2.x's API (SharedDict, trace spans, single
 %% contexts). A crash of the router restarts everything after it (rest_for_one),
 %% since it owns their registries.
@@ -28,9 +29,14 @@ init([]) ->
     ok = py_env_refs:new_table(),
     ok = py_compat:new_tables(),
     ok = py_shared_dict:new_table(),
+    ok = py_event_loop:new_table(),
+    ok = py_channel:new_table(),
     ok = py_semaphore:new(),
     Children = [#{id => py_context_router,
                   start => {py_context_router, start_link, []},
+                  type => worker},
+                #{id => pyport_pg,
+                  start => {pg, start_link, [pyport_pg]},
                   type => worker},
                 #{id => py_pools_sup,
                   start => {py_pools_sup, start_link, []},

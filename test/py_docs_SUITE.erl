@@ -1,5 +1,6 @@
-%% The examples of README.md, docs/callbacks.md, docs/async.md and the object
-%% references section of docs/types.md, run as written. Placeholder modules
+%% The examples of README.md, docs/callbacks.md, docs/async.md, docs/channels.md,
+%% docs/scaling.md, docs/web.md, docs/reactor.md and the object references
+%% section of docs/types.md, run as written. Placeholder modules
 %% (mymodule, logger_mod, model, my_module) live in the data directory, which
 %% is on the default pool's python_path; the examples' own lines are unchanged.
 %% Run elsewhere: README's dependency lines (rebar3, Mix) by the packaging tests
@@ -27,8 +28,15 @@
          async_fifty/0, async_fifty/1,
          async_cast_spawn_parallel/0, async_cast_spawn_parallel/1,
          async_streams/0, async_streams/1,
+         async_event_loop_tasks/0, async_event_loop_tasks/1,
+         channels_channel/0, channels_channel/1,
+         channels_byte_channel/0, channels_byte_channel/1,
+         channels_buffer/0, channels_buffer/1,
          types_object_references/0, types_object_references/1,
-         types_errors/0, types_errors/1]).
+         types_errors/0, types_errors/1,
+         scaling_pool_over_nodes/0, scaling_pool_over_nodes/1,
+         readme_web/0, readme_web/1, readme_reactor/0, readme_reactor/1,
+         web_examples/0, web_examples/1, reactor_example/0, reactor_example/1]).
 %% supervisor callback, for readme_child_spec
 -export([init/1]).
 
@@ -44,7 +52,9 @@ all() ->
     [readme_quick_start, readme_callback, readme_coroutine, readme_streams, readme_refs,
      readme_child_spec, callbacks_python_block, callbacks_registering, callbacks_errors,
      callbacks_round_trip, callbacks_shared_state, async_fifty, async_cast_spawn_parallel,
-     async_streams, types_object_references, types_errors].
+     async_streams, async_event_loop_tasks, channels_channel, channels_byte_channel,
+     channels_buffer, types_object_references, types_errors, scaling_pool_over_nodes,
+     readme_web, readme_reactor, web_examples, reactor_example].
 
 init_per_suite(Config) ->
     Data = ?config(data_dir, Config),
@@ -52,7 +62,10 @@ init_per_suite(Config) ->
     {ok, my_module, Bin} = compile:file(filename:join(Data, "my_module.erl"), [binary]),
     {module, my_module} = code:load_binary(my_module, "my_module.erl", Bin),
     ok = pyport_test:load_app(),
-    ok = application:set_env(pyport, context_opts, #{python_path => [Data]}),
+    %% examples/web (flask_app, asgi_app: README and docs/web.md) too.
+    Web = filename:join([filename:dirname(filename:dirname(filename:absname(Data))),
+                         "examples", "web"]),
+    ok = application:set_env(pyport, context_opts, #{python_path => [Data, Web]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.
 
@@ -292,6 +305,48 @@ loop(Ref) ->
 handle(Token) ->
     put(handled, [Token | case get(handled) of undefined -> []; L -> L end]).
 
+
+async_event_loop_tasks() ->
+    [{doc, "docs/async.md, Tasks from Erlang: the py_event_loop block as written."}].
+async_event_loop_tasks(_Config) ->
+    Ref = py_event_loop:create_task(math, sqrt, [25.0]),         % start now
+    {ok, 5.0} = py_event_loop:await(Ref, 1000),                   % collect later
+    {ok, 3} = py_event_loop:run(math, floor, [3.7], #{timeout => 1000}),
+    ok = py_event_loop:spawn_task(math, ceil, [2.3]),             % result dropped
+    ok = py_event_loop:exec(<<"def double(x): return 2 * x">>),   % the caller's namespace
+    {ok, 42} = py_event_loop:run('__main__', double, [21]).
+
+%%% ===========================================================================
+%%% docs/channels.md
+%%% ===========================================================================
+
+channels_channel() ->
+    [{doc, "docs/channels.md, Channels: the Erlang block as written."}].
+channels_channel(_Config) ->
+    {ok, Ch} = py_channel:new(#{max_size => 10000}),   % bytes queued (external format); default unbounded
+    ok = py_channel:send(Ch, {job, 1, <<"payload">>}), % ok | busy | {error, closed}
+    #{size := _, max_size := 10000, closed := false} = py_channel:info(Ch),
+    {ok, {job, 1, <<"payload">>}} = py_channel:try_receive(Ch), % Erlang can take items too
+    ok = py_channel:close(Ch).
+
+channels_byte_channel() ->
+    [{doc, "docs/channels.md, Byte channels: the Erlang block as written."}].
+channels_byte_channel(_Config) ->
+    {ok, BCh} = py_byte_channel:new(#{max_size => 65536}), % bytes
+    ok = py_byte_channel:send(BCh, <<"HTTP/1.1 200 OK\r\n">>),
+    {ok, <<"HTTP/1.1 200 OK\r\n">>} = py_byte_channel:recv(BCh, 1000),
+    {error, empty} = py_byte_channel:try_receive(BCh),
+    ok = py_byte_channel:close(BCh).
+
+channels_buffer() ->
+    [{doc, "docs/channels.md, Buffers: the Erlang block as written."}].
+channels_buffer(_Config) ->
+    {ok, Buf} = py_buffer:new(),                  % or py_buffer:new(ContentLength)
+    ok = py_buffer:write(Buf, <<"line one\n">>),
+    ok = py_buffer:write(Buf, [<<"line ">>, <<"two\n">>]),
+    ok = py_buffer:close(Buf),                    % end of the stream
+    {ok, [<<"line one\n">>, <<"line two\n">>]} = py:eval(<<"list(erlang.PyBuffer(b))">>, #{b => Buf}).
+
 %%% ===========================================================================
 %%% docs/types.md
 %%% ===========================================================================
@@ -324,6 +379,108 @@ types_errors(_Config) ->
     #{type := "ZeroDivisionError", message := "division by zero", traceback := Tb} =
         py:last_error(),
     ?assertNotEqual(nomatch, string:find(Tb, "ZeroDivisionError")),
+    ok.
+
+%%% ===========================================================================
+%%% docs/scaling.md
+%%% ===========================================================================
+
+scaling_pool_over_nodes() ->
+    [{doc, "docs/scaling.md, Pools across nodes: the example as written, with this "
+      "node and a peer node running pyport (skipped when this node is not "
+      "distributed)."}].
+scaling_pool_over_nodes(_Config) ->
+    case is_alive() of
+        false ->
+            {skip, "the Common Test node is not distributed"};
+        true ->
+            Ebin = filename:dirname(code:which(py)),
+            {ok, Peer, Node} = peer:start(#{name => peer:random_name(?MODULE),
+                                            args => ["-pa", Ebin, "-pyport", "start_pools",
+                                                     "false"]}),
+            try
+                {ok, _} = erpc:call(Node, application, ensure_all_started, [pyport]),
+                Nodes = [node() | nodes()],
+                {ok, Ctxs} = py_context_router:start_pool(spread, 2 * length(Nodes), #{nodes => Nodes}),
+                {ok, 3.0} = py:call(spread, math, sqrt, [9]),
+                ?assertEqual(lists:sort([node(), node(), Node, Node]),
+                             lists:sort([node(C) || C <- Ctxs]))
+            after
+                ok = py_context_router:stop_pool(spread),
+                peer:stop(Peer)
+            end,
+            ok
+    end.
+
+%%% ===========================================================================
+%%% README.md, docs/web.md, docs/reactor.md: web applications and the reactor
+%%% ===========================================================================
+
+%% The Python block of docs/reactor.md, as written.
+-define(UPPER_SETUP, <<"
+import erlang.reactor as reactor
+
+class Upper(reactor.Protocol):
+    def data_received(self, data):
+        self.transport.write(bytes(data).upper())   # None: read on
+
+reactor.set_protocol_factory(Upper)
+">>).
+
+readme_web() ->
+    [{doc, "README, Examples: py:wsgi_run and py:asgi_run on examples/web's apps."}].
+readme_web(_Config) ->
+    {ok, {<<"200 OK">>, Headers, Body}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/">>}, <<>>),
+    {ok, {200, _, _}} = py:asgi_run(asgi_app, app, #{path => <<"/">>}, <<>>),
+    ?assertEqual(<<"hello from flask">>, Body),
+    ?assert(lists:keymember(<<"Content-Type">>, 1, Headers)),
+    ok.
+
+readme_reactor() ->
+    [{doc, "README, Examples: a reactor with docs/reactor.md's protocol, and a socket "
+      "accepted by gen_tcp handed to it; a client sees the protocol's answer."}].
+readme_reactor(_Config) ->
+    Setup = ?UPPER_SETUP,
+    {ok, L} = gen_tcp:listen(0, [binary, {active, false}]),
+    {ok, Port} = inet:port(L),
+    {ok, Client} = gen_tcp:connect("localhost", Port, [binary, {active, false}]),
+    {ok, AcceptedSocket} = gen_tcp:accept(L),
+    {ok, Reactor} = py_reactor_context:start_link(1, worker, #{setup_code => Setup}),
+    ok = py_reactor_context:handoff(Reactor, AcceptedSocket, #{}),
+    ok = gen_tcp:send(Client, <<"abc">>),
+    {ok, <<"ABC">>} = gen_tcp:recv(Client, 3, ?EVENTUALLY_MS),
+    ok = py_reactor_context:stop(Reactor),
+    ok.
+
+web_examples() ->
+    [{doc, "docs/web.md: the WSGI, ASGI and streaming examples, as written."}].
+web_examples(_Config) ->
+    {ok, {<<"200 OK">>, Headers, <<"hello from flask">>}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/">>}, <<>>),
+    {ok, {201, Headers2, <<"SOME BODY">>}} =
+        py:asgi_run(asgi_app, app, #{path => <<"/echo">>, method => <<"POST">>}, <<"some body">>),
+    {ok, {<<"200 OK">>, _Headers, {stream, Ref}}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/stream">>}, <<>>, #{stream => true}),
+    {ok, <<"chunk 0\n">>} = py_web:next_chunk(Ref, 5000),
+    ok = py:stream_cancel(Ref),
+    ?assertNotEqual([], Headers),
+    ?assertNotEqual([], Headers2),
+    ok.
+
+reactor_example() ->
+    [{doc, "docs/reactor.md: the Python block and the Erlang block, as written."}].
+reactor_example(_Config) ->
+    Setup = ?UPPER_SETUP,
+    {ok, Reactor} = py_reactor_context:start_link(1, worker, #{setup_code => Setup}),
+    {ok, Listen} = gen_tcp:listen(0, [binary, {active, false}]),
+    {ok, Port} = inet:port(Listen),
+    {ok, Client} = gen_tcp:connect("localhost", Port, [binary, {active, false}]),
+    {ok, Sock} = gen_tcp:accept(Listen),
+    ok = py_reactor_context:handoff(Reactor, Sock, #{}),
+    ok = gen_tcp:send(Client, <<"hello">>),
+    {ok, <<"HELLO">>} = gen_tcp:recv(Client, 5),
+    ok = py_reactor_context:stop(Reactor),
     ok.
 
 %%% ===========================================================================

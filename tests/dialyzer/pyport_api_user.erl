@@ -7,7 +7,7 @@
 -module(pyport_api_user).
 
 -export([calls/0, contexts/1, routing/0, streams/0, refs/1, state/0, venv/0,
-         compat/0, registries/0, opaque/1]).
+         compat/0, registries/0, opaque/1, web/1]).
 
 %% Calls, evals and execs, routed and on an explicit context.
 -spec calls() -> [term()].
@@ -190,6 +190,22 @@ venv() ->
     R7 = py:ensure_venv("/srv/venv", "requirements.txt"),
     R8 = py:ensure_venv(<<"/srv/venv">>, <<"requirements.txt">>, [{installer, pip}]),
     [R1, R2, R3, R4, R5, R6, R7, R8].
+
+%% WSGI and ASGI applications (docs/web.md).
+-spec web(pid()) -> [term()].
+web(Ctx) ->
+    {ok, {<<"200 OK">>, _, <<_/binary>>}} =
+        py:wsgi_run(flask_app, app, #{<<"PATH_INFO">> => <<"/">>}, <<>>),
+    R1 = py:wsgi_run(flask_app, app, #{<<"wsgi.input">> => <<"body">>}),
+    R2 = py:wsgi_run(<<"flask_app">>, "app", #{}, [<<"io">>, "list"],
+                     #{context => Ctx, timeout => 5000, stream => true, window => 4}),
+    {ok, {200, _, _}} = py:asgi_run(asgi_app, app, #{path => <<"/">>}, <<>>),
+    R3 = py:asgi_run(asgi_app, app, #{<<"path">> => <<"/">>}, <<>>, #{pool => default}),
+    case R2 of
+        {ok, {_Status, _Headers, {stream, Ref}}} -> ok = py:stream_cancel(Ref);
+        _ -> ok
+    end,
+    [R1, R2, R3].
 
 %% The rest of erlang_python 2.x's py API.
 -spec compat() -> [term()].

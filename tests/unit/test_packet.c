@@ -432,6 +432,51 @@ static void test_packet_put_len_round_trips_through_reader(void)
     packet_reader_destroy(&r);
 }
 
+/* A body read straight into place (packet_room / packet_filled, as the port
+   reads the rest of a large frame) gives the same frame as fed bytes, then the
+   reader goes on with the next frame; there is no room outside a body. */
+static void test_room_fills_a_body_in_place(void)
+{
+    static collector_t c;
+    static char body[5000];
+    packet_reader_t r;
+    packet_reader_init(&r, 1 << 20);
+    size_t n = 99;
+    CHECK(packet_room(&r, &n) == NULL);
+    CHECK_UINT_EQ(n, 0);
+    fill(body, sizeof body, 3);
+    char head[PYPORT_FRAME_HEADER_BYTES + 10];
+    packet_put_len(head, (uint32_t)sizeof body);
+    memcpy(head + PYPORT_FRAME_HEADER_BYTES, body, 10);
+    packet_feed(&r, head, sizeof head, &g_handlers, &c);
+    CHECK_UINT_EQ(c.n, 0);
+    size_t at = 10;
+    while (at < sizeof body) {
+        char *dst = packet_room(&r, &n);
+        CHECK(dst != NULL);
+        CHECK_UINT_EQ(n, sizeof body - at);
+        if (dst == NULL) {
+            break;
+        }
+        size_t take = n < 1000 ? n : 1000;
+        memcpy(dst, body + at, take);
+        packet_filled(&r, take, &g_handlers, &c);
+        at += take;
+    }
+    CHECK_UINT_EQ(c.n, 1);
+    CHECK(packet_room(&r, &n) == NULL);
+    CHECK(packet_reader_idle(&r));
+    if (c.n == 1) {
+        CHECK_MEM_EQ(c.ev[0].data, c.ev[0].len, body, sizeof body);
+    }
+    char stream[1024];
+    size_t len = three_frame_stream(stream);
+    packet_feed(&r, stream, len, &g_handlers, &c);
+    CHECK_UINT_EQ(c.n, 4);
+    collector_clear(&c);
+    packet_reader_destroy(&r);
+}
+
 int main(void)
 {
     RUN_TEST(test_frame_whole_chunk_gives_one_frame);
@@ -450,5 +495,6 @@ int main(void)
     RUN_TEST(test_packet_reader_destroy_frees_partial_frame);
     RUN_TEST(test_packet_put_len_is_big_endian);
     RUN_TEST(test_packet_put_len_round_trips_through_reader);
+    RUN_TEST(test_room_fills_a_body_in_place);
     return check_exit_status();
 }
