@@ -20,7 +20,7 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([start_link/1, start_link/2, child_spec/2, name/1, socket/1, info/1]).
+-export([start_link/1, start_link/2, child_spec/2, wanted/1, name/1, socket/1, info/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 %% How long a template may take to start Python and run the preload.
@@ -64,6 +64,16 @@ child_spec(Pool, Opts) ->
       shutdown => 5000,
       type => worker,
       modules => [?MODULE]}.
+
+%% @doc Whether a pool with options `Opts' forks its contexts from a template:
+%% `template => true' among them, or in the application's `context_opts'.
+-spec wanted(map()) -> boolean().
+wanted(Opts) ->
+    Own = case py_options:context_opts() of
+              {ok, AppOpts} -> maps:merge(AppOpts, Opts);
+              {error, _} -> Opts
+          end,
+    maps:get(template, Own, false) =:= true.
 
 %% @doc The registered name of the template of pool `Pool'.
 -spec name(atom()) -> atom().

@@ -14,6 +14,7 @@
 -export([context_is_a_fork/0, context_is_a_fork/1,
          pool_shares_one_template/0, pool_shares_one_template/1,
          template_from_app_env/0, template_from_app_env/1,
+         pool_over_nodes/0, pool_over_nodes/1,
          every_restart_forks_again/0, every_restart_forks_again/1,
          limits_restart_by_forking/0, limits_restart_by_forking/1,
          timeout_and_output/0, timeout_and_output/1,
@@ -30,7 +31,8 @@
 suite() -> [{timetrap, {minutes, 4}}].
 
 all() ->
-    [context_is_a_fork, pool_shares_one_template, template_from_app_env, every_restart_forks_again,
+    [context_is_a_fork, pool_shares_one_template, template_from_app_env, pool_over_nodes,
+     every_restart_forks_again,
      limits_restart_by_forking, timeout_and_output, template_death_is_survived,
      unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process].
 
@@ -91,6 +93,37 @@ template_from_app_env(_Config) ->
         ok = py_context_router:stop_pool(tapp)
     after
         application:unset_env(pyport, context_opts)
+    end.
+
+pool_over_nodes() ->
+    [{doc, "A pool over two nodes with template => true has one template per node; each "
+      "context is a fork of its own node's template."}].
+pool_over_nodes(_Config) ->
+    case erlang:is_alive() of
+        false -> {skip, "this node is not distributed; peer needs distribution"};
+        true -> pool_over_nodes()
+    end.
+
+pool_over_nodes() ->
+    Ebin = filename:dirname(code:which(py_context)),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(?MODULE), args => ["-pa", Ebin]}),
+    try
+        {ok, _} = rpc:call(Node, application, ensure_all_started, [pyport], ?CALL_TIMEOUT),
+        {ok, Ctxs} = py_context_router:start_pool(tnodes, 4, #{nodes => [node(), Node],
+                                                               template => true,
+                                                               preload => ?PRELOAD}),
+        Templates = #{N => maps:get(os_pid, rpc:call(N, py_template, info,
+                                                     [py_template:name(tnodes)]))
+                      || N <- [node(), Node]},
+        Where = [{node(C), maps:get(os_pid, rpc:call(node(C), py_context, info, [C]))}
+                 || C <- Ctxs],
+        ct:pal("templates ~p contexts ~p", [Templates, Where]),
+        ?assertEqual([node(), Node], lists:usort([N || {N, _} <- Where])),
+        %% One machine: the peer's processes are in this /proc too.
+        [?assertEqual(maps:get(N, Templates), ppid(P)) || {N, P} <- Where],
+        ok = py_context_router:stop_pool(tnodes)
+    after
+        peer:stop(Peer)
     end.
 
 every_restart_forks_again() ->
