@@ -101,10 +101,10 @@ pool_over_nodes() ->
 pool_over_nodes(_Config) ->
     case erlang:is_alive() of
         false -> {skip, "this node is not distributed; peer needs distribution"};
-        true -> pool_over_nodes()
+        true -> over_nodes()
     end.
 
-pool_over_nodes() ->
+over_nodes() ->
     Ebin = filename:dirname(code:which(py_context)),
     {ok, Peer, Node} = peer:start(#{name => peer:random_name(?MODULE), args => ["-pa", Ebin]}),
     try
@@ -112,9 +112,9 @@ pool_over_nodes() ->
         {ok, Ctxs} = py_context_router:start_pool(tnodes, 4, #{nodes => [node(), Node],
                                                                template => true,
                                                                preload => ?PRELOAD}),
-        Templates = #{N => maps:get(os_pid, rpc:call(N, py_template, info,
-                                                     [py_template:name(tnodes)]))
-                      || N <- [node(), Node]},
+        Templates = maps:from_list([{N, maps:get(os_pid, rpc:call(N, py_template, info,
+                                                                  [py_template:name(tnodes)]))}
+                                    || N <- [node(), Node]]),
         Where = [{node(C), maps:get(os_pid, rpc:call(node(C), py_context, info, [C]))}
                  || C <- Ctxs],
         ct:pal("templates ~p contexts ~p", [Templates, Where]),
