@@ -73,12 +73,8 @@ init({Pool, Size, Opts}) ->
                 || I <- lists:seq(1, Size)],
     %% A pool with a warm template (its own option, or the application's
     %% context_opts) starts it first: its contexts fork from it.
-    Own = case py_options:context_opts() of
-              {ok, AppOpts} -> maps:merge(AppOpts, Opts);
-              {error, _} -> Opts
-          end,
-    Template = case Own of
-                   #{template := true} -> [py_template:child_spec(Pool, Opts)];
-                   _ -> []
+    Template = case py_template:wanted(Opts) of
+                   true -> [py_template:child_spec(Pool, Opts)];
+                   false -> []
                end,
     {ok, {#{strategy => one_for_one, intensity => 10, period => 10}, Template ++ Children}}.

@@ -80,6 +80,11 @@ init({Owner, Pool, Count, Opts}) ->
                   type => worker,
                   modules => [py_context, py_context_server]}
                 || I <- lists:seq(1, Count)],
+    %% With a warm template, one per node, before the node's contexts.
+    Template = case py_template:wanted(Opts) of
+                   true -> [py_template:child_spec(Pool, Opts)];
+                   false -> []
+               end,
     {ok, {#{strategy => one_for_one, intensity => 10, period => 10,
             auto_shutdown => any_significant},
-          [Watcher | Contexts]}}.
+          [Watcher | Template ++ Contexts]}}.

@@ -8,7 +8,9 @@
 %% preload already imported and its pages shared copy-on-write.
 %%
 %% The template's own death is handled like a context's: logged, and a new one
-%% started at once (a context that starts meanwhile waits for it). Contexts
+%% started at once (a context that starts meanwhile waits for it), or, for a
+%% template that died within the `restart' option's `stable' time, when a
+%% context next asks for it (the contexts' backoff then paces a crash loop). Contexts
 %% forked from a dead template live on; they no longer need it. A template that
 %% cannot start (Python, a failing preload, a preload that leaves threads
 %% running) makes socket/1 answer `{error, Reason}', and the context backs off
@@ -18,7 +20,7 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([start_link/1, start_link/2, child_spec/2, name/1, socket/1, info/1]).
+-export([start_link/1, start_link/2, child_spec/2, wanted/1, name/1, socket/1, info/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 %% How long a template may take to start Python and run the preload.
@@ -31,6 +33,7 @@
     os_pid :: integer() | undefined,
     path :: string() | undefined,         % its socket, once ready
     starts = 0 :: non_neg_integer(),      % OS processes started
+    started_at = 0 :: integer(),          % monotonic ms of the last start
     last_error :: term()                  % why the last start failed
 }).
 
@@ -61,6 +64,16 @@ child_spec(Pool, Opts) ->
       shutdown => 5000,
       type => worker,
       modules => [?MODULE]}.
+
+%% @doc Whether a pool with options `Opts' forks its contexts from a template:
+%% `template => true' among them, or in the application's `context_opts'.
+-spec wanted(map()) -> boolean().
+wanted(Opts) ->
+    Own = case py_options:context_opts() of
+              {ok, AppOpts} -> maps:merge(AppOpts, Opts);
+              {error, _} -> Opts
+          end,
+    maps:get(template, Own, false) =:= true.
 
 %% @doc The registered name of the template of pool `Pool'.
 -spec name(atom()) -> atom().
@@ -120,12 +133,24 @@ handle_cast(_, S) ->
 %% @private
 handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->
     Reason = py_protocol:exit_reason(Status, true),
-    ?LOG_WARNING("pyport template ~ts: OS process ~p died (~0p); starting a new one",
-                 [S#s.name, S#s.os_pid, Reason]),
-    S1 = forget(S),
-    case start(S1) of
-        {ok, S2} -> {noreply, S2};
-        {error, _, S2} -> {noreply, S2}   % the next socket/1 tries again
+    S1 = (forget(S))#s{last_error = Reason},
+    #{stable := Stable} = maps:merge(py_options:restart_defaults(),
+                                     maps:get(restart, S#s.opts, #{})),
+    case erlang:monotonic_time(millisecond) - S#s.started_at >= Stable of
+        true ->
+            ?LOG_WARNING("pyport template ~ts: OS process ~p died (~0p); starting a new one",
+                         [S#s.name, S#s.os_pid, Reason]),
+            case start(S1) of
+                {ok, S2} -> {noreply, S2};
+                {error, _, S2} -> {noreply, S2}   % the next socket/1 tries again
+            end;
+        false ->
+            %% A template that dies young starts again only when a context
+            %% needs it, so its contexts' backoff paces a crash loop.
+            ?LOG_WARNING("pyport template ~ts: OS process ~p died (~0p) soon after its "
+                         "start; the next context start starts a new one",
+                         [S#s.name, S#s.os_pid, Reason]),
+            {noreply, S1}
     end;
 handle_info({Port, {data, Frame}}, S = #s{port = Port}) ->
     log_frame(Frame, S),
@@ -148,7 +173,8 @@ start(S = #s{opts = Opts, name = Name}) ->
         {ok, Port} ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
             true = erlang:port_command(Port, preload(Opts)),
-            S1 = S#s{port = Port, os_pid = OsPid, starts = S#s.starts + 1},
+            S1 = S#s{port = Port, os_pid = OsPid, starts = S#s.starts + 1,
+                     started_at = erlang:monotonic_time(millisecond)},
             case await_ready(S1, erlang:monotonic_time(millisecond) + ?START_TIMEOUT) of
                 {ok, Path} ->
                     {ok, S1#s{path = Path, last_error = undefined}};

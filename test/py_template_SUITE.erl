@@ -14,6 +14,7 @@
 -export([context_is_a_fork/0, context_is_a_fork/1,
          pool_shares_one_template/0, pool_shares_one_template/1,
          template_from_app_env/0, template_from_app_env/1,
+         pool_over_nodes/0, pool_over_nodes/1,
          every_restart_forks_again/0, every_restart_forks_again/1,
          limits_restart_by_forking/0, limits_restart_by_forking/1,
          timeout_and_output/0, timeout_and_output/1,
@@ -30,7 +31,8 @@
 suite() -> [{timetrap, {minutes, 4}}].
 
 all() ->
-    [context_is_a_fork, pool_shares_one_template, template_from_app_env, every_restart_forks_again,
+    [context_is_a_fork, pool_shares_one_template, template_from_app_env, pool_over_nodes,
+     every_restart_forks_again,
      limits_restart_by_forking, timeout_and_output, template_death_is_survived,
      unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process].
 
@@ -91,6 +93,37 @@ template_from_app_env(_Config) ->
         ok = py_context_router:stop_pool(tapp)
     after
         application:unset_env(pyport, context_opts)
+    end.
+
+pool_over_nodes() ->
+    [{doc, "A pool over two nodes with template => true has one template per node; each "
+      "context is a fork of its own node's template."}].
+pool_over_nodes(_Config) ->
+    case erlang:is_alive() of
+        false -> {skip, "this node is not distributed; peer needs distribution"};
+        true -> over_nodes()
+    end.
+
+over_nodes() ->
+    Ebin = filename:dirname(code:which(py_context)),
+    {ok, Peer, Node} = peer:start(#{name => peer:random_name(?MODULE), args => ["-pa", Ebin]}),
+    try
+        {ok, _} = rpc:call(Node, application, ensure_all_started, [pyport], ?CALL_TIMEOUT),
+        {ok, Ctxs} = py_context_router:start_pool(tnodes, 4, #{nodes => [node(), Node],
+                                                               template => true,
+                                                               preload => ?PRELOAD}),
+        Templates = maps:from_list([{N, maps:get(os_pid, rpc:call(N, py_template, info,
+                                                                  [py_template:name(tnodes)]))}
+                                    || N <- [node(), Node]]),
+        Where = [{node(C), maps:get(os_pid, rpc:call(node(C), py_context, info, [C]))}
+                 || C <- Ctxs],
+        ct:pal("templates ~p contexts ~p", [Templates, Where]),
+        ?assertEqual([node(), Node], lists:usort([N || {N, _} <- Where])),
+        %% One machine: the peer's processes are in this /proc too.
+        [?assertEqual(maps:get(N, Templates), ppid(P)) || {N, P} <- Where],
+        ok = py_context_router:stop_pool(tnodes)
+    after
+        peer:stop(Peer)
     end.
 
 every_restart_forks_again() ->
@@ -187,19 +220,19 @@ template_death_is_survived(_Config) ->
     #{os_pid := Old, starts := 1} = py_template:info(T),
     Forked = os_pid(Ctx),
     os:cmd("kill -9 " ++ integer_to_list(Old)),
-    wait_until(fun() -> case py_template:info(T) of
-                            #{starts := 2, os_pid := P} when is_integer(P) -> true;
-                            _ -> false
-                        end end, ?CALL_TIMEOUT),
-    #{os_pid := New} = py_template:info(T),
-    ?assertNotEqual(Old, New),
+    wait_until(fun() -> not os_pid_alive(Old) end, ?GONE_DEADLINE_MS),
+    wait_until(fun() -> maps:get(os_pid, py_template:info(T)) =/= Old end, ?CALL_TIMEOUT),
     ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(Ctx, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
     ?assertEqual(Forked, os_pid(Ctx)),
-    %% Its first fork now ends after its template: the exit status is lost.
+    %% Its fork now ends after its template (its exit status is lost); the
+    %% restart forks from a new template (started at once, or on this demand
+    %% if the old one died young).
     Ref = py_context:monitor(Ctx),
     ok = py_context:kill(Ctx),
     receive {py_context, Ctx, restarted, _} -> ok after ?CALL_TIMEOUT -> ct:fail(no_restart) end,
     {ok, Next} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT),
+    #{os_pid := New, starts := 2} = py_template:info(T),
+    ?assertNotEqual(Old, New),
     ?assertEqual(New, ppid(Next)),
     py_context:demonitor(Ctx, Ref),
     ok = py_context:stop(Ctx).
