@@ -142,11 +142,12 @@ exit_reason_pyport_statuses_test() ->
     ?assertEqual({exit, 65, python_failed_to_start}, py_protocol:exit_reason(65, true)),
     ?assertEqual({exit, 66, framing_lost}, py_protocol:exit_reason(66, true)),
     ?assertEqual({exit, 67, out_of_memory}, py_protocol:exit_reason(67, true)),
-    ?assertEqual({exit, 68, io_error}, py_protocol:exit_reason(68, true)).
+    ?assertEqual({exit, 68, io_error}, py_protocol:exit_reason(68, true)),
+    ?assertEqual({exit, 69, status_lost}, py_protocol:exit_reason(69, true)).
 
 exit_reason_user_statuses_are_not_named_test() ->
     %% os._exit(66) in Python is the user's status, not pyport's framing_lost.
-    [?assertEqual({exit, N}, py_protocol:exit_reason(N, false)) || N <- [0, 64, 65, 66, 67, 68]].
+    [?assertEqual({exit, N}, py_protocol:exit_reason(N, false)) || N <- [0, 64, 65, 66, 67, 68, 69]].
 
 exit_reason_signals_test() ->
     [?assertEqual({signal, 'SIGSEGV'}, py_protocol:exit_reason(139, Own)) || Own <- [true, false]],
@@ -159,7 +160,7 @@ exit_reason_signals_test() ->
 
 exit_reason_other_statuses_test() ->
     [?assertEqual({exit, N}, py_protocol:exit_reason(N, Own))
-     || N <- [1, 2, 63, 69, 128, 255], Own <- [true, false]].
+     || N <- [1, 2, 63, 70, 128, 255], Own <- [true, false]].
 
 %%% error_result/1 --------------------------------------------------------------
 
