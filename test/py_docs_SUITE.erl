@@ -63,8 +63,7 @@ init_per_suite(Config) ->
     {module, my_module} = code:load_binary(my_module, "my_module.erl", Bin),
     ok = pyport_test:load_app(),
     %% examples/web (flask_app, asgi_app: README and docs/web.md) too.
-    Web = filename:join([filename:dirname(filename:dirname(filename:absname(Data))),
-                         "examples", "web"]),
+    Web = pyport_test:examples_dir(Data, "web"),
     ok = application:set_env(pyport, context_opts, #{python_path => [Data, Web]}),
     {ok, _} = application:ensure_all_started(pyport),
     Config.

@@ -30,7 +30,7 @@ all() ->
      http_not_routed, http_concurrent, http_segfault].
 
 init_per_suite(Config) ->
-    Dir = examples_dir(?config(data_dir, Config)),
+    Dir = pyport_test:examples_dir(?config(data_dir, Config), "web"),
     {ok, mod_pyport, Bin} = compile:file(filename:join(Dir, "mod_pyport.erl"),
                                          [binary, debug_info]),
     {module, mod_pyport} = code:load_binary(mod_pyport, "mod_pyport.erl", Bin),
@@ -58,19 +58,6 @@ init_per_testcase(_Case, Config) ->
 end_per_testcase(_Case, Config) ->
     ok = mod_pyport:stop(?config(httpd, Config)),
     pyport_test:stop_ctx(?config(ctx, Config)).
-
-%% examples/web, found from the suite's data directory upwards.
-examples_dir(Data) ->
-    find_examples(filename:absname(Data), 6).
-
-find_examples(_, 0) ->
-    ct:fail(examples_web_not_found);
-find_examples(Dir, N) ->
-    Candidate = filename:join([Dir, "examples", "web"]),
-    case filelib:is_regular(filename:join(Candidate, "mod_pyport.erl")) of
-        true -> Candidate;
-        false -> find_examples(filename:dirname(Dir), N - 1)
-    end.
 
 %%% ===========================================================================
 %%% py:wsgi_run / py:asgi_run

@@ -5,7 +5,8 @@
 
 -export([start_ctx/1, stop_ctx/1, spawn_caller/1, answer/2, answer_at/2, mailbox/2,
          os_pid_alive/1, wait_until/2, eventually/3,
-         start_actor/1, actor/2, ask/3, stop_actor/2, on_scheduler/3, load_app/0]).
+         start_actor/1, actor/2, ask/3, stop_actor/2, on_scheduler/3, load_app/0,
+         examples_dir/2]).
 
 %% Interval between two looks of wait_until/2.
 -define(POLL_MS, 20).
@@ -17,6 +18,23 @@ load_app() ->
     case application:load(pyport) of
         ok -> ok;
         {error, {already_loaded, pyport}} -> ok
+    end.
+
+%% @doc The directory `examples/Sub' of the checkout, found from a suite's data
+%% directory upwards (test/X_SUITE_data under ctest; deeper under `_build' with
+%% rebar3 ct). Fails the case when there is none.
+-spec examples_dir(string(), string()) -> string().
+examples_dir(Data, Sub) ->
+    find_examples(filename:absname(Data), Sub, 12).
+
+find_examples(_, Sub, 0) ->
+    error({examples_dir_not_found, Sub});
+find_examples(Dir, Sub, N) ->
+    Candidate = filename:join([Dir, "examples", Sub]),
+    case filelib:is_dir(Candidate) of
+        true -> Candidate;
+        false when Dir =:= "/" -> error({examples_dir_not_found, Sub});
+        false -> find_examples(filename:dirname(Dir), Sub, N - 1)
     end.
 
 %% @doc Starts a context not linked to the test process (faults must not kill it).
