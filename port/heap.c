@@ -17,7 +17,7 @@
 /* Free memory at the top of the heap kept while requests come. */
 #define HEAP_TRIM_THRESHOLD (256 * 1024 * 1024)
 /* Idle this long, the free memory goes back to the kernel. */
-#define HEAP_IDLE_MS 200
+#define HEAP_IDLE_MS 2000
 
 static int g_dirty; /* work ran since the last trim */
 

@@ -30,18 +30,27 @@ int op_init(void)
 }
 
 /* linecache.cache, imported on the first compile rather than at start (the
-   import costs several ms: tokenize, re). Borrowed; NULL if it cannot be had. */
-static PyObject *linecache(void)
+   import costs several ms: tokenize, re). Borrowed; NULL if it cannot be had.
+   The import runs Python code inside a request, so a cancel or an interrupt can
+   be raised in it: that exception is left set and -1 is stored in *err (the
+   compile fails with it, and the import is tried again next time). */
+static PyObject *linecache(int *err)
 {
     static int tried;
+    *err = 0;
     if (!tried) {
-        tried = 1;
         PyObject *lc = PyImport_ImportModule("linecache"); // owned
         if (lc != NULL) {
             g_linecache = PyObject_GetAttrString(lc, "cache");
             Py_DECREF(lc);
         }
+        if (g_linecache == NULL && PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_ImportError) &&
+            !PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            *err = -1;
+            return NULL;
+        }
         PyErr_Clear();
+        tried = 1;
     }
     return g_linecache;
 }
@@ -148,7 +157,14 @@ static PyObject *compiled(op_args_t *a, int mode, reply_cause_t *cause)
         Py_DECREF(key);
         return NULL;
     }
-    if (linecache() != NULL) {
+    int lc_err;
+    PyObject *lc = linecache(&lc_err); // borrowed
+    if (lc_err < 0) {
+        Py_DECREF(key);
+        Py_DECREF(fresh);
+        return NULL;
+    }
+    if (lc != NULL) {
         PyObject *src = PyUnicode_DecodeUTF8(p, n, "replace");               // owned
         PyObject *lines = src != NULL ? PyUnicode_Splitlines(src, 1) : NULL; // owned
         PyObject *entry = lines != NULL

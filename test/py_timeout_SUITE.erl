@@ -17,7 +17,8 @@
          next_call_after_stuck_timeout_served/0, next_call_after_stuck_timeout_served/1,
          queued_in_port_never_runs/0, queued_in_port_never_runs/1,
          queued_during_restart_never_runs/0, queued_during_restart_never_runs/1,
-         no_late_replies/0, no_late_replies/1]).
+         no_late_replies/0, no_late_replies/1,
+         timeout_in_first_compile_is_not_lost/0, timeout_in_first_compile_is_not_lost/1]).
 
 %% The short timeout the cases give a call that will not finish in time.
 -define(SHORT_TIMEOUT, 300).
@@ -36,13 +37,16 @@
 %% Rounds of the late-reply race and the duration each call sleeps (ms).
 -define(RACE_ROUNDS, 60).
 -define(RACE_SLEEP_MS, 30).
+%% Timeouts (ms) short enough to land while a fresh context compiles its first
+%% code (which imports linecache there).
+-define(FIRST_COMPILE_TIMEOUTS, [1, 2, 3, 5, 8, 13]).
 
 suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
     [timeout_raises_in_python, stuck_sleep_killed_after_grace, stuck_c_call_killed_after_grace,
      next_call_after_stuck_timeout_served, queued_in_port_never_runs,
-     queued_during_restart_never_runs, no_late_replies].
+     queued_during_restart_never_runs, no_late_replies, timeout_in_first_compile_is_not_lost].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -88,6 +92,27 @@ timeout_raises_in_python(Config) ->
     #{os_pid := OsPid, restarts := 0, current := idle} = py_context:info(Ctx),
     ?assertEqual([], mailbox(Caller)),
     stop_ctx(Ctx).
+
+timeout_in_first_compile_is_not_lost() ->
+    [{doc, "A timeout whose cancel lands while a fresh context compiles its first code "
+      "(the compile imports linecache, Python code in which the cancel is raised) is "
+      "not swallowed: `while True: pass' never starts or is stopped, the next call is "
+      "served and the OS process is not killed. One fresh context per timeout."}].
+timeout_in_first_compile_is_not_lost(_Config) ->
+    lists:foreach(
+      fun(T) ->
+              Ctx = start_ctx(#{kill_after => ?LONG_KILL_AFTER}),
+              #{os_pid := OsPid} = py_context:info(Ctx),
+              Caller = spawn_caller(
+                         fun() ->
+                                 First = py_context:exec(Ctx, <<"while True: pass">>, T),
+                                 Next = py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT),
+                                 {First, Next}
+                         end),
+              ?assertEqual({T, {{error, timeout}, {ok, 2}}}, {T, answer(Caller)}),
+              #{os_pid := OsPid, restarts := 0} = py_context:info(Ctx),
+              stop_ctx(Ctx)
+      end, ?FIRST_COMPILE_TIMEOUTS).
 
 stuck_sleep_killed_after_grace() ->
     [{doc, "Python stuck in time.sleep with SIGUSR2 and SIGINT blocked ignores the "
