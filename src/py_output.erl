@@ -31,6 +31,9 @@
 -define(SEND_RECHECK_MAX_MS, 100).
 %% Credit goes back to the port once this fraction of a window is due.
 -define(CREDIT_BATCH_DIVISOR, 4).
+%% Longest line sent to `logger'; the rest of a longer one is counted, not kept
+%% (a frame of fd output holds up to 64 KiB, and a handler formats each event).
+-define(LOG_LINE_MAX, 4096).
 
 -record(st, {ctx :: pid(),
              name :: binary(),
@@ -105,6 +108,20 @@ printable(Bytes) ->
         _ -> unicode:characters_to_binary(Bytes, latin1)
     end.
 
+%% The lines of a chunk of output, each cut to LOG_LINE_MAX bytes.
+log_lines(Bin) ->
+    [log_line(L) || L <- binary:split(Bin, <<"\n">>, [global, trim_all])].
+
+log_line(Line) when is_binary(Line), byte_size(Line) > ?LOG_LINE_MAX ->
+    Head = case unicode:characters_to_binary(binary:part(Line, 0, ?LOG_LINE_MAX)) of
+               B when is_binary(B) -> B;
+               {_, Valid, _} -> Valid   % cut inside a character: up to it
+           end,
+    More = integer_to_binary(byte_size(Line) - byte_size(Head)),
+    <<Head/binary, " ... (", More/binary, " bytes more)">>;
+log_line(Line) ->
+    Line.
+
 %%% ===========================================================================
 %%% The process
 %%% ===========================================================================
@@ -143,12 +160,16 @@ handle({output, GL, _Stream, Bytes}, _, Credit, St) when is_pid(GL) ->
           end,
     credit(output, Credit, St1);
 handle({output, undefined, Stream, Bytes}, _, Credit, St = #st{name = Name}) ->
-    St1 = to_logger(fun() -> ?LOG_NOTICE("pyport context ~ts ~ts: ~ts",
-                                         [Name, Stream, printable(Bytes)]) end, St),
+    %% One event per line, each under the rate limit.
+    St1 = lists:foldl(fun(Line, S) ->
+                              to_logger(fun() -> ?LOG_NOTICE("pyport context ~ts ~ts: ~ts",
+                                                             [Name, Stream, Line]) end, S)
+                      end, St, log_lines(printable(Bytes))),
     credit(output, Credit, St1);
 handle({log, Level, Logger, Message}, _, Credit, St) ->
     %% No `domain': the default handler only passes events without one (or OTP's).
-    St1 = to_logger(fun() -> logger:log(logger_level(Level), "~ts: ~ts", [Logger, Message],
+    St1 = to_logger(fun() -> logger:log(logger_level(Level), "~ts: ~ts",
+                                        [Logger, log_line(Message)],
                                         #{python_logger => Logger})
                     end, St),
     credit(output, Credit, St1);

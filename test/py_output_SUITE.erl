@@ -12,6 +12,8 @@
 -export([print_goes_to_caller_group_leader/0, print_goes_to_caller_group_leader/1,
          sys_streams_go_to_caller_group_leader/0, sys_streams_go_to_caller_group_leader/1,
          fd_writes_go_to_logger/0, fd_writes_go_to_logger/1,
+         fd_lines_are_events_and_long_lines_are_cut/0,
+         fd_lines_are_events_and_long_lines_are_cut/1,
          c_printf_goes_to_logger/0, c_printf_goes_to_logger/1,
          fd_flood_keeps_protocol/0, fd_flood_keeps_protocol/1]).
 %% logger handler callback
@@ -28,7 +30,8 @@ suite() -> [{timetrap, {minutes, 3}}].
 
 all() ->
     [print_goes_to_caller_group_leader, sys_streams_go_to_caller_group_leader,
-     fd_writes_go_to_logger, c_printf_goes_to_logger, fd_flood_keeps_protocol].
+     fd_writes_go_to_logger, fd_lines_are_events_and_long_lines_are_cut,
+     c_printf_goes_to_logger, fd_flood_keeps_protocol].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -94,6 +97,23 @@ fd_writes_go_to_logger(Config) ->
     wait_logged("fd1-marker", Name),
     wait_logged("fd2-marker", Name),
     ?assertEqual({ok, 2}, py_context:eval(Ctx, <<"1 + 1">>, #{}, ?CALL_TIMEOUT)).
+
+fd_lines_are_events_and_long_lines_are_cut() ->
+    [{doc, "One os.write of three lines is three logger events (each counted by "
+      "log_rate), and a line of 10,000 bytes reaches the logger cut to 4096 bytes "
+      "with the number of bytes left out."}].
+fd_lines_are_events_and_long_lines_are_cut(Config) ->
+    Ctx = ?config(ctx, Config),
+    add_log_handler(),
+    Code = <<"__import__('os').write(2, b'line-a\\nline-b\\n' + b'L' * 10000 + b'\\n')">>,
+    ?assertEqual({ok, 10015}, py_context:eval(Ctx, Code, #{}, ?CALL_TIMEOUT)),
+    Name = ctx_name(Ctx),
+    Texts = [wait_logged_text(Marker, Name) || Marker <- ["line-a", "line-b", "LLLL"]],
+    [A, B, Long] = Texts,
+    ?assertEqual(nomatch, string:find(A, "line-b")),
+    ?assertEqual(nomatch, string:find(B, "line-a")),
+    ?assertEqual(4096, length([C || C <- Long, C =:= $L])),
+    ?assertNotEqual(nomatch, string:find(Long, "(5904 bytes more)")).
 
 c_printf_goes_to_logger() ->
     [{doc, "libc printf + fflush through ctypes: the call returns printf's count, the "
@@ -211,6 +231,20 @@ wait_logged(Marker, Name, Deadline, Seen) ->
             end
     after Left ->
         ct:fail({not_logged, Marker, Name, lists:reverse(Seen)})
+    end.
+
+%% The text of the first log event that holds Marker and names the context.
+wait_logged_text(Marker, Name) ->
+    receive
+        {logged, Text, Meta} ->
+            Named = contains(Text, Name) orelse
+                maps:get(pyport_context, Meta, undefined) =:= list_to_binary(Name),
+            case contains(Text, Marker) andalso Named of
+                true -> Text;
+                false -> wait_logged_text(Marker, Name)
+            end
+    after ?EVENTUALLY_MS ->
+        ct:fail({not_logged, Marker, Name})
     end.
 
 ctx_name(Ctx) ->
