@@ -26,8 +26,6 @@
          logging_level_option/0, logging_level_option/1,
          logging_survives_restart/0, logging_survives_restart/1,
          logging_later_pool/0, logging_later_pool/1]).
-%% logger handler callback (captures events for the test process)
--export([log/2]).
 
 %% Generous bound for a whole case (pools start, contexts restart).
 -define(CASE_TIMEOUT, {minutes, 3}).
@@ -42,6 +40,8 @@
         <<"__import__('importlib.machinery').machinery.PathFinder.find_spec('talkpkg') "
           "is not None">>).
 -define(LATER_POOL, envopts_later).
+%% Log events captured by capture_logs/0.
+-define(LOG_TABLE, py_envopts_logs).
 -define(OPTS_POOL, envopts_opts).
 
 suite() ->
@@ -54,8 +54,9 @@ all() ->
      activate_venv_bad_path, logging_levels, logging_level_option, logging_survives_restart,
      logging_later_pool].
 
-init_per_suite(Config) ->
+init_per_suite(Config0) ->
     ct:timetrap(?SETUP_TIMEOUT),
+    Config = [{log_table_owner, start_log_table()} | Config0],
     {ok, _} = application:ensure_all_started(pyport),
     %% The venv must be made by the Python the contexts run (a venv is tied to
     %% one Python version; pyport refuses others).
@@ -70,7 +71,8 @@ init_per_suite(Config) ->
                                                [Python, Why]))}
     end.
 
-end_per_suite(_Config) ->
+end_per_suite(Config) ->
+    ?config(log_table_owner, Config) ! stop,
     ok = application:stop(pyport).
 
 init_per_testcase(_Case, Config) ->
@@ -87,7 +89,7 @@ end_per_testcase(_Case, Config) ->
                             py:call(C, '_pyport', venv_info, []) =/= {ok, #{<<"active">> => false}}],
     _ = py_context_router:stop_pool(?LATER_POOL),
     _ = py_context_router:stop_pool(?OPTS_POOL),
-    _ = logger:remove_handler(?MODULE),
+    _ = logger:remove_primary_filter(?MODULE),
     ok.
 
 %%% ===========================================================================
@@ -504,20 +506,34 @@ resolve(Path) ->
         {error, _} -> Path
     end.
 
+%% The events captured since capture_logs/0, oldest first, as {logged, Event}.
 mailbox() ->
-    {messages, Ms} = process_info(self(), messages),
-    Ms.
+    [{logged, Ev} || {_, Ev} <- ets:tab2list(?LOG_TABLE)].
 
-%% Adds a logger handler that sends every event to the test process, and lets
-%% every level through the primary filter for the duration of the case.
+%% Copies every event that passes the primary level into LOG_TABLE, and lets
+%% every level through for the duration of the case. A primary filter runs in
+%% the logging process before any handler, so it sees exactly what logger
+%% accepted; it passes every event on unchanged. (The copies go to a table
+%% rather than to the test process, whose mailbox is also read by the calls the
+%% case makes.)
 capture_logs() ->
     ok = logger:set_primary_config(level, all),
-    logger:add_handler(?MODULE, ?MODULE, #{level => all, config => #{pid => self()}}).
+    true = ets:delete_all_objects(?LOG_TABLE),
+    logger:add_primary_filter(?MODULE, {fun copy_event/2, ?LOG_TABLE}).
 
-%% @private logger handler callback.
-log(Event, #{config := #{pid := Pid}}) ->
-    Pid ! {logged, Event},
-    ok.
+copy_event(Event, Tab) ->
+    ets:insert(Tab, {erlang:unique_integer([monotonic]), Event}),
+    ignore.
+
+%% LOG_TABLE lives as long as the suite: a process of its own owns it.
+start_log_table() ->
+    Self = self(),
+    Owner = spawn(fun() ->
+                          _ = ets:new(?LOG_TABLE, [ordered_set, public, named_table]),
+                          Self ! {log_table, self()},
+                          receive stop -> ok end
+                  end),
+    receive {log_table, Owner} -> Owner end.
 
 %% Waits for a logged event whose text contains Needle; other events stay.
 wait_log(Needle) ->
@@ -530,8 +546,8 @@ wait_log(Needle, Deadline) ->
         [] ->
             case erlang:monotonic_time(millisecond) > Deadline of
                 true ->
-                    ct:log("handlers ~p~nprimary ~p~nmailbox ~p",
-                           [logger:get_handler_ids(), logger:get_primary_config(),
+                    ct:log("primary ~p~nmailbox ~p",
+                           [logger:get_primary_config(),
                             [text(Ev) || {logged, Ev} <- mailbox()]]),
                     ct:fail({no_log_event, Needle});
                 false -> timer:sleep(?POLL_MS), wait_log(Needle, Deadline)
