@@ -259,6 +259,18 @@ def trace(name=None):
 
 # ---- install -------------------------------------------------------------------
 
+# Attributes of the erlang module set on first use: name -> the function that
+# sets it (and the rest of its group). See lazy_attributes.
+_LAZY = {}
+
+
+def lazy_attributes(names, install_group):
+    """erlang.<name>, for each of names, is set by install_group() when it is
+    first looked up (for parts whose imports cost start time)."""
+    for name in names:
+        _LAZY[name] = install_group
+
+
 def install(erlang):
     global _erlang
     _erlang = erlang
@@ -335,6 +347,12 @@ def install(erlang):
     def __getattr__(name):
         """erlang.<name> is the Erlang function registered as `name`; a name that
         is not registered is not an attribute (hasattr is False)."""
+        loader = _LAZY.get(name)
+        if loader is not None:
+            loader()
+            for key in [k for k, v in _LAZY.items() if v is loader]:
+                del _LAZY[key]
+            return getattr(erlang, name)
         if name == "ErlangHandler":
             # logging is imported, and the class defined, on first use.
             import _pyport

@@ -507,9 +507,15 @@ def _install():
     # erlang.reactor (and `import erlang.reactor`): _pyport_reactor.py.
     import _pyport_reactor
     _pyport_reactor._install()
-    # The event-loop API (run, new_event_loop, sleep, spawn_task, async_call).
-    import _erlang_loop
-    _erlang_loop.install_into(erlang)
+    # The event-loop API (run, new_event_loop, sleep, spawn_task, async_call):
+    # _erlang_loop.py, imported on first use (it imports asyncio, tens of ms).
+    def install_loop():
+        import _erlang_loop
+        _erlang_loop.install_into(erlang)
+    _erlang_compat.lazy_attributes(
+        ("ErlangEventLoop", "ErlangEventLoopPolicy", "EventLoopPolicy", "new_event_loop",
+         "get_event_loop_policy", "install", "run", "sleep", "spawn_task", "async_call"),
+        install_loop)
     # Channels and byte channels (erlang.Channel, erlang.channel, ...).
     import _erlang_channel
     _erlang_channel.install_into(erlang)
