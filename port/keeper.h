@@ -1,7 +1,7 @@
 /*
- * The keeper: a tiny process forked at start-up (before any thread) that holds
- * the read end of the pipe from Erlang and nothing else, until shortly after the
- * port process dies. While it lives, a write by Erlang right after the port died
+ * The keeper: a tiny program (pyport-keeper, beside the port binary) spawned at
+ * start-up, before any thread, that holds the read end of the pipe from Erlang
+ * and nothing else, until shortly after the port process dies. While it lives, a write by Erlang right after the port died
  * still succeeds (it lands in the pipe) instead of failing with EPIPE, which
  * would make the runtime close the port and lose the exit status; so every death
  * is reported with its real signal or status.
@@ -9,7 +9,7 @@
 #ifndef PYPORT_KEEPER_H
 #define PYPORT_KEEPER_H
 
-/// Forks the keeper holding in_fd. Returns the fd the port must keep open (its
+/// Spawns the keeper holding in_fd. Returns the fd the port must keep open (its
 /// end of the pipe the keeper watches), or -1 if the keeper could not start.
 /// Call before any thread is created.
 int keeper_start(int in_fd);
