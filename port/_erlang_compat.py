@@ -14,11 +14,12 @@ in erlang_python.
 """
 
 import builtins
-import functools
 import os
 import sys
-import threading
 import time
+# threading.local itself, without importing threading (and functools,
+# collections) at every start.
+from _thread import _local
 
 
 class ProcessError(Exception):
@@ -161,7 +162,7 @@ class SharedDict:
 
 # ---- tracing -------------------------------------------------------------------
 
-_spans = threading.local()
+_spans = _local()
 _tracing = None   # whether the Erlang side keeps spans; None: not asked yet
 
 
@@ -243,6 +244,8 @@ class Span:
 def trace(name=None):
     """Decorator: each call of the function runs in a Span named `name`
     (default: module.qualname)."""
+
+    import functools
 
     def wrap(func):
         span_name = name or f"{func.__module__}.{func.__qualname__}"

@@ -190,7 +190,9 @@ int pyerl_setup(void)
     PyObject *signal_mod = NULL; // owned
     PyObject *r = NULL;          // owned
     handler = PyObject_GetAttrString(m, "_signal");
-    signal_mod = PyImport_ImportModule("signal");
+    /* _signal, not signal: the same handlers without importing enum (and
+       functools, collections, types) at every start. */
+    signal_mod = PyImport_ImportModule("_signal");
     if (handler == NULL || signal_mod == NULL) {
         goto done;
     }
