@@ -691,10 +691,11 @@ open(S = #s{gen = Gen}) ->
     case start_os_process(S) of
         {ok, Port, Crash} ->
             erlang:send_after(?START_TIMEOUT, self(), {'$py_start_timeout', Gen + 1}),
-            {ok, S#s{port = Port, os_pid = undefined, gen = Gen + 1, status = starting,
-                     port_started = now_ms(), port_calls = 0, kill_reason = undefined,
-                     crash_file = Crash,
-                     announced = undefined, heartbeat = undefined, credit_due = 0}};
+            {ok, send_start_setup(
+                   S#s{port = Port, os_pid = undefined, gen = Gen + 1, status = starting,
+                       port_started = now_ms(), port_calls = 0, kill_reason = undefined,
+                       crash_file = Crash,
+                       announced = undefined, heartbeat = undefined, credit_due = 0})};
         Error ->
             Error
     end.
@@ -721,12 +722,10 @@ await_started(S = #s{port = Port}, Deadline) ->
         {error, {python_failed_to_start, timeout}}
     end.
 
-%% The OS process said ready: send its setup; requests wait until it is done.
-ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
-    Version =:= py_protocol:version() orelse
-        ?LOG_WARNING("pyport context ~ts: port speaks protocol ~p, expected ~p",
-                     [S#s.name, Version, py_protocol:version()]),
-    py_inflight:set_port(H, S#s.port, S#s.gen, false),
+%% The start setup goes with the OS process's start, before its `ready': the
+%% port reads it once Python is up, so the start costs no round trip. It assumes
+%% the port speaks this node's protocol (ready/2 warns when it does not).
+send_start_setup(S = #s{opts = Opts, h = H}) ->
     %% The context's own options win; settings recorded for its pool at run time
     %% (py:activate_venv/2, py:configure_logging/1) fill in the rest. A setting
     %% applied to this running context is in its options too (handle_call setup).
@@ -735,8 +734,7 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
                            (_, V) -> V
                         end, maps:merge(py_settings:get(maps:get(pool, Opts, undefined)), Own)),
     Budget = py_inflight:budget(H),
-    FlowOn = Version >= ?FLOW_PROTOCOL,
-    Flow = case FlowOn of
+    Flow = case py_protocol:version() >= ?FLOW_PROTOCOL of
                true -> #{output_window => maps:get(output_window, Opts),
                          send_window => maps:get(send_window, Opts)};
                false -> #{}
@@ -755,12 +753,22 @@ ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
                   [] -> #{};
                   Codes -> #{preload => iolist_to_binary(lists:join(<<"\n">>, Codes))}
               end,
+    send_setup(maps:merge(maps:merge(Settings, maps:merge(Limits, Flow)), Preload), start_setup,
+               S).
+
+%% The OS process said ready (its start setup is already on its way); requests
+%% wait until that setup is done.
+ready({ready, Version, PyVersion, OsPid}, S = #s{opts = Opts, h = H}) ->
+    Version =:= py_protocol:version() orelse
+        ?LOG_WARNING("pyport context ~ts: port speaks protocol ~p, expected ~p",
+                     [S#s.name, Version, py_protocol:version()]),
+    py_inflight:set_port(H, S#s.port, S#s.gen, false),
+    FlowOn = Version >= ?FLOW_PROTOCOL,
     py_interpreters:started(self()),
     Meta = log_metadata(S#s.name, Opts, OsPid),
     logger:update_process_metadata(Meta),
     py_output:new_port(S#s.delivery, S#s.gen, FlowOn, Meta),
-    send_setup(maps:merge(maps:merge(Settings, maps:merge(Limits, Flow)), Preload), start_setup,
-               S#s{os_pid = OsPid, python_version = PyVersion, flow = FlowOn}).
+    S#s{os_pid = OsPid, python_version = PyVersion, flow = FlowOn}.
 
 send_setup(Settings, Why, S) ->
     Id = py_protocol:new_id(),
