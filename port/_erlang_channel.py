@@ -148,14 +148,14 @@ def reply(pid, term):
 
 def install_into(module):
     import sys
-    import types
+    module_type = type(sys)  # types.ModuleType, without importing types at start
     names = {"Channel": Channel, "ChannelClosed": ChannelClosed, "reply": reply,
              "ByteChannel": ByteChannel, "ByteChannelClosed": ByteChannelClosed}
     for key, value in names.items():
         setattr(module, key, value)
     for sub, keys in (("channel", ("Channel", "ChannelClosed", "reply")),
                       ("byte_channel", ("ByteChannel", "ByteChannelClosed"))):
-        m = types.ModuleType(f"erlang.{sub}")
+        m = module_type(f"erlang.{sub}")
         for k in keys:
             setattr(m, k, names[k])
         setattr(module, sub, m)
