@@ -45,7 +45,8 @@ expect_in_log "$((blocks + 1)) tests, 0 failures"
 step 300 "mix release" mix release --overwrite
 rel=_build/shared/rel/pkgdemo
 test -x "$rel"/lib/pyport-*/priv/pyport
-echo "ok   the release holds lib/pyport-*/priv/pyport"
+test -x "$rel"/lib/pyport-*/priv/pyport-keeper
+echo "ok   the release holds lib/pyport-*/priv/pyport and priv/pyport-keeper"
 step 60 "release: bin/pkgdemo eval, :py.eval(\"1+1\")" "$rel/bin/pkgdemo" eval \
     '{:ok, _} = Application.ensure_all_started(:pyport); IO.puts("result: #{inspect(:py.eval("1+1"))}")'
 expect_in_log "result: {:ok, 2}"

@@ -51,7 +51,8 @@ expect_in_log "result: {ok,2}"
 step 300 "rebar3 release" rebar3 release
 rel=$app/_build/default/rel/pkgdemo
 test -x "$rel/lib/pyport-0.1.0/priv/pyport"
-echo "ok   the release holds lib/pyport-0.1.0/priv/pyport"
+test -x "$rel/lib/pyport-0.1.0/priv/pyport-keeper"
+echo "ok   the release holds lib/pyport-0.1.0/priv/pyport and priv/pyport-keeper"
 if [ -e "$rel/lib/pyport-0.1.0/_build" ]; then
     echo "FAIL the release copied pyport's CMake build directory" >&2
     exit 1

@@ -56,5 +56,6 @@ tar -cf - $files | tar -xf - -C "$WORK/hexpkg"
 cd "$WORK/hexpkg"
 step 600 "the hex file list alone: rebar3 compile" rebar3 compile
 test -x priv/pyport
-echo "ok   the files of the hex package build priv/pyport and the application"
+test -x priv/pyport-keeper
+echo "ok   the files of the hex package build priv/pyport, priv/pyport-keeper and the application"
 echo "pkg.rebar3_root: passed"
