@@ -724,7 +724,8 @@ await_started(S = #s{port = Port}, Deadline) ->
 
 %% The start setup goes with the OS process's start, before its `ready': the
 %% port reads it once Python is up, so the start costs no round trip. It assumes
-%% the port speaks this node's protocol (ready/2 warns when it does not).
+%% the port speaks this node's protocol, with flow control (ready/2 warns when
+%% it does not).
 send_start_setup(S = #s{opts = Opts, h = H}) ->
     %% The context's own options win; settings recorded for its pool at run time
     %% (py:activate_venv/2, py:configure_logging/1) fill in the rest. A setting
@@ -734,11 +735,8 @@ send_start_setup(S = #s{opts = Opts, h = H}) ->
                            (_, V) -> V
                         end, maps:merge(py_settings:get(maps:get(pool, Opts, undefined)), Own)),
     Budget = py_inflight:budget(H),
-    Flow = case py_protocol:version() >= ?FLOW_PROTOCOL of
-               true -> #{output_window => maps:get(output_window, Opts),
-                         send_window => maps:get(send_window, Opts)};
-               false -> #{}
-           end,
+    Flow = #{output_window => maps:get(output_window, Opts),
+             send_window => maps:get(send_window, Opts)},
     Limits = #{context => self(),
                max_atoms => case py_term:limit(Budget) of
                                 infinity -> none;
