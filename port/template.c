@@ -31,6 +31,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <ei.h>
+
+#include "buf.h"
+#include "convert.h"
+#include "envs.h"
 #include "log.h"
 #include "memory.h"
 #include "ops.h"
@@ -445,6 +450,46 @@ static ssize_t recv_request(int fd, char *buf, int fds[3], int flags)
     return n;
 }
 
+/* In the spare, before it parks: one eval through the path a first request
+   takes (a new environment, compile, run, encode the result), so that the
+   pages it writes are copied now, off the path of the start, while this
+   process has one thread (a copy-on-write fault then needs no TLB shootdown
+   to another CPU). The environment is dropped again; the source text is
+   none a caller would send, so no request finds its code already compiled. */
+static void warm_up(void)
+{
+    ei_x_buff pid;
+    ei_x_buff req;
+    if (ei_x_new(&pid) < 0 || ei_x_new(&req) < 0) {
+        return;
+    }
+    erlang_pid fake;
+    memset(&fake, 0, sizeof fake);
+    strcpy(fake.node, "pyport_spare@localhost");
+    fake.num = 1;
+    fake.creation = 1;
+    static const char code[] = "__name__ == '__main__' and not None  # pyport spare";
+    if (ei_x_encode_pid(&pid, &fake) == 0 && ei_x_encode_binary(&req, code, sizeof code - 1) == 0 &&
+        ei_x_encode_map_header(&req, 0) == 0) {
+        int created = 0;
+        PyObject *env = env_get(pid.buff, (size_t)pid.index, &created); // borrowed
+        op_args_t a = {.frame = req.buff, .len = (size_t)req.index, .index = 0, .env = env};
+        reply_cause_t cause;
+        PyObject *r = env != NULL ? op_eval(&a, &cause) : NULL; // owned
+        if (r != NULL) {
+            buf_t b;
+            buf_init(&b, 256);
+            (void)conv_from_py(&b, r);
+            buf_destroy(&b);
+            Py_DECREF(r);
+        }
+        PyErr_Clear();
+        (void)env_drop(pid.buff, (size_t)pid.index);
+    }
+    ei_x_free(&pid);
+    ei_x_free(&req);
+}
+
 /* In the spare: waits for a request handed over by the template (sp), and
    returns with it as this process's fds 0-2 and command line. Exits if the
    template goes away first: it dies with the template (PR_SET_PDEATHSIG while
@@ -455,6 +500,7 @@ static void park(int sp, pid_t tmpl, int *argc, char ***argv)
     if (getppid() != tmpl) {
         _exit(PYPORT_EXIT_OK);
     }
+    warm_up();
     char *buf = mem_alloc(TMPL_MAX_REQUEST); // owned
     int fds[3];
     ssize_t n = recv_request(sp, buf, fds, 0);
