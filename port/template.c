@@ -48,6 +48,10 @@
 /* After a spare died while parked (someone killed it), the next is forked
    this much later, so a spare killed as soon as it is forked is no fork loop. */
 #define TMPL_SPARE_RETRY_MS 1000
+/* After a spare was handed a request, the next is forked this much later:
+   forking and warming it up take a CPU for tens of milliseconds, which the
+   new context needs for its own start and first answer. */
+#define TMPL_SPARE_DELAY_MS 30
 
 typedef struct {
     int fd;    /* the connection from a pyport-attach program */
@@ -579,7 +583,7 @@ static pid_t hand_to_spare(const char *buf, size_t len, const int fds[3])
     close(g_spare_fd);
     g_spare_fd = -1;
     g_spare_pid = 0;
-    g_spare_due = now_ms();
+    g_spare_due = now_ms() + TMPL_SPARE_DELAY_MS;
     return pid;
 }
 
