@@ -11,10 +11,11 @@
 #include <malloc.h>
 #include <stdlib.h>
 
-/* Free memory at the top of the heap kept while requests come: room for a few
-   frames of the largest size a frame may have by default (64 MiB), so a run of
-   large requests reuses the same pages instead of faulting fresh ones in. */
-#define HEAP_TRIM_THRESHOLD (512 * 1024 * 1024)
+/* Free memory at the top of the heap kept while requests come: enough for the
+   request frame, the bytes object and the reply frame of a 64 MiB binary, so
+   a run of large requests reuses the same pages instead of faulting fresh ones
+   in. */
+#define HEAP_TRIM_THRESHOLD (256 * 1024 * 1024)
 /* Idle this long, the free memory goes back to the kernel. */
 #define HEAP_IDLE_MS 2000
 

@@ -18,7 +18,7 @@
 -type parent() :: request_id() | 0.
 %% A request carrying a large binary argument is an I/O vector that refers to
 %% that binary (erlang:term_to_iovec/1) instead of a copy of it.
--type frame() :: binary() | erlang:ext_iovec().
+-type frame() :: binary() | [binary()].
 
 %% Binary arguments from this size on are referred to by the frame, not copied.
 -define(BY_REFERENCE_BYTES, 65536).
