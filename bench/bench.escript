@@ -22,7 +22,7 @@
 %% size and variant (at least SWEEP_MIN_RUNS round trips, at most SWEEP_MAX_RUNS).
 -define(SWEEP_SIZES, [1 bsl 10, 16 bsl 10, 256 bsl 10, 1 bsl 20, 4 bsl 20, 16 bsl 20, 64 bsl 20]).
 -define(SWEEP_BYTES, 256 bsl 20).
--define(SWEEP_MIN_RUNS, 3).
+-define(SWEEP_MIN_RUNS, 9).
 -define(SWEEP_MAX_RUNS, 50).
 
 main([Build]) ->

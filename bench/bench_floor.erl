@@ -3,7 +3,9 @@
 %% itself. `routed': the shape of py_context with Python taken out; a gen_server
 %% owns the port, callers write their frame straight to it after recording the
 %% request in a public ETS table, and the owner routes each reply by id to the
-%% caller's alias. Callers build frames and decode replies as py_context does.
+%% caller's alias. Callers build frames and decode replies as py_context does
+%% (py_protocol, py_term: a large binary goes out by reference, not copied into
+%% the frame, and comes back as a part of the reply frame).
 %% Both shapes also work with the pyport program itself in place of the echo
 %% (frames other than `{reply, Id}', such as `ready' and `env', are passed over),
 %% which splits pyport's latency into the port program, the reply hop and the API.
@@ -56,7 +58,11 @@ call(Target, M, F, Args, Kwargs) ->
 -spec echo(target(), term()) -> {ok, term()} | {error, term()}.
 echo(Target, X) ->
     Id = erlang:unique_integer([positive]),
-    request(Target, Id, term_to_binary({echo, Id, self(), X})).
+    request(Target, Id, erlang:term_to_iovec({echo, Id, self(), X})).
+
+%% Replies are decoded as py_context decodes results (without an atom limit).
+decode(Body) ->
+    {ok, _} = py_term:decode(Body, py_term:new_budget(infinity)).
 
 %%% ===========================================================================
 %%% The two request shapes (run in the caller)
@@ -70,8 +76,9 @@ request({routed, Owner}, Id, Frame) ->
     Tab = persistent_term:get({?MODULE, Owner}),
     [{_, Port, MaxQueue, MaxFrame}] = ets:lookup(Tab, '$port'),
     InFlight = ets:info(Tab, size) - 1,
+    Size = iolist_size(Frame),
     if
-        byte_size(Frame) > MaxFrame -> {error, too_large};
+        Size > MaxFrame -> {error, too_large};
         InFlight >= MaxQueue -> {error, overloaded};
         true ->
             true = ets:insert(Tab, {Id, Mref, self(), group_leader()}),
@@ -79,7 +86,7 @@ request({routed, Owner}, Id, Frame) ->
             receive
                 {Mref, reply, Body} ->
                     erlang:demonitor(Mref, [flush]),
-                    {ok, binary_to_term(Body)};
+                    decode(Body);
                 {'DOWN', Mref, process, _, Reason} ->
                     {error, {owner_died, Reason}}
             end
@@ -92,7 +99,7 @@ direct_reply(Port, Id) ->
             case binary_to_term(Reply, [used]) of
                 {{reply, Id}, Used} ->
                     Body = binary_part(Reply, Used, byte_size(Reply) - Used),
-                    {ok, binary_to_term(Body)};
+                    decode(Body);
                 _Notice ->
                     direct_reply(Port, Id)
             end;

@@ -1,6 +1,8 @@
 /*
- * Growable byte buffer (see buf.h). Growth doubles, so building a frame of n
- * bytes costs O(n) whatever the number of appends. Single owner, no locking.
+ * Growable byte buffer (see buf.h). Growth at least doubles, so building a frame
+ * of n bytes costs O(n) whatever the number of appends; one reservation larger
+ * than twice the capacity (a large binary) gets exactly what it asks for, not
+ * up to twice that. Single owner, no locking.
  */
 #include "buf.h"
 
@@ -29,9 +31,9 @@ void buf_reserve(buf_t *b, size_t extra)
     if (need <= b->cap) {
         return;
     }
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < need) {
-        cap *= 2;
+    size_t cap = b->cap ? 2 * b->cap : 64;
+    if (cap < need) {
+        cap = need;
     }
     b->data = mem_realloc(b->data, cap);
     b->cap = cap;

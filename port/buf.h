@@ -20,7 +20,8 @@ void buf_init(buf_t *b, size_t cap);
 /// Frees the bytes; the buffer may be initialised again.
 void buf_destroy(buf_t *b);
 
-/// Makes room for extra more bytes after len; doubles capacity as needed.
+/// Makes room for extra more bytes after len: at least doubles the capacity,
+/// or grows it to exactly what is needed when that is more.
 void buf_reserve(buf_t *b, size_t extra);
 
 /// Appends n bytes.

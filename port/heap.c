@@ -11,10 +11,10 @@
 #include <malloc.h>
 #include <stdlib.h>
 
-/* Blocks below this come from the heap and are reused, not mapped afresh
-   (glibc's own ceiling for the threshold on 64-bit). */
-#define HEAP_MMAP_THRESHOLD (32 * 1024 * 1024)
-/* Free memory at the top of the heap kept while requests come. */
+/* Free memory at the top of the heap kept while requests come: enough for the
+   request frame, the bytes object and the reply frame of a 64 MiB binary, so
+   a run of large requests reuses the same pages instead of faulting fresh ones
+   in. */
 #define HEAP_TRIM_THRESHOLD (256 * 1024 * 1024)
 /* Idle this long, the free memory goes back to the kernel. */
 #define HEAP_IDLE_MS 2000
@@ -36,7 +36,11 @@ static void arena_free(void *ctx, void *p, size_t size)
 
 void heap_init(void)
 {
-    mallopt(M_MMAP_THRESHOLD, HEAP_MMAP_THRESHOLD);
+    /* No block gets a mapping of its own: glibc caps the mmap threshold at
+       32 MiB, and above it every large frame buffer or bytes object would be a
+       fresh mapping whose every page faults in (and is unmapped at free). From
+       the heap, a freed block is reused by the next request. */
+    mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, HEAP_TRIM_THRESHOLD);
     /* CPython's object arenas (256 KiB) from malloc rather than from their own
        mmap: a freed arena is reused by the next request without page faults. */

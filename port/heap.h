@@ -12,7 +12,8 @@
 #ifndef PYPORT_HEAP_H
 #define PYPORT_HEAP_H
 
-/// Sets malloc's thresholds and CPython's arena allocator. Call once, first.
+/// Keeps every malloc block in the heap (no mmap per large block), sets the
+/// trim threshold and CPython's arena allocator. Call once, first.
 void heap_init(void);
 
 /// A request has run (memory may have grown since the last trim).

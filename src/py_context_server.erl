@@ -105,7 +105,7 @@ start_link(Opts) ->
 %% the gate closed): it is written when the gate opens, unless `Deadline' passed.
 %% `Parent' is the request whose callback the caller is running (0: none); such
 %% a request goes to the live OS process even while the gate is closed.
--spec enqueue(pid(), pos_integer(), py_inflight:reply_to(), pid(), pid(), binary(),
+-spec enqueue(pid(), pos_integer(), py_inflight:reply_to(), pid(), pid(), py_protocol:frame(),
               integer() | infinity, non_neg_integer()) -> ok.
 enqueue(Ctx, Id, Reply, EnvPid, GL, Frame, Deadline, Parent) ->
     Ctx ! {'$py_req', Id, Reply, EnvPid, GL, Frame, Deadline, Parent},
@@ -121,7 +121,7 @@ cancel(Ctx, Id, Ack) ->
 
 %% @doc Writes a frame that takes no answer (a callback reply, a release) to the
 %% live OS process, in order with what the context itself writes.
--spec forward_frame(pid(), binary()) -> ok.
+-spec forward_frame(pid(), py_protocol:frame()) -> ok.
 forward_frame(Ctx, Frame) ->
     Ctx ! {'$py_frame', Frame},
     ok.
@@ -595,7 +595,7 @@ after_reply(S) ->
 
 accept(Id, Reply, EnvPid, GL, Frame, Deadline, Parent, S0) ->
     S = env_created(EnvPid, S0),
-    case admit(byte_size(Frame), S) of
+    case admit(iolist_size(Frame), S) of
         {error, Reason} ->
             py_reply:answer(Reply, failed, Reason),
             S;

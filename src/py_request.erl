@@ -67,14 +67,14 @@ last_context() ->
 
 %% @doc Submits a request frame without waiting. The answer (or stream items)
 %% go to `Reply'.
--spec submit(pid(), pos_integer(), py_inflight:reply_to(), pid(), binary(),
+-spec submit(pid(), pos_integer(), py_inflight:reply_to(), pid(), py_protocol:frame(),
              integer() | infinity, py_protocol:parent()) -> ok | {error, term()}.
 submit(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     case py_inflight:handle(Ctx) of
         undefined ->
             enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
         H ->
-            case py_inflight:admit(H, byte_size(Frame)) of
+            case py_inflight:admit(H, iolist_size(Frame)) of
                 ok ->
                     case writable(H, Parent) of
                         none -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
@@ -130,7 +130,7 @@ enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
 %% @doc Writes a frame that takes no answer (a callback reply, a release) to the
 %% context's live OS process. When there is none, the Python side it was for is
 %% gone with it.
--spec send_frame(pid(), binary()) -> ok.
+-spec send_frame(pid(), py_protocol:frame()) -> ok.
 send_frame(Ctx, Frame) ->
     case py_inflight:handle(Ctx) of
         undefined when node(Ctx) =/= node() -> py_context_server:forward_frame(Ctx, Frame);

@@ -16,6 +16,11 @@
 %% The budget: a counter of new atoms created so far, and the limit.
 -opaque budget() :: {atomics:atomics_ref(), non_neg_integer() | infinity}.
 
+%% A binary term from this size on is returned as a sub-binary of the frame
+%% (binary_to_term/1 would copy it: for 64 MiB, a third of a second of copying
+%% and page faults here).
+-define(SHARED_BINARY_BYTES, 65536).
+
 %% ETF tags (erts/emulator/beam/external.h).
 -define(NEW_FLOAT, 70).
 -define(BIT_BINARY, 77).
@@ -62,7 +67,11 @@ limit({_, Max}) -> Max.
 %% @doc Decodes the ETF binary `Bin'. `{error, {atom_limit, Max}}' when it holds
 %% more atoms that do not exist yet than the budget has left (nothing is
 %% created then); `{error, badarg}' when it is not a term.
+%% A term that is one large binary (a bytes result) is returned as a part of
+%% `Bin' rather than copied out of it.
 -spec decode(binary(), budget()) -> {ok, term()} | {error, {atom_limit, non_neg_integer()} | badarg}.
+decode(<<131, ?BINARY, Len:32, Data:Len/binary>>, _Budget) when Len >= ?SHARED_BINARY_BYTES ->
+    {ok, Data};
 decode(Bin, Budget) ->
     try binary_to_term(Bin, [safe]) of
         Term -> {ok, Term}

@@ -14,6 +14,32 @@ call_frame_test() ->
     ?assert(is_binary(F)),
     ?assertEqual({call, 7, Pid, 0, math, <<"sqrt">>, [16], #{k => 1}}, binary_to_term(F)).
 
+%% A large binary argument (or keyword value) is referred to by the frame, an
+%% I/O vector, not copied into it; the bytes on the wire are the same term.
+large_binary_argument_is_referred_to_test() ->
+    Pid = self(),
+    Big = binary:copy(<<7>>, 65536),
+    Small = binary:copy(<<7>>, 65535),
+    [begin
+         F = Build(),
+         ?assert(is_list(F)),
+         ?assert(lists:any(fun(Part) -> Part =:= Big andalso
+                                            binary:referenced_byte_size(Part) =:= 65536 end, F)),
+         ?assertEqual(Want, binary_to_term(iolist_to_binary(F)))
+     end
+     || {Build, Want} <-
+            [{fun() -> py_protocol:call(7, Pid, 0, m, f, [1, Big], #{}) end,
+              {call, 7, Pid, 0, m, f, [1, Big], #{}}},
+             {fun() -> py_protocol:call(7, Pid, 0, m, f, [], #{k => Big}) end,
+              {call, 7, Pid, 0, m, f, [], #{k => Big}}},
+             {fun() -> py_protocol:method(8, Pid, 0, {py_ref, Pid, 1, Pid, 5}, write, [Big], #{}) end,
+              {method, 8, Pid, 0, {py_ref, Pid, 1, Pid, 5}, write, [Big], #{}}}]],
+    %% Below the size, and nested deeper than an argument: one binary, as before.
+    ?assert(is_binary(py_protocol:call(7, Pid, 0, m, f, [Small], #{}))),
+    ?assert(is_binary(py_protocol:call(7, Pid, 0, m, f, [{Big}], #{}))),
+    ?assertEqual({call, 7, Pid, 0, m, f, [{Big}], #{}},
+                 binary_to_term(py_protocol:call(7, Pid, 0, m, f, [{Big}], #{}))).
+
 eval_frame_test() ->
     Pid = self(),
     ?assertEqual({eval, 8, Pid, 3, <<"x + 1">>, #{x => 1}},

@@ -21,6 +21,24 @@ existing_atoms_cost_nothing_test() ->
     ?assertEqual({ok, T}, py_term:decode(term_to_binary(T), B)),
     ?assertEqual(0, py_term:used(B)).
 
+%% A result that is one large binary is a part of the frame, not a copy; a
+%% smaller one, or one inside another term, decodes as binary_to_term does.
+large_binary_result_is_not_copied_test() ->
+    B = py_term:new_budget(0),
+    Big = binary:copy(<<3>>, 65536),
+    Frame = <<"header", (term_to_binary(Big))/binary>>,
+    Body = binary_part(Frame, 6, byte_size(Frame) - 6),
+    {ok, Got} = py_term:decode(Body, B),
+    ?assertEqual(Big, Got),
+    ?assertEqual(byte_size(Frame), binary:referenced_byte_size(Got)),
+    Small = binary:copy(<<3>>, 65535),
+    ?assertEqual({ok, Small}, py_term:decode(term_to_binary(Small), B)),
+    ?assertEqual({ok, [Big]}, py_term:decode(term_to_binary([Big]), B)),
+    %% A length that does not match the body: as binary_to_term decides.
+    ?assertEqual({error, badarg}, py_term:decode(<<131, 109, 65536:32, Small/binary>>, B)),
+    ?assertEqual({ok, Big}, py_term:decode(<<131, 109, 65536:32, Big/binary, 0>>, B)),
+    ?assertEqual(0, py_term:used(B)).
+
 new_atoms_are_charged_once_each_test() ->
     B = py_term:new_budget(3),
     A = name("a"),

@@ -22,6 +22,7 @@
          nesting_900_round_trips/1, nesting_5000_is_clean_error/1,
          python_nesting_too_deep_is_clean_error/1, list_100k_round_trips/1,
          text_binary_10mb_round_trips/1, random_binary_10mb_round_trips/1,
+         large_binaries_anywhere_round_trip/1,
          map_10k_keys_round_trips/1]).
 -export([integers_are_int/0, bignums_both_ways/0, floats_are_float/0, booleans_are_bool/0,
          none_atoms_are_none/0, other_atoms_are_erlang_atom/0, atom_as_dict_key/0,
@@ -37,6 +38,7 @@
          nesting_900_round_trips/0, nesting_5000_is_clean_error/0,
          python_nesting_too_deep_is_clean_error/0, list_100k_round_trips/0,
          text_binary_10mb_round_trips/0, random_binary_10mb_round_trips/0,
+         large_binaries_anywhere_round_trip/0,
          map_10k_keys_round_trips/0]).
 
 %% Every explicit-context request in this suite: generous, for the sanitizer port
@@ -109,6 +111,7 @@ groups() ->
       [nesting_900_round_trips, nesting_5000_is_clean_error,
        python_nesting_too_deep_is_clean_error, list_100k_round_trips,
        text_binary_10mb_round_trips, random_binary_10mb_round_trips,
+       large_binaries_anywhere_round_trip,
        map_10k_keys_round_trips]}].
 
 init_per_suite(Config) ->
@@ -564,6 +567,29 @@ random_binary_10mb_round_trips(Config) ->
     {ok, Back} = call(C, ident, [Bin]),
     ?assert(Back =:= Bin),
     ?assertEqual({ok, byte_size(Bin)}, call(C, len, [Bin])).
+
+large_binaries_anywhere_round_trip() ->
+    [{doc, "Binaries around the 64 KiB from which a request refers to its binary "
+      "arguments instead of copying them (and a binary result is not copied out of "
+      "the reply) cross unchanged as arguments, keyword values, nested terms and "
+      "results."}].
+large_binaries_anywhere_round_trip(Config) ->
+    C = ctx(Config),
+    [Under, Edge, Big] = [crypto:strong_rand_bytes(N) || N <- [65535, 65536, 1024 * 1024]],
+    [?assertEqual({ok, B}, call(C, ident, [B])) || B <- [Under, Edge, Big]],
+    ?assertEqual({ok, [1, Big, Under, Edge]},
+                 eval(C, <<"[a, b, c, d]">>, #{a => 1, b => Big, c => Under, d => Edge})),
+    ?assertEqual({ok, [Under, {Edge, #{<<"k">> => Big}}]},
+                 call(C, ident, [[Under, {Edge, #{<<"k">> => Big}}]])),
+    ?assertEqual({ok, #{<<"a">> => Big, <<"b">> => Under}},
+                 py:call(C, '__main__', kw, [],
+                         #{kwargs => #{a => Big, b => Under}, timeout => ?CALL_TIMEOUT})),
+    ?assertEqual({ok, <<"bytes">>}, call(C, tname, [Big])),
+    %% A result that is one large binary stays valid after the call's frame
+    %% is gone from every other process.
+    {ok, Back} = call(C, ident, [Edge]),
+    erlang:garbage_collect(),
+    ?assertEqual(Edge, binary:copy(Back)).
 
 map_10k_keys_round_trips() ->
     [{doc, "A map of 10,000 keys of mixed types round-trips unchanged."}].
