@@ -1,10 +1,11 @@
 /*
  * The keeper: a tiny program (pyport-keeper, beside the port binary) spawned at
  * start-up, before any thread, that holds the read end of the pipe from Erlang
- * and nothing else, until shortly after the port process dies. While it lives, a write by Erlang right after the port died
- * still succeeds (it lands in the pipe) instead of failing with EPIPE, which
- * would make the runtime close the port and lose the exit status; so every death
- * is reported with its real signal or status.
+ * and nothing else, until shortly after the port process dies. While it lives,
+ * a write by Erlang right after the port died still succeeds (it lands in the
+ * pipe) instead of failing with EPIPE, which would make the runtime close the
+ * port and lose the exit status; so every death is reported with its real
+ * signal or status.
  */
 #ifndef PYPORT_KEEPER_H
 #define PYPORT_KEEPER_H
