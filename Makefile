@@ -42,6 +42,7 @@ demo: build
 
 # BENCH_NODES=1 adds the scenario of pools over two peer nodes to make bench
 # (bench/README.md); BENCH_NODES=only runs that scenario alone.
+# ERLANG_PYTHON_GIT=<git dir of erlang-python> adds pyport beside erlang_python.
 BENCH_NODES ?= 0
 bench: build
 	cmake --build $(BUILD) --target bench_echo -j $(JOBS)
@@ -49,6 +50,8 @@ bench: build
 	if [ "$(BENCH_NODES)" != only ]; then \
 	  escript bench/bench_template.escript $(BUILD) && \
 	  escript bench/plot.escript $$(ls -t bench/results/*.term | head -1) docs/performance.svg; fi
+	if [ -n "$(ERLANG_PYTHON_GIT)" ]; then \
+	  ERLANG_PYTHON_GIT=$(ERLANG_PYTHON_GIT) bench/vs_erlang_python.sh $(BUILD); fi
 
 # Half an hour of everything at once (not in CI): calls, callbacks, streams,
 # timeouts, restarts, kills and floods; lost/duplicated must be 0.

@@ -464,7 +464,23 @@ def fork_check():
         # collections do not touch (and so do not copy) the template's pages.
         gc.collect()
         gc.freeze()
+        # Python's random reseeds itself in a fork; numpy's global generator
+        # does not: every fork would draw the template's numbers.
+        os.register_at_fork(after_in_child=_reseed_forked)
     return errors, warnings
+
+
+def _reseed_forked():
+    """In a context forked from a warm template: fresh OS entropy for the global
+    generator of numpy.random when the preload imported it (generators the
+    preload created itself keep the template's state)."""
+    np_random = sys.modules.get("numpy.random")
+    seed = getattr(np_random, "seed", None)
+    if seed is not None:
+        try:
+            seed()
+        except Exception:  # a numpy without the legacy global generator
+            pass
 
 
 # ---- the parts of the erlang module written in Python --------------------------

@@ -4,7 +4,9 @@
  * Threading rule: one thread. template_serve runs on the main thread, holding
  * the GIL, before pyport starts any other thread (the loop thread, the keeper,
  * the Python thread's helpers all start after the fork, in the child). The
- * SIGCHLD handler only writes a byte to a non-blocking pipe.
+ * SIGCHLD handler only writes a byte to a non-blocking pipe. A parked spare is
+ * a forked copy of this one thread, blocked in recvmsg until it is handed a
+ * context's fds.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -20,13 +22,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <ei.h>
+
+#include "buf.h"
+#include "convert.h"
+#include "envs.h"
 #include "log.h"
 #include "memory.h"
 #include "ops.h"
@@ -36,6 +45,13 @@
 #define TMPL_MAX_REQUEST 65536
 /* Preload code larger than this is refused. */
 #define TMPL_MAX_PRELOAD (64u << 20)
+/* After a spare died while parked (someone killed it), the next is forked
+   this much later, so a spare killed as soon as it is forked is no fork loop. */
+#define TMPL_SPARE_RETRY_MS 1000
+/* After a spare was handed a request, the next is forked this much later:
+   forking and warming it up take a CPU for tens of milliseconds, which the
+   new context needs for its own start and first answer. */
+#define TMPL_SPARE_DELAY_MS 30
 
 typedef struct {
     int fd;    /* the connection from a pyport-attach program */
@@ -47,6 +63,18 @@ static conn_t *g_conns; /* owned */
 static size_t g_nconns;
 static char g_dir[PATH_MAX];
 static char g_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+/* The spare: a child forked ahead of demand, parked until a request hands it
+   its fds (then it is that request's context and the next spare is forked). */
+static pid_t g_spare_pid;   /* 0 while none is parked */
+static int g_spare_fd = -1; /* the template's end of the spare's socketpair */
+static int64_t g_spare_due; /* monotonic ms from which a missing spare is forked */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 static void on_sigchld(int sig)
 {
@@ -310,6 +338,14 @@ static void reap(void)
         if (pid <= 0) {
             return;
         }
+        if (pid == g_spare_pid) {
+            log_warn("template: the spare %d died while parked (status %d)", (int)pid, status);
+            close(g_spare_fd);
+            g_spare_fd = -1;
+            g_spare_pid = 0;
+            g_spare_due = now_ms() + TMPL_SPARE_RETRY_MS;
+            continue;
+        }
         for (size_t i = 0; i < g_nconns; i++) {
             if (g_conns[i].pid == pid) {
                 int32_t msg[2] = {1, status};
@@ -322,8 +358,9 @@ static void reap(void)
     }
 }
 
-/* In the child: the template's fds closed, the request's fds as 0, 1 and 2. */
-static void become_child(int ctl_in, int ctl_out, int lfd, const int fds[3])
+/* In a forked child: none of the template's fds stay open (a child holding
+   one would keep another's connection, or Erlang's pipe, from closing). */
+static void close_template_fds(int ctl_in, int ctl_out, int lfd)
 {
     signal(SIGCHLD, SIG_DFL);
     close(g_sig_pipe[0]);
@@ -331,12 +368,22 @@ static void become_child(int ctl_in, int ctl_out, int lfd, const int fds[3])
     close(ctl_in);
     close(ctl_out);
     close(lfd);
+    if (g_spare_fd >= 0) {
+        close(g_spare_fd);
+        g_spare_fd = -1;
+    }
+    g_spare_pid = 0;
     for (size_t i = 0; i < g_nconns; i++) {
         close(g_conns[i].fd);
     }
     mem_free(g_conns);
     g_conns = NULL;
     g_nconns = 0;
+}
+
+/* The request's fds as the child's 0, 1 and 2. */
+static void take_fds(const int fds[3])
+{
     for (int i = 0; i < 3; i++) {
         if (dup2(fds[i], i) < 0) {
             _exit(PYPORT_EXIT_IO);
@@ -371,10 +418,10 @@ static void request_argv(const char *buf, size_t len, int *argc, char ***argv)
     *argv = v;
 }
 
-/* Serves one attach request on conn i: 1 in the forked child, else 0. */
-static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, char ***argv)
+/* A request: its command line (at most TMPL_MAX_REQUEST bytes) and 3 fds.
+   Returns its length, 0 for EAGAIN, -1 for EOF or anything not a request. */
+static ssize_t recv_request(int fd, char *buf, int fds[3], int flags)
 {
-    char *buf = mem_alloc(TMPL_MAX_REQUEST); // owned
     union {
         struct cmsghdr h;
         char space[CMSG_SPACE(3 * sizeof(int))];
@@ -384,13 +431,15 @@ static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, 
                        .msg_iovlen = 1,
                        .msg_control = ctl.space,
                        .msg_controllen = sizeof ctl.space};
-    ssize_t n = recvmsg(g_conns[i].fd, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    ssize_t n;
+    do {
+        n = recvmsg(fd, &m, MSG_CMSG_CLOEXEC | flags);
+    } while (n < 0 && errno == EINTR && (flags & MSG_DONTWAIT) == 0);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-        mem_free(buf);
         return 0;
     }
-    int fds[3] = {-1, -1, -1};
     int nfds = 0;
+    fds[0] = fds[1] = fds[2] = -1;
     struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&m) : NULL;
     if (c != NULL && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
         nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
@@ -400,21 +449,174 @@ static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, 
         for (int k = 0; k < nfds && k < 3; k++) {
             close(fds[k]);
         }
-        drop_conn(i); /* EOF, or not a request */
-        mem_free(buf);
+        return -1;
+    }
+    return n;
+}
+
+/* In the spare, before it parks: one eval through the path a first request
+   takes (a new environment, compile, run, encode the result), so that the
+   pages it writes are copied now, off the path of the start, while this
+   process has one thread (a copy-on-write fault then needs no TLB shootdown
+   to another CPU). The environment is dropped again; the source text is
+   none a caller would send, so no request finds its code already compiled. */
+static void warm_up(void)
+{
+    ei_x_buff pid;
+    ei_x_buff req;
+    if (ei_x_new(&pid) < 0 || ei_x_new(&req) < 0) {
+        return;
+    }
+    erlang_pid fake;
+    memset(&fake, 0, sizeof fake);
+    strcpy(fake.node, "pyport_spare@localhost");
+    fake.num = 1;
+    fake.creation = 1;
+    static const char code[] = "__name__ == '__main__' and not None  # pyport spare";
+    if (ei_x_encode_pid(&pid, &fake) == 0 && ei_x_encode_binary(&req, code, sizeof code - 1) == 0 &&
+        ei_x_encode_map_header(&req, 0) == 0) {
+        int created = 0;
+        PyObject *env = env_get(pid.buff, (size_t)pid.index, &created); // borrowed
+        op_args_t a = {.frame = req.buff, .len = (size_t)req.index, .index = 0, .env = env};
+        reply_cause_t cause;
+        PyObject *r = env != NULL ? op_eval(&a, &cause) : NULL; // owned
+        if (r != NULL) {
+            buf_t b;
+            buf_init(&b, 256);
+            (void)conv_from_py(&b, r);
+            buf_destroy(&b);
+            Py_DECREF(r);
+        }
+        PyErr_Clear();
+        (void)env_drop(pid.buff, (size_t)pid.index);
+    }
+    ei_x_free(&pid);
+    ei_x_free(&req);
+}
+
+/* In the spare: waits for a request handed over by the template (sp), and
+   returns with it as this process's fds 0-2 and command line. Exits if the
+   template goes away first: it dies with the template (PR_SET_PDEATHSIG while
+   parked), without Python's finalization (which would only copy pages). */
+static void park(int sp, pid_t tmpl, int *argc, char ***argv)
+{
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != tmpl) {
+        _exit(PYPORT_EXIT_OK);
+    }
+    warm_up();
+    char *buf = mem_alloc(TMPL_MAX_REQUEST); // owned
+    int fds[3];
+    ssize_t n = recv_request(sp, buf, fds, 0);
+    if (n <= 0) {
+        _exit(PYPORT_EXIT_OK);
+    }
+    close(sp);
+    /* A context lives on when its template dies (as a direct fork does). */
+    prctl(PR_SET_PDEATHSIG, 0);
+    take_fds(fds);
+    request_argv(buf, (size_t)n, argc, argv);
+    mem_free(buf);
+}
+
+/* Forks the next spare: 1 in it (once a request was handed over), else 0. */
+static int fork_spare(int ctl_in, int ctl_out, int lfd, int *argc, char ***argv)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+        log_warn("template: socketpair: %s", strerror(errno));
+        g_spare_due = now_ms() + TMPL_SPARE_RETRY_MS;
         return 0;
     }
+    pid_t tmpl = getpid();
     PyOS_BeforeFork();
     pid_t pid = fork();
     if (pid == 0) {
         PyOS_AfterFork_Child();
-        become_child(ctl_in, ctl_out, lfd, fds);
-        request_argv(buf, (size_t)n, argc, argv);
-        mem_free(buf);
+        close(sp[0]);
+        close_template_fds(ctl_in, ctl_out, lfd);
+        park(sp[1], tmpl, argc, argv);
         return 1;
     }
     int saved = errno;
     PyOS_AfterFork_Parent();
+    close(sp[1]);
+    if (pid < 0) {
+        log_warn("template: cannot fork a spare: %s", strerror(saved));
+        close(sp[0]);
+        g_spare_due = now_ms() + TMPL_SPARE_RETRY_MS;
+        return 0;
+    }
+    g_spare_pid = pid;
+    g_spare_fd = sp[0];
+    tell(ctl_out, "spare", "%d", (int)pid);
+    return 0;
+}
+
+/* Hands a request to the parked spare: its pid, or 0 (none, or it is gone). */
+static pid_t hand_to_spare(const char *buf, size_t len, const int fds[3])
+{
+    if (g_spare_pid == 0) {
+        return 0;
+    }
+    union {
+        struct cmsghdr h;
+        char space[CMSG_SPACE(3 * sizeof(int))];
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr m = {.msg_iov = &iov,
+                       .msg_iovlen = 1,
+                       .msg_control = ctl.space,
+                       .msg_controllen = sizeof ctl.space};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(3 * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, 3 * sizeof(int));
+    ssize_t n;
+    do {
+        n = sendmsg(g_spare_fd, &m, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    pid_t pid = n == (ssize_t)len ? g_spare_pid : 0;
+    /* Used, or dead (reap() will collect it): either way the next is due. */
+    close(g_spare_fd);
+    g_spare_fd = -1;
+    g_spare_pid = 0;
+    g_spare_due = now_ms() + TMPL_SPARE_DELAY_MS;
+    return pid;
+}
+
+/* Serves one attach request on conn i: 1 in the forked child, else 0. */
+static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, char ***argv)
+{
+    char *buf = mem_alloc(TMPL_MAX_REQUEST); // owned
+    int fds[3];
+    ssize_t n = recv_request(g_conns[i].fd, buf, fds, MSG_DONTWAIT);
+    if (n <= 0) {
+        if (n < 0) {
+            drop_conn(i); /* EOF, or not a request */
+        }
+        mem_free(buf);
+        return 0;
+    }
+    int saved = 0;
+    pid_t pid = hand_to_spare(buf, (size_t)n, fds);
+    if (pid == 0) {
+        /* No spare parked: fork this request's context now. */
+        PyOS_BeforeFork();
+        pid = fork();
+        if (pid == 0) {
+            PyOS_AfterFork_Child();
+            close_template_fds(ctl_in, ctl_out, lfd);
+            take_fds(fds);
+            request_argv(buf, (size_t)n, argc, argv);
+            mem_free(buf);
+            return 1;
+        }
+        saved = errno;
+        PyOS_AfterFork_Parent();
+    }
     for (int k = 0; k < 3; k++) {
         close(fds[k]);
     }
@@ -448,9 +650,25 @@ int template_serve(int ctl_in, int ctl_out, int *argc, char ***argv)
         cleanup_socket();
         return PYPORT_EXIT_IO;
     }
+    /* The first spare before `ready', so that the first context finds it. */
+    if (fork_spare(ctl_in, ctl_out, lfd, argc, argv) == 1) {
+        return TMPL_CHILD;
+    }
     tell(ctl_out, "ready", "%s", g_path);
     struct pollfd *p = NULL; // owned
     for (;;) {
+        int timeout = -1;
+        if (g_spare_pid == 0) {
+            int64_t wait = g_spare_due - now_ms();
+            if (wait <= 0) {
+                if (fork_spare(ctl_in, ctl_out, lfd, argc, argv) == 1) {
+                    mem_free(p);
+                    return TMPL_CHILD;
+                }
+            } else {
+                timeout = (int)wait;
+            }
+        }
         size_t np = 3 + g_nconns;
         p = mem_realloc(p, np * sizeof *p);
         p[0] = (struct pollfd){.fd = ctl_in, .events = POLLIN};
@@ -460,7 +678,7 @@ int template_serve(int ctl_in, int ctl_out, int *argc, char ***argv)
             /* A connection with a child is only watched for its end. */
             p[3 + i] = (struct pollfd){.fd = g_conns[i].fd, .events = POLLIN};
         }
-        if (poll(p, np, -1) < 0) {
+        if (poll(p, np, timeout) < 0) {
             if (errno == EINTR) {
                 continue;
             }

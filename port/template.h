@@ -10,11 +10,21 @@
  * it, its wait status to the attach program, which exits the same way, so
  * Erlang sees the real exit status of the context.
  *
+ * The fork itself is ahead of demand: the template keeps one child forked
+ * and parked (the spare), blocked on a socketpair; a request's fds and command
+ * line go to the spare, which becomes that context, and the template forks
+ * the next spare once it has answered the request. Only when no spare is
+ * parked (two requests at once, or one killed) does a request fork its own
+ * child. A parked spare dies with the template (PR_SET_PDEATHSIG, and the
+ * socketpair's EOF); a spare that became a context no longer needs it.
+ *
  * Template protocol on its own stdin/stdout ({packet, 4} frames):
  *   Erlang → template: one frame, the preload code (UTF-8, may be empty);
  *                      then stdin closing means "exit" (children live on).
  *   template → Erlang: "warning <text>" (any number), then "ready <path>"
- *                      (the socket to connect to) or "error <text>" (it exits).
+ *                      (the socket to connect to) or "error <text>" (it exits);
+ *                      "spare <pid>" each time it forked a spare (the first
+ *                      one before "ready").
  */
 #ifndef PYPORT_TEMPLATE_H
 #define PYPORT_TEMPLATE_H

@@ -29,7 +29,7 @@ new_table() ->
     ok.
 
 %% @doc The loop of the calling process: a reference naming its context
-%% (the same reference for the same context, for as long as the node runs).
+%% (the same reference for the same context, for as long as the context runs).
 -spec get_loop() -> {ok, reference()}.
 get_loop() ->
     {ok, loop_ref(context())}.
@@ -62,10 +62,25 @@ loop_ref(Ctx) ->
         [] ->
             New = make_ref(),
             case ets:insert_new(?TABLE, {Ctx, New}) of
-                true -> true = ets:insert(?TABLE, {New, Ctx}), New;
-                false -> loop_ref(Ctx)
+                true ->
+                    true = ets:insert(?TABLE, {New, Ctx}),
+                    forget_when_down(Ctx, New),
+                    New;
+                false ->
+                    loop_ref(Ctx)
             end
     end.
+
+%% The reference of a context lives as long as the context: a small process
+%% drops both rows when it stops (or its node goes away).
+forget_when_down(Ctx, Ref) ->
+    _ = spawn(fun() ->
+                      Mref = erlang:monitor(process, Ctx),
+                      receive {'DOWN', Mref, process, _, _} -> ok end,
+                      ets:delete(?TABLE, Ref),
+                      ets:delete_object(?TABLE, {Ctx, Ref})
+              end),
+    ok.
 
 %% @doc Starts `Module.Func(*Args)' (awaited if it is a coroutine function) in
 %% the caller's environment on its context; await/1,2 give the result.

@@ -14,8 +14,10 @@
 %% `{error, {context_died, noconnection}}' (their callers monitor the context)
 %% and routing continues on the rest. When the node is back (nodeup) and runs
 %% pyport, the owner starts its share there again (while the node is away the
-%% owner tries to connect to it every second); a share that stops for another
-%% reason (its node's pyport stopped) is started again the same way.
+%% owner tries to connect to it every second). A share that stops for another
+%% reason (its node's pyport stopped), or fails to start, is started again
+%% after a delay that doubles with each failure in a row, from 1 s up to 30 s;
+%% a share that ran for 10 s or more counts as healthy again.
 %% Members stop with their owner (py_pool_member_sup's watcher).
 -module(py_pool_nodes).
 -behaviour(gen_server).
@@ -23,14 +25,20 @@
 -export([child_spec/4, start_link/4, await/1, members/1, pick/1, is_member/2]).
 -export([init/1, handle_continue/2, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
+-include_lib("kernel/include/logger.hrl").
+
 -define(SCOPE, pyport_pg).
 -define(KEY(Pool), {?MODULE, Pool}).
 %% Starting a share on a node waits for its contexts' Python to be ready.
 -define(START_MS, 110000).
 %% How long stopping waits for each node to stop its share.
 -define(STOP_MS, 10000).
-%% Delay before trying again to start a share on a node that is up.
+%% Delay before trying again to start a share on a node that is up: it doubles
+%% with each failure in a row up to ?MAX_RETRY_MS. A share that stopped after
+%% running ?STABLE_MS or more starts a new row.
 -define(RETRY_MS, 1000).
+-define(MAX_RETRY_MS, 30000).
+-define(STABLE_MS, 10000).
 
 %%% ===========================================================================
 %%% API
@@ -96,7 +104,8 @@ init({Pool, Size, Nodes, Opts}) ->
     {Ref, Pids} = pg:monitor(?SCOPE, {pyport_pool, self()}),
     {ok, #{pool => Pool, size => Size, ref => Ref, members => Pids,
            place => placement(Size, Nodes), opts => Opts, shares => #{},
-           counter => atomics:new(1, [{signed, false}]), status => starting, reconnecting => #{}},
+           counter => atomics:new(1, [{signed, false}]), status => starting, reconnecting => #{},
+           failures => #{}},
      {continue, start}}.
 
 %% @private
@@ -105,7 +114,7 @@ handle_continue(start, S = #{pool := Pool, size := Size, place := Place, opts :=
     Requests = [{N, erpc:send_request(N, py_pool_member_sup, start, [Owner, Pool, C, Opts])}
                 || {N, C} <- Place],
     Results = [{N, response(Request)} || {N, Request} <- Requests],
-    S1 = S#{shares := maps:from_list([{N, {Sup, erlang:monitor(process, Sup)}}
+    S1 = S#{shares := maps:from_list([{N, {Sup, erlang:monitor(process, Sup), now_ms()}}
                                       || {N, {ok, Sup}} <- Results])},
     case [{N, Why} || {N, {error, Why}} <- Results] of
         [] ->
@@ -146,18 +155,22 @@ handle_info({started, Node, Result}, S = #{shares := Shares}) ->
     case Result of
         {ok, Sup} ->
             Mref = erlang:monitor(process, Sup),
-            {noreply, S#{shares := Shares#{Node => {Sup, Mref}}}};
-        _ ->
-            erlang:send_after(?RETRY_MS, self(), {retry, Node}),
-            {noreply, S#{shares := maps:remove(Node, Shares)}}
+            {noreply, S#{shares := Shares#{Node => {Sup, Mref, now_ms()}}}};
+        {error, Reason} ->
+            {noreply, retry_later(Node, "failed to start", Reason, S#{shares := maps:remove(Node, Shares)})}
     end;
-handle_info({'DOWN', Mref, process, _Sup, Reason}, S = #{shares := Shares}) ->
-    case [N || {N, {_, M}} <- maps:to_list(Shares), M =:= Mref] of
-        [Node] ->
-            %% A node that went away is started again on nodeup; a share that
-            %% stopped on a node still up, after a moment.
-            Reason =/= noconnection andalso erlang:send_after(?RETRY_MS, self(), {retry, Node}),
+handle_info({'DOWN', Mref, process, _Sup, Reason}, S = #{shares := Shares, failures := F}) ->
+    case [{N, T} || {N, {_, M, T}} <- maps:to_list(Shares), M =:= Mref] of
+        [{Node, _}] when Reason =:= noconnection ->
+            %% A node that went away is started again on nodeup.
             {noreply, S#{shares := maps:remove(Node, Shares)}};
+        [{Node, Started}] ->
+            F1 = case now_ms() - Started >= ?STABLE_MS of
+                     true -> maps:remove(Node, F);
+                     false -> F
+                 end,
+            {noreply, retry_later(Node, "stopped", Reason,
+                                  S#{shares := maps:remove(Node, Shares), failures := F1})};
         [] ->
             {noreply, S}
     end;
@@ -242,6 +255,20 @@ reconnect_loop(Node) ->
         true -> ok;
         _ -> reconnect_loop(Node)
     end.
+
+%% Starts Node's share again after the delay its failures in a row call for.
+retry_later(Node, What, Reason, S = #{pool := Pool, failures := F}) ->
+    Failures = maps:get(Node, F, 0),
+    Delay = retry_delay(Failures),
+    ?LOG_WARNING("pyport pool ~p: its share on ~p ~s (~0p); starting it again in ~p ms",
+                 [Pool, Node, What, Reason, Delay]),
+    erlang:send_after(Delay, self(), {retry, Node}),
+    S#{failures := F#{Node => Failures + 1}}.
+
+retry_delay(Failures) ->
+    min(?RETRY_MS bsl min(Failures, 5), ?MAX_RETRY_MS).
+
+now_ms() -> erlang:monotonic_time(millisecond).
 
 stop_shares(#{shares := Shares}) ->
     _ = erpc:multicall(maps:keys(Shares), py_pool_member_sup, stop, [self()], ?STOP_MS),

@@ -32,6 +32,7 @@
     port :: port() | undefined,           % while one runs
     os_pid :: integer() | undefined,
     path :: string() | undefined,         % its socket, once ready
+    spare :: integer() | undefined,       % os pid of the last spare it forked
     starts = 0 :: non_neg_integer(),      % OS processes started
     started_at = 0 :: integer(),          % monotonic ms of the last start
     last_error :: term()                  % why the last start failed
@@ -91,9 +92,12 @@ socket(T) ->
     end.
 
 %% @doc The template's state: `os_pid' (undefined while none runs), `socket',
+%% `spare' (the os pid of the last spare child it forked ahead of demand: the
+%% next context forked is that process, unless it was already used),
 %% `starts' (OS processes started so far) and `last_error'.
 -spec info(pid() | atom()) -> #{os_pid := integer() | undefined,
                                  socket := string() | undefined,
+                                 spare := integer() | undefined,
                                  starts := non_neg_integer(), last_error := term()}.
 info(T) ->
     gen_server:call(T, info).
@@ -121,7 +125,8 @@ handle_call(socket, _From, S) ->
         {error, Reason, S1} -> {reply, {error, Reason}, S1}
     end;
 handle_call(info, _From, S) ->
-    {reply, #{os_pid => S#s.os_pid, socket => S#s.path, starts => S#s.starts,
+    {reply, #{os_pid => S#s.os_pid, socket => S#s.path, spare => S#s.spare,
+              starts => S#s.starts,
               last_error => S#s.last_error}, S};
 handle_call(_, _From, S) ->
     {reply, {error, badarg}, S}.
@@ -152,6 +157,8 @@ handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->
                          [S#s.name, S#s.os_pid, Reason]),
             {noreply, S1}
     end;
+handle_info({Port, {data, <<"spare ", Pid/binary>>}}, S = #s{port = Port}) ->
+    {noreply, S#s{spare = binary_to_integer(Pid)}};
 handle_info({Port, {data, Frame}}, S = #s{port = Port}) ->
     log_frame(Frame, S),
     {noreply, S};
@@ -176,8 +183,8 @@ start(S = #s{opts = Opts, name = Name}) ->
             S1 = S#s{port = Port, os_pid = OsPid, starts = S#s.starts + 1,
                      started_at = erlang:monotonic_time(millisecond)},
             case await_ready(S1, erlang:monotonic_time(millisecond) + ?START_TIMEOUT) of
-                {ok, Path} ->
-                    {ok, S1#s{path = Path, last_error = undefined}};
+                {ok, Path, S2} ->
+                    {ok, S2#s{path = Path, last_error = undefined}};
                 {error, Reason} ->
                     close(S1),
                     {error, Reason, (forget(S1))#s{last_error = Reason}}
@@ -189,7 +196,9 @@ start(S = #s{opts = Opts, name = Name}) ->
 await_ready(S = #s{port = Port}, Deadline) ->
     receive
         {Port, {data, <<"ready ", Path/binary>>}} ->
-            {ok, binary_to_list(Path)};
+            {ok, binary_to_list(Path), S};
+        {Port, {data, <<"spare ", Pid/binary>>}} ->
+            await_ready(S#s{spare = binary_to_integer(Pid)}, Deadline);
         {Port, {data, <<"error ", Why/binary>>}} ->
             {error, {template_failed, unicode:characters_to_list(Why)}};
         {Port, {data, Frame}} ->
@@ -224,7 +233,7 @@ close(_) ->
 
 forget(S) ->
     remove_socket(S#s.path),
-    S#s{port = undefined, os_pid = undefined, path = undefined}.
+    S#s{port = undefined, os_pid = undefined, path = undefined, spare = undefined}.
 
 remove_socket(Path) when is_list(Path) ->
     _ = file:delete(Path),

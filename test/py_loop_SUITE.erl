@@ -21,7 +21,8 @@
          run_refused_in_coroutine/0, run_refused_in_coroutine/1,
          policy/0, policy/1,
          sleep/0, sleep/1,
-         spawn_task/0, spawn_task/1]).
+         spawn_task/0, spawn_task/1,
+         loop_ref_lives_with_its_context/0, loop_ref_lives_with_its_context/1]).
 
 -define(CASE_TIMEOUT, {minutes, 2}).
 -define(CALL_TIMEOUT, 30000).
@@ -41,7 +42,7 @@ all() ->
     [async_call_suspends_one, async_calls_overlap, async_call_error, async_call_cancelled,
      async_call_calls_back, plain_asyncio_run,
      run_gather, run_standard_api, run_callback_chain, run_while_coroutines_pending,
-     run_refused_in_coroutine, policy, sleep, spawn_task].
+     run_refused_in_coroutine, policy, sleep, spawn_task, loop_ref_lives_with_its_context].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -228,4 +229,25 @@ spawn_task(Config) ->
     ?assertEqual({ok, []}, py:call(Ctx, loop_cases, spawned, [])),
     ok = pyport_test:eventually(fun() -> py:call(Ctx, loop_cases, spawned, []) end,
                                 {ok, [7]}, 5000),
+    ok.
+
+loop_ref_lives_with_its_context() ->
+    [{doc, "py_event_loop:get_loop/0 names the caller's context with one reference "
+      "while the context runs (context_of/1 gives it back); once the context "
+      "stops, the reference is unknown and its rows are gone from the table."}].
+loop_ref_lives_with_its_context(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{}),
+    Size0 = ets:info(py_event_loops, size),
+    Caller = pyport_test:spawn_caller(fun() ->
+                                              {ok, 2.0} = py:call(Ctx, math, sqrt, [4]),
+                                              {ok, R1} = py_event_loop:get_loop(),
+                                              {ok, R2} = py_event_loop:get_loop(),
+                                              {R1, R2}
+                                      end),
+    {Ref, Ref} = pyport_test:answer(Caller, ?CALL_TIMEOUT),
+    ?assertEqual({ok, Ctx}, py_event_loop:context_of(Ref)),
+    ?assertEqual(Size0 + 2, ets:info(py_event_loops, size)),
+    ok = py_context:stop(Ctx),
+    pyport_test:eventually(fun() -> py_event_loop:context_of(Ref) end, {error, unknown_loop}, ?CALL_TIMEOUT),
+    pyport_test:eventually(fun() -> ets:info(py_event_loops, size) end, Size0, ?CALL_TIMEOUT),
     ok.

@@ -18,6 +18,7 @@
          owner_is_member/0, owner_is_member/1,
          declared_pool/0, declared_pool/1,
          owner_node_down/0, owner_node_down/1,
+         failing_share_backs_off/0, failing_share_backs_off/1,
          node_killed_and_rejoins/0, node_killed_and_rejoins/1]).
 
 %% Generous bound for a whole case (peers boot, contexts start on them).
@@ -27,6 +28,8 @@
 %% Deadline for "eventually" conditions (group changes seen, a node rejoined).
 -define(EVENTUALLY_MS, 60000).
 -define(POLL_MS, 50).
+%% How long failing_share_backs_off watches the tries on a node without pyport.
+-define(BACKOFF_WATCH_MS, 9000).
 %% The pool of the cases: two contexts on each of the three peers.
 -define(POOL, spread).
 -define(PER_NODE, 2).
@@ -47,7 +50,7 @@ suite() ->
 
 all() ->
     [spread, caller_features, bad_node, stop_pool_stops_members, owner_is_member, declared_pool,
-     owner_node_down, node_killed_and_rejoins].
+     owner_node_down, failing_share_backs_off, node_killed_and_rejoins].
 
 init_per_suite(Config) ->
     case is_alive() of
@@ -276,6 +279,32 @@ owner_node_down(Config) ->
     after
         catch peer:stop(OwnerPeer)
     end,
+    ok.
+
+failing_share_backs_off() ->
+    [{doc, "A share whose node stops running pyport is started again after 1 s, "
+      "then 2 s, 4 s... rather than every second (the owner logs each try), and "
+      "rejoins the pool once the node runs pyport again; the other node's share "
+      "serves meanwhile."}].
+failing_share_backs_off(Config) ->
+    [B, C | _] = nodes_of(Config),
+    {ok, _} = py_context_router:start_pool(?POOL, 2, #{nodes => [B, C]}),
+    %% Counts the owner's tries on C (call_count needs no tracer process).
+    Try = {py_pool_member_sup, start, 4},
+    1 = erpc:call(C, erlang, trace_pattern, [Try, true, [call_count]], ?RPC_TIMEOUT),
+    ok = erpc:call(C, application, stop, [pyport], ?RPC_TIMEOUT),
+    ?assertEqual(ok, until(fun() -> [node(X) || X <- py_context_router:contexts(?POOL)] =:= [B] end)),
+    timer:sleep(?BACKOFF_WATCH_MS),
+    {call_count, Tries} = erpc:call(C, erlang, trace_info, [Try, call_count], ?RPC_TIMEOUT),
+    %% Tries at about 1, 3 and 7 s: every second would be 7 or 8.
+    ?assert(Tries >= 2 andalso Tries =< 4, {tries, Tries}),
+    ?assertMatch({ok, 2.0}, in_process(fun() -> py:call(?POOL, math, sqrt, [4]) end)),
+    {ok, _} = erpc:call(C, application, ensure_all_started, [pyport], ?RPC_TIMEOUT),
+    ?assertEqual(ok, until(fun() -> lists:sort([node(X) || X <- py_context_router:contexts(?POOL)])
+                                        =:= lists:sort([B, C]) end)),
+    {call_count, Tries1} = erpc:call(C, erlang, trace_info, [Try, call_count], ?RPC_TIMEOUT),
+    ?assert(Tries1 > Tries, {tries, Tries, Tries1}),
+    _ = erpc:call(C, erlang, trace_pattern, [Try, false, [call_count]], ?RPC_TIMEOUT),
     ok.
 
 node_killed_and_rejoins() ->

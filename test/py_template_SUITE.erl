@@ -22,7 +22,11 @@
          unsafe_preload_refused/0, unsafe_preload_refused/1,
          preload_output/0, preload_output/1,
          stop_leaves_no_process/0, stop_leaves_no_process/1,
-         beam_kill9_leaves_no_process/0, beam_kill9_leaves_no_process/1]).
+         beam_kill9_leaves_no_process/0, beam_kill9_leaves_no_process/1,
+         spare_is_used/0, spare_is_used/1,
+         spare_dies_with_template/0, spare_dies_with_template/1,
+         spare_killed_is_replaced/0, spare_killed_is_replaced/1,
+         forks_reseed_random/0, forks_reseed_random/1]).
 
 -define(CALL_TIMEOUT, 30000).
 -define(GONE_DEADLINE_MS, 5000).
@@ -34,7 +38,8 @@ all() ->
     [context_is_a_fork, pool_shares_one_template, template_from_app_env, pool_over_nodes,
      every_restart_forks_again,
      limits_restart_by_forking, timeout_and_output, template_death_is_survived,
-     unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process].
+     unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process,
+     spare_is_used, spare_dies_with_template, spare_killed_is_replaced, forks_reseed_random].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -283,9 +288,11 @@ stop_leaves_no_process(_Config) ->
     {ok, Ctx} = py_context:start_link(#{template => true}),
     #{os_pid := OsPid, template := T} = py_context:info(Ctx),
     #{os_pid := TPid, socket := Socket} = py_template:info(T),
+    Spare = next_spare(T, [OsPid]),
     Attach = ppid_of_port(Ctx),
     ok = py_context:stop(Ctx),
-    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [OsPid, TPid, Attach]) end,
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1,
+                                      [OsPid, TPid, Attach, Spare]) end,
                ?GONE_DEADLINE_MS),
     ?assertNot(filelib:is_file(Socket)).
 
@@ -306,10 +313,14 @@ beam_kill9() ->
                           [tpeer, 3, #{template => true, preload => ?PRELOAD}], ?CALL_TIMEOUT),
     #{os_pid := TPid} = rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
     Forks = [maps:get(os_pid, rpc:call(Node, py_context, info, [C])) || C <- Ctxs],
+    %% The spare parked for the next start (none of the contexts).
+    wait_until(fun() -> spare_parked(rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
+                                     Forks) end, ?CALL_TIMEOUT),
+    #{spare := Spare} = rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
     Attach = [ppid_of(rpc:call(Node, erlang, port_info, [P, os_pid]))
               || C <- Ctxs, P <- [port_of(Node, C)]],
-    All = [TPid | Forks] ++ Attach,
-    ct:pal("peer ~p: template ~p forks ~p attach ~p", [Node, TPid, Forks, Attach]),
+    All = [TPid, Spare | Forks] ++ Attach,
+    ct:pal("peer ~p: template ~p spare ~p forks ~p attach ~p", [Node, TPid, Spare, Forks, Attach]),
     [?assert(os_pid_alive(P)) || P <- All],
     %% One fork busy in C with its interrupt signals blocked.
     _ = rpc:call(Node, erlang, spawn,
@@ -331,8 +342,110 @@ beam_kill9() ->
 %%% ===========================================================================
 %%% Helpers
 %%% ===========================================================================
+spare_is_used() ->
+    [{doc, "The template keeps a child forked ahead of demand (info `spare'): the next "
+      "context start, and a restart after kill -9, are that process (a child of the "
+      "template), and a new spare is forked after each."}].
+spare_is_used(_Config) ->
+    Opts = #{template => true, preload => ?PRELOAD},
+    {ok, _} = py_context_router:start_pool(tspare, 1, Opts),
+    Tmpl = py_template:name(tspare),
+    #{os_pid := TPid} = py_template:info(Tmpl),
+    S1 = next_spare(Tmpl, [os_pid(C0) || C0 <- py_context_router:contexts(tspare)]),
+    ?assertEqual(TPid, ppid(S1)),
+    {ok, C} = py_context:start_link(Opts#{pool => tspare, index => 100}),
+    ?assertEqual(S1, os_pid(C)),
+    ?assertEqual({ok, S1}, py_context:eval(C, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
+    ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(C, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+    S2 = next_spare(Tmpl, [S1]),
+    ?assertEqual(TPid, ppid(S2)),
+    Ref = py_context:monitor(C),
+    os:cmd("kill -9 " ++ integer_to_list(S1)),
+    receive {py_context, C, restarted, {signal, 'SIGKILL'}} -> ok
+    after ?CALL_TIMEOUT -> ct:fail(no_restart)
+    end,
+    ?assertEqual({ok, S2}, py_context:eval(C, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
+    S3 = next_spare(Tmpl, [S2]),
+    ?assertEqual(TPid, ppid(S3)),
+    py_context:demonitor(C, Ref),
+    ok = py_context:stop(C),
+    ok = py_context_router:stop_pool(tspare),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [TPid, S3]) end,
+               ?GONE_DEADLINE_MS).
+
+spare_dies_with_template() ->
+    [{doc, "kill -9 of the template kills its parked spare (not the contexts it forked); "
+      "the new template forks the next restart and parks a spare of its own."}].
+spare_dies_with_template(_Config) ->
+    {ok, Ctx} = py_context:start_link(#{template => true, preload => ?PRELOAD}),
+    #{os_pid := Forked, template := T} = py_context:info(Ctx),
+    #{os_pid := Old} = py_template:info(T),
+    Spare = next_spare(T, [Forked]),
+    os:cmd("kill -9 " ++ integer_to_list(Old)),
+    wait_until(fun() -> not os_pid_alive(Spare) end, ?GONE_DEADLINE_MS),
+    ?assert(os_pid_alive(Forked)),
+    ?assertEqual({ok, Forked}, py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{},
+                                               ?CALL_TIMEOUT)),
+    %% The restart starts a new template; the fork it gets is a child of that one,
+    %% which then parks a spare of its own.
+    Ref = py_context:monitor(Ctx),
+    ok = py_context:kill(Ctx),
+    receive {py_context, Ctx, restarted, _} -> ok after ?CALL_TIMEOUT -> ct:fail(no_restart) end,
+    {ok, Next} = py_context:eval(Ctx, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT),
+    #{os_pid := New} = py_template:info(T),
+    ?assertNotEqual(Old, New),
+    ?assertEqual(New, ppid(Next)),
+    NewSpare = next_spare(T, [Spare, Next]),
+    ?assertEqual(New, ppid(NewSpare)),
+    py_context:demonitor(Ctx, Ref),
+    ok = py_context:stop(Ctx).
+
+spare_killed_is_replaced() ->
+    [{doc, "A parked spare killed from outside: the next start forks its own child at "
+      "once, and the template parks a new spare."}].
+spare_killed_is_replaced(_Config) ->
+    Opts = #{template => true, preload => ?PRELOAD},
+    {ok, [C0]} = py_context_router:start_pool(tkilled, 1, Opts),
+    Tmpl = py_template:name(tkilled),
+    #{os_pid := TPid} = py_template:info(Tmpl),
+    Spare = next_spare(Tmpl, [os_pid(C0)]),
+    os:cmd("kill -9 " ++ integer_to_list(Spare)),
+    wait_until(fun() -> not os_pid_alive(Spare) end, ?GONE_DEADLINE_MS),
+    {ok, C} = py_context:start_link(Opts#{pool => tkilled, index => 100}),
+    ?assertEqual(TPid, ppid(os_pid(C))),
+    ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(C, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+    New = next_spare(Tmpl, [Spare, os_pid(C0), os_pid(C)]),
+    ?assertEqual(TPid, ppid(New)),
+    ok = py_context:stop(C),
+    ok = py_context_router:stop_pool(tkilled),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [TPid, New]) end,
+               ?GONE_DEADLINE_MS).
+
+forks_reseed_random() ->
+    [{doc, "Each fork draws its own numbers from random and numpy.random (imported by "
+      "the preload), not the template's."}].
+forks_reseed_random(_Config) ->
+    {ok, _} = py_context_router:start_pool(trandom, 3, #{template => true,
+                                                         preload => <<"import random, numpy">>}),
+    Draw = <<"(random.getrandbits(64), int(numpy.random.randint(0, 2**62)))">>,
+    Draws = [begin
+                 {ok, D} = py_context:eval(C, Draw, #{}, ?CALL_TIMEOUT),
+                 D
+             end || C <- py_context_router:contexts(trandom)],
+    ct:pal("draws ~p", [Draws]),
+    ?assertEqual(3, length(lists:usort([R || {R, _} <- Draws]))),
+    ?assertEqual(3, length(lists:usort([N || {_, N} <- Draws]))),
+    ok = py_context_router:stop_pool(trandom).
 
 os_pid(Ctx) -> maps:get(os_pid, py_context:info(Ctx)).
+
+%% The template's parked spare, once it is alive and none of the pids `Not'.
+next_spare(T, Not) ->
+    wait_until(fun() -> spare_parked(py_template:info(T), Not) end, ?CALL_TIMEOUT),
+    maps:get(spare, py_template:info(T)).
+
+spare_parked(#{spare := S}, Not) ->
+    is_integer(S) andalso not lists:member(S, Not) andalso os_pid_alive(S).
 
 %% The parent of an OS process (field 4 of /proc/PID/stat).
 ppid(OsPid) ->
