@@ -135,7 +135,11 @@ lookup(#h{tab = Tab}, Id) ->
 
 %% @doc Requests in flight.
 -spec count(handle()) -> non_neg_integer().
-count(#h{tab = Tab}) -> ets:info(Tab, size) - 1.
+count(#h{tab = Tab}) ->
+    case ets:info(Tab, size) of
+        undefined -> error(badarg);  % the table is gone, as for any other use of it
+        Size -> Size - 1
+    end.
 
 %% @doc The requests in flight in the environment of `EnvPid'.
 -spec ids_of(handle(), pid()) -> [pos_integer()].

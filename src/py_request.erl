@@ -67,7 +67,7 @@ request(Ctx0, EnvPid, Build, Timeout0) ->
                 queued ->
                     wait(Ctx, H, Id, {Ref, py_reply:watch(Ctx, Ref)}, Deadline);
                 {error, _} = Error ->
-                    py_reply:done({Ref, none}),
+                    forget({Ref, none}),
                     Error
             end
     end.
@@ -111,6 +111,21 @@ submit(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
 submit(Ctx, undefined, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
 submit(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    try
+        admitted(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent)
+    catch
+        error:badarg:Stack ->
+            %% The context died and its heir deleted the in-flight table under
+            %% us: the heir answered what the table held, and this request was
+            %% not in it (or its answer is in the mailbox, dropped with the
+            %% waiter).
+            case py_inflight:handle(Ctx) of
+                undefined -> {error, {context_died, noproc}};
+                _ -> erlang:raise(error, badarg, Stack)
+            end
+    end.
+
+admitted(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     case py_inflight:admit(H, iolist_size(Frame)) of
         ok ->
             case writable(H, Parent) of
