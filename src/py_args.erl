@@ -18,7 +18,11 @@
 name(What, N) ->
     case py_protocol:name(N) of
         {error, badarg} -> badarg(What ++ " name must be an atom, binary or string");
-        Name -> no_nul(What ++ " name", Name)
+        Name ->
+            case has_nul(Name) of
+                false -> Name;
+                true -> badarg(What ++ " name must not contain a NUL byte")
+            end
     end.
 
 %% @doc Python source as a UTF-8 binary; never with a NUL byte (Python would
@@ -78,11 +82,12 @@ check(Results) ->
 
 badarg(Why) -> {error, {badarg, Why}}.
 
-no_nul(What, Name) when is_atom(Name) ->
-    case no_nul(What, atom_to_binary(Name, utf8)) of
-        {error, _} = E -> E;
-        _ -> Name
-    end;
+%% Names are short: a scan costs less than setting up binary:match/2.
+has_nul(Name) when is_atom(Name) -> has_nul(atom_to_binary(Name, utf8));
+has_nul(<<0, _/binary>>) -> true;
+has_nul(<<_, Rest/binary>>) -> has_nul(Rest);
+has_nul(<<>>) -> false.
+
 no_nul(What, Bin) ->
     case binary:match(Bin, <<0>>) of
         nomatch -> Bin;

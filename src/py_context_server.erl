@@ -415,6 +415,9 @@ deliver(Id, Status, Body, S = #s{h = H}) ->
 
 %% What the context kept about a request that has its answer (or was
 %% cancelled): its stream state, and the output credit its caller still holds.
+request_ended(_, S = #s{out = Out, streams = Streams})
+  when map_size(Out) =:= 0, map_size(Streams) =:= 0 ->
+    S;
 request_ended(Id, S = #s{out = Out, streams = Streams}) ->
     S1 = S#s{streams = maps:remove(Id, Streams)},
     case maps:take(Id, Out) of

@@ -35,7 +35,9 @@
 %% The OS process as writers see it.
 -type port_state() :: {port(), Gen :: non_neg_integer()} | none.
 
-%% The row that describes the OS process: {?PORT_ROW, Port | none, Gen, Open}.
+%% The row that describes the OS process: {?PORT_ROW, Port | none, Gen, Open,
+%% OpenPort}, OpenPort being Port while new requests may be written to it, else
+%% `none' (what a request reads, in one lookup_element).
 -define(PORT_ROW, '$port').
 %% After its context died, how long the heir waits for the table (it comes
 %% unless the table was deleted).
@@ -52,7 +54,7 @@ new(Ctx, #{max_queue := MaxQueue, max_frame := MaxFrame, max_atoms := MaxAtoms})
     Heir = spawn(fun() -> heir(Ctx) end),
     Tab = ets:new(py_inflight, [set, public, {write_concurrency, true},
                                 {read_concurrency, true}, {heir, Heir, Ctx}]),
-    true = ets:insert(Tab, {?PORT_ROW, none, 0, false}),
+    true = ets:insert(Tab, {?PORT_ROW, none, 0, false, none}),
     H = #h{tab = Tab, budget = py_term:new_budget(MaxAtoms),
            max_queue = case MaxQueue of infinity -> ?UNLIMITED; N -> N end,
            max_frame = MaxFrame},
@@ -83,7 +85,9 @@ limits(#h{max_queue = Q, max_frame = F}) -> {Q, F}.
 %% generation, and whether new requests may be written to it.
 -spec set_port(handle(), port() | none, non_neg_integer(), boolean()) -> ok.
 set_port(#h{tab = Tab}, Port, Gen, Open) ->
-    true = ets:insert(Tab, {?PORT_ROW, Port, Gen, Open andalso is_port(Port)}),
+    IsOpen = Open andalso is_port(Port),
+    OpenPort = case IsOpen of true -> Port; false -> none end,
+    true = ets:insert(Tab, {?PORT_ROW, Port, Gen, IsOpen, OpenPort}),
     ok.
 
 %% @doc The OS process, if one is alive (frames other than new requests may be
@@ -91,17 +95,14 @@ set_port(#h{tab = Tab}, Port, Gen, Open) ->
 -spec live_port(handle()) -> port_state().
 live_port(#h{tab = Tab}) ->
     case ets:lookup(Tab, ?PORT_ROW) of
-        [{_, Port, Gen, _}] when is_port(Port) -> {Port, Gen};
+        [{_, Port, Gen, _, _}] when is_port(Port) -> {Port, Gen};
         _ -> none
     end.
 
 %% @doc The port if new requests may be written to it now, else `none'.
 -spec open_port(handle()) -> port() | none.
 open_port(#h{tab = Tab}) ->
-    case ets:lookup(Tab, ?PORT_ROW) of
-        [{_, Port, _, true}] -> Port;
-        _ -> none
-    end.
+    ets:lookup_element(Tab, ?PORT_ROW, 5).
 
 %% @doc The generation of the OS process now recorded (each new OS process of a
 %% context has the next one).
@@ -134,7 +135,11 @@ lookup(#h{tab = Tab}, Id) ->
 
 %% @doc Requests in flight.
 -spec count(handle()) -> non_neg_integer().
-count(#h{tab = Tab}) -> ets:info(Tab, size) - 1.
+count(#h{tab = Tab}) ->
+    case ets:info(Tab, size) of
+        undefined -> error(badarg);  % the table is gone, as for any other use of it
+        Size -> Size - 1
+    end.
 
 %% @doc The requests in flight in the environment of `EnvPid'.
 -spec ids_of(handle(), pid()) -> [pos_integer()].

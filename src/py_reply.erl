@@ -8,9 +8,10 @@
 %% runtime drops whatever is still sent to it.
 -module(py_reply).
 
--export([answer/3, callback/4, async_callback/4, output/4, cancel_ack/1, stream_item/3, next/2]).
+-export([answer/3, callback/4, async_callback/4, output/4, cancel_ack/1, stream_item/3,
+         waiter/0, watch/2, done/1, next/2]).
 
--export_type([status/0, event/0]).
+-export_type([status/0, event/0, waiter/0]).
 
 %% `reply' and `error' carry the undecoded body from the port; `died' and
 %% `failed' carry the reason.
@@ -22,6 +23,9 @@
                | cancel_ack
                | {down, term()}
                | timeout.
+%% A waiter: its alias, and the monitor of the context it also waits on (`none'
+%% while the context's in-flight table answers for the context's death).
+-type waiter() :: {reference(), reference() | none}.
 
 %% @doc The one answer of a request: to the caller's alias, or the end of a
 %% stream at its owner (whose row in the stream table goes with it).
@@ -75,17 +79,36 @@ stream_item(Owner, Ref, Item) ->
     Owner ! {py_stream, Ref, {data, Item}},
     ok.
 
-%% @doc The next event for the waiter of `Mref' (the monitor of the context,
-%% with an alias), or `timeout' after `Timeout' ms.
+%% @doc A new alias to wait at: what is sent to it arrives until done/1.
+-spec waiter() -> reference().
+waiter() ->
+    erlang:alias([explicit_unalias]).
+
+%% @doc Monitors `Ctx' for the waiter at `Ref': its death arrives at next/2 as
+%% `{down, Reason}'.
+-spec watch(pid(), reference()) -> reference().
+watch(Ctx, Ref) ->
+    erlang:monitor(process, Ctx, [{tag, Ref}]).
+
+%% @doc The waiter gives up its alias (nothing sent to it arrives any more) and
+%% its monitor, if any (with a `down' that already arrived).
+-spec done(waiter()) -> ok.
+done({Ref, Mon}) ->
+    erlang:unalias(Ref),
+    _ = Mon =:= none orelse erlang:demonitor(Mon, [flush]),
+    ok.
+
+%% @doc The next event for the waiter at `Ref' (its alias, which also tags the
+%% monitor of watch/2), or `timeout' after `Timeout' ms.
 -spec next(reference(), timeout()) -> event().
-next(Mref, Timeout) ->
+next(Ref, Timeout) ->
     receive
-        {Mref, callback, CbId, Name, Args} -> {callback, CbId, Name, Args};
-        {Mref, async_callback, CbId, Name, Args} -> {async_callback, CbId, Name, Args};
-        {Mref, output, Stream, Bytes, Token} -> {output, Stream, Bytes, Token};
-        {Mref, cancel_ack} -> cancel_ack;
-        {Mref, Status, Payload} -> {answer, Status, Payload};
-        {'DOWN', Mref, process, _, Reason} -> {down, Reason}
+        {Ref, Status, Payload} -> {answer, Status, Payload};
+        {Ref, Mon, process, _, Reason} when is_reference(Mon) -> {down, Reason};
+        {Ref, callback, CbId, Name, Args} -> {callback, CbId, Name, Args};
+        {Ref, async_callback, CbId, Name, Args} -> {async_callback, CbId, Name, Args};
+        {Ref, output, Stream, Bytes, Token} -> {output, Stream, Bytes, Token};
+        {Ref, cancel_ack} -> cancel_ack
     after Timeout ->
         timeout
     end.

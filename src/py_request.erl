@@ -30,33 +30,64 @@
 %% work is cancelled and no late answer can reach the caller. The whole is the
 %% telemetry span `[pyport, call]' (py_telemetry) whose metadata is `Meta' (what
 %% is asked: `op', and `module', `function' when there are) and `context'.
--spec run(pid(), pid(), fun((pos_integer(), py_protocol:parent()) -> binary()), timeout(),
+-spec run(pid(), pid(), fun((pos_integer(), py_protocol:parent()) -> py_protocol:frame()), timeout(),
           #{atom() => term()}) ->
     {ok, term()} | {error, term()}.
 run(Ctx, EnvPid, Build, Timeout, Meta) ->
-    py_telemetry:span([call], Meta#{context => Ctx},
-                      fun() -> request(Ctx, EnvPid, Build, Timeout) end).
+    case py_telemetry:enabled() of
+        false ->
+            request(Ctx, EnvPid, Build, Timeout);
+        true ->
+            py_telemetry:span([call], Meta#{context => Ctx},
+                              fun() -> request(Ctx, EnvPid, Build, Timeout) end)
+    end.
 
+%% The waiter is an alias (py_reply:waiter/0), not a monitor of the context: a
+%% request written straight to the port is in the context's in-flight table,
+%% and whoever takes it from there answers it, the table's heir included when
+%% the context dies (py_inflight). Only a request handed to the context's server
+%% (and a cancel) waits on a monitor as well, which the server would otherwise
+%% have to handle twice per call.
 request(Ctx0, EnvPid, Build, Timeout0) ->
-    case {py_args:context(Ctx0), py_args:timeout(Timeout0)} of
+    case {target(Ctx0), py_args:timeout(Timeout0)} of
         {{error, _} = Error, _} ->
             Error;
         {_, {error, _} = Error} ->
             Error;
-        {Ctx, Timeout} ->
-            _ = EnvPid =:= self() andalso put(?LAST_KEY, Ctx) =:= Ctx,
+        {{Ctx, H}, Timeout} ->
+            _ = EnvPid =:= self() andalso get(?LAST_KEY) =/= Ctx andalso put(?LAST_KEY, Ctx),
             Id = py_protocol:new_id(),
             Parent = parent(Ctx),
             Frame = Build(Id, Parent),
-            Mref = erlang:monitor(process, Ctx, [{alias, demonitor}]),
+            Ref = py_reply:waiter(),
             Deadline = deadline(Timeout),
-            case submit(Ctx, Id, Mref, EnvPid, Frame, Deadline, Parent) of
-                ok ->
-                    wait(Ctx, Id, Mref, Deadline);
+            case submit(Ctx, H, Id, Ref, EnvPid, Frame, Deadline, Parent) of
+                direct ->
+                    wait(Ctx, H, Id, {Ref, none}, Deadline);
+                queued ->
+                    wait(Ctx, H, Id, {Ref, py_reply:watch(Ctx, Ref)}, Deadline);
                 {error, _} = Error ->
-                    erlang:demonitor(Mref, [flush]),
+                    forget({Ref, none}),
                     Error
             end
+    end.
+
+%% The context and its in-flight handle (`undefined' on another node), or the
+%% error py_args:context/1 gives.
+target(Ctx) when is_pid(Ctx), node(Ctx) =:= node() ->
+    case py_inflight:handle(Ctx) of
+        undefined ->
+            case py_args:context(Ctx) of
+                {error, _} = Error -> Error;
+                _ -> {Ctx, py_inflight:handle(Ctx)}
+            end;
+        H ->
+            {Ctx, H}
+    end;
+target(Ctx) ->
+    case py_args:context(Ctx) of
+        {error, _} = Error -> Error;
+        _ -> {Ctx, undefined}
     end.
 
 %% @doc The context the calling process last made a request on in its own
@@ -70,19 +101,39 @@ last_context() ->
 -spec submit(pid(), pos_integer(), py_inflight:reply_to(), pid(), py_protocol:frame(),
              integer() | infinity, py_protocol:parent()) -> ok | {error, term()}.
 submit(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
-    case py_inflight:handle(Ctx) of
-        undefined ->
-            enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
-        H ->
-            case py_inflight:admit(H, iolist_size(Frame)) of
-                ok ->
-                    case writable(H, Parent) of
-                        none -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
-                        Port -> direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent)
-                    end;
-                Error ->
-                    Error
+    case submit(Ctx, py_inflight:handle(Ctx), Id, Reply, EnvPid, Frame, Deadline, Parent) of
+        {error, _} = Error -> Error;
+        _ -> ok
+    end.
+
+%% `direct' (written to the port, recorded in the in-flight table), `queued'
+%% (handed to the context's server) or the error.
+submit(Ctx, undefined, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
+submit(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    try
+        admitted(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent)
+    catch
+        error:badarg:Stack ->
+            %% The context died and its heir deleted the in-flight table under
+            %% us: the heir answered what the table held, and this request was
+            %% not in it (or its answer is in the mailbox, dropped with the
+            %% waiter).
+            case py_inflight:handle(Ctx) of
+                undefined -> {error, {context_died, noproc}};
+                _ -> erlang:raise(error, badarg, Stack)
             end
+    end.
+
+admitted(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+    case py_inflight:admit(H, iolist_size(Frame)) of
+        ok ->
+            case writable(H, Parent) of
+                none -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
+                Port -> direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent)
+            end;
+        Error ->
+            Error
     end.
 
 %% A request of a call chain goes to the OS process running the chain even
@@ -99,7 +150,7 @@ direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     watched(Ctx, EnvPid),
     ok = py_inflight:add(H, Id, Reply, EnvPid, group_leader()),
     try erlang:port_command(Port, Frame) of
-        true -> ok
+        true -> recorded(Ctx, H, Id)
     catch
         error:badarg ->
             %% The port closed under us. If the entry is still ours nobody will
@@ -107,8 +158,23 @@ direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
             %% sweep took it and its answer is on the way.
             case py_inflight:take(H, Id) of
                 {ok, _, _, _} -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
-                error -> ok
+                error -> direct
             end
+    end.
+
+%% The entry was recorded while the context was alive, or its heir will find it:
+%% the heir unpublishes the handle before it answers what the table holds, so
+%% an entry recorded before the handle is seen still published is answered.
+%% Once it is gone, the entry is taken back here unless the heir had it.
+recorded(Ctx, H, Id) ->
+    case py_inflight:handle(Ctx) of
+        undefined ->
+            case py_inflight:take(H, Id) of
+                {ok, _, _, _} -> {error, {context_died, noproc}};
+                error -> direct
+            end;
+        _ ->
+            direct
     end.
 
 %% The context must know the owner of an environment before its first request
@@ -125,7 +191,8 @@ watched(Ctx, EnvPid) ->
     py_context_server:watch(Ctx, EnvPid).
 
 enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
-    py_context_server:enqueue(Ctx, Id, Reply, EnvPid, group_leader(), Frame, Deadline, Parent).
+    ok = py_context_server:enqueue(Ctx, Id, Reply, EnvPid, group_leader(), Frame, Deadline, Parent),
+    queued.
 
 %% @doc Writes a frame that takes no answer (a callback reply, a release) to the
 %% context's live OS process. When there is none, the Python side it was for is
@@ -175,8 +242,11 @@ deadline(T) -> erlang:monotonic_time(millisecond) + T.
 remaining(infinity) -> infinity;
 remaining(Deadline) -> max(0, Deadline - erlang:monotonic_time(millisecond)).
 
-wait(Ctx, Id, Mref, Deadline) ->
-    case py_reply:next(Mref, remaining(Deadline)) of
+wait(Ctx, H, Id, W = {Ref, _}, Deadline) ->
+    case py_reply:next(Ref, remaining(Deadline)) of
+        {answer, Status, Body} ->
+            py_reply:done(W),
+            result(Ctx, H, Status, Body);
         {callback, CbId, Name, Args} ->
             Reply = in_chain(Ctx, Id, fun() -> py_callback:run(CbId, Name, Args, budget(Ctx)) end),
             case remaining(Deadline) of
@@ -184,12 +254,13 @@ wait(Ctx, Id, Mref, Deadline) ->
                     %% The deadline passed while the callback ran: the cancel must
                     %% reach the port before the reply, so both go through the
                     %% context, in this order.
-                    py_context_server:cancel(Ctx, Id, Mref),
+                    W1 = watch(Ctx, W),
+                    py_context_server:cancel(Ctx, Id, Ref),
                     py_context_server:forward_frame(Ctx, Reply),
-                    cancelled(Ctx, Mref);
+                    cancelled(Ctx, H, W1);
                 _ ->
                     send_frame(Ctx, Reply),
-                    wait(Ctx, Id, Mref, Deadline)
+                    wait(Ctx, H, Id, W, Deadline)
             end;
         {async_callback, CbId, Name, Args} ->
             Budget = budget(Ctx),
@@ -199,23 +270,26 @@ wait(Ctx, Id, Mref, Deadline) ->
                                                         end),
                               send_frame(Ctx, Reply)
                       end),
-            wait(Ctx, Id, Mref, Deadline);
+            wait(Ctx, H, Id, W, Deadline);
         {output, _Stream, Bytes, {Server, ReqId, Size}} ->
             _ = py_output:put_chars(group_leader(), py_output:printable(Bytes),
                                     min(?IO_TIMEOUT, remaining(Deadline))),
             py_context_server:output_done(Server, ReqId, Size),
-            wait(Ctx, Id, Mref, Deadline);
-        {answer, Status, Body} ->
-            erlang:demonitor(Mref, [flush]),
-            result(Ctx, Status, Body);
+            wait(Ctx, H, Id, W, Deadline);
         {down, Reason} ->
+            py_reply:done(W),
             {error, {context_died, Reason}};
         cancel_ack ->
-            wait(Ctx, Id, Mref, Deadline);
+            wait(Ctx, H, Id, W, Deadline);
         timeout ->
-            py_context_server:cancel(Ctx, Id, Mref),
-            cancelled(Ctx, Mref)
+            W1 = watch(Ctx, W),
+            py_context_server:cancel(Ctx, Id, Ref),
+            cancelled(Ctx, H, W1)
     end.
+
+%% A cancel waits for the context's acknowledgement, or for its death.
+watch(Ctx, {Ref, none}) -> {Ref, py_reply:watch(Ctx, Ref)};
+watch(_, W) -> W.
 
 %% Runs Fun as part of request Id's call chain on Ctx: requests it makes to Ctx
 %% carry Id as their parent.
@@ -236,51 +310,57 @@ in_chain(Ctx, Id, Fun) ->
 %% caller's next request never goes to an OS process about to be killed.
 %% Callbacks and output that arrive meanwhile are for a request that is being
 %% stopped: the context takes their credit back itself.
-cancelled(Ctx, Mref) ->
-    case py_reply:next(Mref, ?CANCEL_ACK_MS) of
-        cancel_ack -> timed_out(Ctx, Mref);
-        {callback, _, _, _} -> cancelled(Ctx, Mref);
-        {async_callback, _, _, _} -> cancelled(Ctx, Mref);
-        {output, _, _, _} -> cancelled(Ctx, Mref);
-        {answer, Status, Body} -> forget(Mref), result(Ctx, Status, Body);
-        {down, Reason} -> {error, {context_died, Reason}};
-        timeout -> timed_out(Ctx, Mref)
+cancelled(Ctx, H, W = {Ref, _}) ->
+    case py_reply:next(Ref, ?CANCEL_ACK_MS) of
+        cancel_ack -> timed_out(Ctx, H, W);
+        {callback, _, _, _} -> cancelled(Ctx, H, W);
+        {async_callback, _, _, _} -> cancelled(Ctx, H, W);
+        {output, _, _, _} -> cancelled(Ctx, H, W);
+        {answer, Status, Body} -> forget(W), result(Ctx, H, Status, Body);
+        {down, Reason} -> forget(W), {error, {context_died, Reason}};
+        timeout -> timed_out(Ctx, H, W)
     end.
 
-timed_out(Ctx, Mref) ->
+timed_out(Ctx, H, W = {Ref, _}) ->
     %% An answer that got in before the alias went inactive is still taken.
-    case py_reply:next(Mref, 0) of
+    case py_reply:next(Ref, 0) of
         {answer, Status, Body} ->
-            forget(Mref),
-            result(Ctx, Status, Body);
+            forget(W),
+            result(Ctx, H, Status, Body);
         {down, Reason} ->
+            forget(W),
             {error, {context_died, Reason}};
         timeout ->
-            forget(Mref),
+            forget(W),
             {error, timeout};
         _ ->
-            timed_out(Ctx, Mref)
+            timed_out(Ctx, H, W)
     end.
 
 %% Deactivates the alias (nothing sent to it can arrive any more) and drops what
 %% arrived before: callbacks nobody will run, output, the cancel's acknowledgement.
-forget(Mref) ->
-    erlang:demonitor(Mref, [flush]),
-    flush(Mref).
+forget(W = {Ref, _}) ->
+    py_reply:done(W),
+    flush(Ref).
 
-flush(Mref) ->
-    case py_reply:next(Mref, 0) of
+flush(Ref) ->
+    case py_reply:next(Ref, 0) of
         timeout -> ok;
-        _ -> flush(Mref)
+        _ -> flush(Ref)
     end.
 
-result(Ctx, reply, Body) ->
+result(Ctx, undefined, reply, Body) ->
     decode(Ctx, Body);
-result(_, error, Body) ->
+result(_, H, reply, Body) ->
+    py_term:decode(Body, py_inflight:budget(H));
+result(_, _, Status, Body) ->
+    result(Status, Body).
+
+result(error, Body) ->
     {Error, Details} = py_protocol:error_body(Body),
     Details =/= undefined andalso put(pyport_last_error, Details),
     Error;
-result(_, died, Reason) ->
+result(died, Reason) ->
     {error, {context_died, Reason}};
-result(_, failed, Reason) ->
+result(failed, Reason) ->
     {error, Reason}.

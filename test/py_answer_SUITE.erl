@@ -23,6 +23,8 @@
          owner_death_ends_its_streams/0, owner_death_ends_its_streams/1,
          context_stop_ends_streams/0, context_stop_ends_streams/1,
          context_kill_ends_streams/0, context_kill_ends_streams/1,
+         context_kill_answers_waiting_callers/0, context_kill_answers_waiting_callers/1,
+         callers_racing_a_killed_context/0, callers_racing_a_killed_context/1,
          stalled_streams_cost_nothing/0, stalled_streams_cost_nothing/1,
          hijacked_protocol_fd_is_unresponsive/0, hijacked_protocol_fd_is_unresponsive/1,
          forged_frame_length_is_unresponsive/0, forged_frame_length_is_unresponsive/1,
@@ -39,6 +41,8 @@
 -define(EVENTUALLY_MS, 20000).
 %% How long the Erlang side of a callback naps while the context changes state.
 -define(NAP_MS, 500).
+%% A request that would run far longer than any answer the tests wait for.
+-define(LONG_SLEEP_S, 60).
 %% Heartbeat timeout of the unresponsive cases (the default is 10 s).
 -define(HEARTBEAT_MS, 1000).
 %% Calls and callers of the max_calls case.
@@ -50,6 +54,11 @@
 -define(CHURN_CALLERS, 64).
 -define(CHURN_ROUNDS, 20).
 -define(CHURN_PAUSE_MS, 150).
+%% The race case: callers calling in a loop, rounds (a context killed in each),
+%% and how long they call before the kill.
+-define(RACE_CALLERS, 32).
+-define(RACE_ROUNDS, 20).
+-define(RACE_BEFORE_KILL_MS, 30).
 %% Owners and streams of the stream cases.
 -define(OWNERS, 50).
 %% Stalled streams, and how long their cost is watched.
@@ -67,6 +76,7 @@ all() ->
      dead_caller_stops_its_running_request, dead_callers_queued_requests_never_run,
      caller_dying_in_callback_frees_the_context,
      owner_death_ends_its_streams, context_stop_ends_streams, context_kill_ends_streams,
+     context_kill_answers_waiting_callers, callers_racing_a_killed_context,
      stalled_streams_cost_nothing,
      hijacked_protocol_fd_is_unresponsive, forged_frame_length_is_unresponsive,
      stopped_process_is_unresponsive, user_exit_status_is_not_pyports,
@@ -261,6 +271,67 @@ context_kill_ends_streams() ->
       "the owner gets {error, {context_died, killed}} and the stream row is deleted."}].
 context_kill_ends_streams(_Config) ->
     stream_ends_with_context(fun(Ctx) -> exit(Ctx, kill) end).
+
+context_kill_answers_waiting_callers() ->
+    [{doc, "exit(Ctx, kill) while one request runs and three wait in the OS process "
+      "(timeout infinity, all written by their callers): each caller gets "
+      "{error, {context_died, killed}} long before the running one could end, once, "
+      "and nothing reaches it after; a call to the dead context gets "
+      "{error, {context_died, noproc}}."}].
+context_kill_answers_waiting_callers(_Config) ->
+    Ctx = start_ctx(#{}),
+    Callers = [spawn_caller(fun() -> py:call(Ctx, time, sleep, [?LONG_SLEEP_S]) end)
+               || _ <- lists:seq(1, 4)],
+    wait_until(fun() -> #{current := Current, queue_len := Len} = py_context:info(Ctx),
+                        is_map(Current) andalso Len =:= 4 end,
+               ?EVENTUALLY_MS),
+    T0 = erlang:monotonic_time(millisecond),
+    exit(Ctx, kill),
+    Answers = [pyport_test:answer_at(C, ?EVENTUALLY_MS) || C <- Callers],
+    [?assertEqual({error, {context_died, killed}}, R) || {R, _} <- Answers],
+    [?assert(T - T0 < ?LONG_SLEEP_S * 1000 div 2) || {_, T} <- Answers],
+    timer:sleep(200),
+    [?assertEqual([], pyport_test:mailbox(C, ?EVENTUALLY_MS)) || C <- Callers],
+    ?assertEqual({error, {context_died, noproc}}, py:call(Ctx, math, sqrt, [4.0])).
+
+callers_racing_a_killed_context() ->
+    [{doc, "32 callers call a context in a loop while it is killed (exit(Ctx, kill)), "
+      "20 times: every call returns {ok, _} or {error, {context_died, _}} (none "
+      "raises, even when the context's in-flight table goes away between the "
+      "caller's steps), and no answer reaches a caller after its call returned."}].
+callers_racing_a_killed_context(_Config) ->
+    Bad = lists:append([race_round() || _ <- lists:seq(1, ?RACE_ROUNDS)]),
+    ?assertEqual([], Bad).
+
+%% One round: the results that are neither an answer nor context_died, and the
+%% messages left in the callers' mailboxes.
+race_round() ->
+    Ctx = start_ctx(#{}),
+    Self = self(),
+    Callers = [spawn(fun() -> race_caller(Self, Ctx, []) end) || _ <- lists:seq(1, ?RACE_CALLERS)],
+    timer:sleep(?RACE_BEFORE_KILL_MS),
+    exit(Ctx, kill),
+    lists:append([receive {race, C, Results, Left} ->
+                          [R || R <- Results, not race_ok(R)] ++ [{left, M} || M <- Left]
+                  after ?EVENTUALLY_MS -> [{no_answer, C}]
+                  end || C <- Callers]).
+
+%% Calls until a call finds the context dead, then reports its results and what
+%% reached its mailbox after them.
+race_caller(Parent, Ctx, Acc) ->
+    R = try py:call(Ctx, math, sqrt, [4.0]) catch C:E -> {raised, C, E} end,
+    case R of
+        {ok, 2.0} ->
+            race_caller(Parent, Ctx, [R | Acc]);
+        _ ->
+            timer:sleep(100),
+            {messages, Left} = process_info(self(), messages),
+            Parent ! {race, self(), [R | Acc], Left}
+    end.
+
+race_ok({ok, 2.0}) -> true;
+race_ok({error, {context_died, _}}) -> true;
+race_ok(_) -> false.
 
 stream_ends_with_context(End) ->
     Ctx = start_ctx(#{}),
