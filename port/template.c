@@ -12,7 +12,6 @@
 #include <Python.h>
 
 #include "template.h"
-#include "heap.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -636,9 +635,6 @@ int template_serve(int ctl_in, int ctl_out, int *argc, char ***argv)
     if (run_preload(ctl_in, ctl_out) < 0 || check_fork_safety(ctl_out) < 0) {
         return PYPORT_EXIT_PYTHON;
     }
-    /* What the preload freed goes back to the system before the first fork:
-       every fork would otherwise share those pages, and count its part. */
-    heap_idle();
     if (pipe2(g_sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
         tell(ctl_out, "error", "pipe: %s", strerror(errno));
         return PYPORT_EXIT_IO;
