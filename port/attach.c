@@ -34,6 +34,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fdpass.h"
 #include "pyport/wire.h"
 
 /* Same linger as the keeper's: long enough for the runtime to read the exit. */
@@ -76,23 +77,8 @@ static void send_request(int fd, int argc, char **argv)
     if (len == 0) {
         buf[len++] = '\0'; /* a message of 0 bytes would read as EOF */
     }
-    int fds[3] = {0, 1, 2};
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof fds)];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {.iov_base = buf, .iov_len = len};
-    struct msghdr m = {.msg_iov = &iov,
-                       .msg_iovlen = 1,
-                       .msg_control = ctl.space,
-                       .msg_controllen = sizeof ctl.space};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof fds);
-    memcpy(CMSG_DATA(c), fds, sizeof fds);
-    if (sendmsg(fd, &m, MSG_NOSIGNAL) < 0) {
+    const int fds[3] = {0, 1, 2};
+    if (fdpass_send(fd, buf, len, fds) < 0) {
         fprintf(stderr, "pyport-attach: cannot hand over to the template: %s\n", strerror(errno));
         exit(PYPORT_EXIT_IO);
     }

@@ -12,6 +12,7 @@
 #include <Python.h>
 
 #include "template.h"
+#include "fdpass.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -559,25 +560,7 @@ static pid_t hand_to_spare(const char *buf, size_t len, const int fds[3])
     if (g_spare_pid == 0) {
         return 0;
     }
-    union {
-        struct cmsghdr h;
-        char space[CMSG_SPACE(3 * sizeof(int))];
-    } ctl;
-    memset(&ctl, 0, sizeof ctl);
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr m = {.msg_iov = &iov,
-                       .msg_iovlen = 1,
-                       .msg_control = ctl.space,
-                       .msg_controllen = sizeof ctl.space};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(3 * sizeof(int));
-    memcpy(CMSG_DATA(c), fds, 3 * sizeof(int));
-    ssize_t n;
-    do {
-        n = sendmsg(g_spare_fd, &m, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
+    ssize_t n = fdpass_send(g_spare_fd, buf, len, fds);
     pid_t pid = n == (ssize_t)len ? g_spare_pid : 0;
     /* Used, or dead (reap() will collect it): either way the next is due. */
     close(g_spare_fd);
