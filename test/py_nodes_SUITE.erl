@@ -27,7 +27,6 @@
 -define(RPC_TIMEOUT, 60000).
 %% Deadline for "eventually" conditions (group changes seen, a node rejoined).
 -define(EVENTUALLY_MS, 60000).
--define(POLL_MS, 50).
 %% How long failing_share_backs_off watches the tries on a node without pyport.
 -define(BACKOFF_WATCH_MS, 9000).
 %% The pool of the cases: two contexts on each of the three peers.
@@ -191,7 +190,7 @@ caller_features(Config) ->
     Alive = <<"sum(1 for w in boxes if w() is not None)">>,
     ?assertEqual({ok, 1}, py:eval(Ctx, Alive)),
     ok = py:release(Box),
-    ?assertEqual(ok, until(fun() -> py:eval(Ctx, Alive) =:= {ok, 0} end)),
+    eventually(fun() -> py:eval(Ctx, Alive) =:= {ok, 0} end),
     ok.
 
 bad_node() ->
@@ -204,7 +203,7 @@ bad_node(Config) ->
     BeforeKids = pool_children(B),
     ?assertMatch({error, {nodes, [{Missing, _}]}},
                  py_context_router:start_pool(?POOL, 2, #{nodes => [B, Missing]})),
-    ?assertEqual(ok, until(fun() -> pool_children(B) =:= BeforeKids end)),
+    eventually(fun() -> pool_children(B) =:= BeforeKids end),
     ?assertEqual([], py_context_router:contexts(?POOL)),
     ?assertNot(lists:member(?POOL, py_context_router:pools())),
     ?assertMatch({error, {badarg, _}}, py_context_router:start_pool(?POOL, 2, #{nodes => []})),
@@ -226,7 +225,7 @@ stop_pool_stops_members(Config) ->
     ?assertEqual([], py_context_router:contexts(?POOL)),
     ?assertEqual({error, {pool_not_started, ?POOL}},
                  in_process(fun() -> py:call(?POOL, os, getpid, []) end)),
-    [?assertEqual(ok, until(fun() -> not erpc:call(N, pyport_test, os_pid_alive, [P]) end))
+    [eventually(fun() -> not erpc:call(N, pyport_test, os_pid_alive, [P]) end)
      || {N, P} <- Os],
     [?assertNot(erpc:call(node(C), erlang, is_process_alive, [C])) || C <- Ctxs],
     ok.
@@ -272,9 +271,9 @@ owner_node_down(Config) ->
         ?assertMatch([_, _], member_shares(B) ++ member_shares(C)),
         OsPid = erpc:call(Owner, os, getpid, [], ?RPC_TIMEOUT),
         _ = os:cmd("kill -9 " ++ OsPid),
-        ?assertEqual(ok, until(fun() -> member_shares(B) ++ member_shares(C) =:= [] end)),
+        eventually(fun() -> member_shares(B) ++ member_shares(C) =:= [] end),
         [?assertNot(erpc:call(node(X), erlang, is_process_alive, [X])) || X <- Ctxs],
-        [?assertEqual(ok, until(fun() -> not erpc:call(N, pyport_test, os_pid_alive, [P]) end))
+        [eventually(fun() -> not erpc:call(N, pyport_test, os_pid_alive, [P]) end)
          || {N, P} <- Os]
     after
         catch peer:stop(OwnerPeer)
@@ -293,15 +292,15 @@ failing_share_backs_off(Config) ->
     Try = {py_pool_member_sup, start, 4},
     1 = erpc:call(C, erlang, trace_pattern, [Try, true, [call_count]], ?RPC_TIMEOUT),
     ok = erpc:call(C, application, stop, [pyport], ?RPC_TIMEOUT),
-    ?assertEqual(ok, until(fun() -> [node(X) || X <- py_context_router:contexts(?POOL)] =:= [B] end)),
+    eventually(fun() -> [node(X) || X <- py_context_router:contexts(?POOL)] =:= [B] end),
     timer:sleep(?BACKOFF_WATCH_MS),
     {call_count, Tries} = erpc:call(C, erlang, trace_info, [Try, call_count], ?RPC_TIMEOUT),
     %% Tries at about 1, 3 and 7 s: every second would be 7 or 8.
     ?assert(Tries >= 2 andalso Tries =< 4, {tries, Tries}),
     ?assertMatch({ok, 2.0}, in_process(fun() -> py:call(?POOL, math, sqrt, [4]) end)),
     {ok, _} = erpc:call(C, application, ensure_all_started, [pyport], ?RPC_TIMEOUT),
-    ?assertEqual(ok, until(fun() -> lists:sort([node(X) || X <- py_context_router:contexts(?POOL)])
-                                        =:= lists:sort([B, C]) end)),
+    eventually(fun() -> lists:sort([node(X) || X <- py_context_router:contexts(?POOL)])
+                                        =:= lists:sort([B, C]) end),
     {call_count, Tries1} = erpc:call(C, erlang, trace_info, [Try, call_count], ?RPC_TIMEOUT),
     ?assert(Tries1 > Tries, {tries, Tries, Tries1}),
     _ = erpc:call(C, erlang, trace_pattern, [Try, false, [call_count]], ?RPC_TIMEOUT),
@@ -330,7 +329,7 @@ node_killed_and_rejoins(Config) ->
              end) || C <- OnVictim],
     timer:sleep(?BEFORE_KILL_MS),
     %% Each victim context has its long call in flight (and callers' calls).
-    ok = until(fun() -> lists:all(fun(C) -> in_flight(C) >= 1 end, OnVictim) end),
+    eventually(fun() -> lists:all(fun(C) -> in_flight(C) >= 1 end, OnVictim) end),
     OsPid = erpc:call(Victim, os, getpid, [], ?RPC_TIMEOUT),
     Killed = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 " ++ OsPid),
@@ -342,7 +341,7 @@ node_killed_and_rejoins(Config) ->
      after ?PROMPT_MS -> ct:fail({long_call_still_waiting, L})
      end || L <- Longs],
     %% Only the victim's contexts leave.
-    ok = until(fun() -> lists:sort(py_context_router:contexts(?POOL))
+    eventually(fun() -> lists:sort(py_context_router:contexts(?POOL))
                             =:= lists:sort(Ctxs -- OnVictim) end),
     Gone = erlang:monotonic_time(millisecond),
     timer:sleep(?AFTER_GONE_MS),
@@ -371,7 +370,7 @@ node_killed_and_rejoins(Config) ->
     %% standard I/O): the pool's owner connects to it.
     {NewPeer, Victim} = start_unconnected_peer(Victim),
     try
-        ok = until(fun() -> length(py_context_router:contexts(?POOL)) =:= ?PER_NODE * 3 end),
+        eventually(fun() -> length(py_context_router:contexts(?POOL)) =:= ?PER_NODE * 3 end),
         Back = py_context_router:contexts(?POOL),
         NewOnVictim = [C || C <- Back, node(C) =:= Victim],
         ?assertEqual(?PER_NODE, length(NewOnVictim)),
@@ -501,15 +500,6 @@ stream_items(Ref, Acc) ->
     after ?RPC_TIMEOUT -> ct:fail(stream_timeout)
     end.
 
-until(Fun) ->
-    until(Fun, erlang:monotonic_time(millisecond) + ?EVENTUALLY_MS).
-
-until(Fun, Deadline) ->
-    case Fun() of
-        true -> ok;
-        false ->
-            case erlang:monotonic_time(millisecond) > Deadline of
-                true -> {error, deadline};
-                false -> timer:sleep(?POLL_MS), until(Fun, Deadline)
-            end
-    end.
+%% Polls Fun until it holds; fails the case after ?EVENTUALLY_MS.
+eventually(Fun) ->
+    pyport_test:wait_until(Fun, ?EVENTUALLY_MS).
