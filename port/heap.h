@@ -13,7 +13,9 @@
 #define PYPORT_HEAP_H
 
 /// Keeps every malloc block in the heap (no mmap per large block), sets the
-/// trim threshold and CPython's arena allocator. Call once, first.
+/// trim threshold and CPython's arena allocator; with libpython linked in
+/// statically, also fills in the program's data pages at once (heap.c). Call
+/// once, first.
 void heap_init(void);
 
 /// A request has run (memory may have grown since the last trim).
