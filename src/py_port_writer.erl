@@ -54,8 +54,7 @@ new(MaxFrame, AskFlush) ->
 %% for the write: `closed' when the port has closed.
 -spec write(writer(), port(), iodata()) -> ok | closed.
 write(W, Port, Frame) ->
-    hold(W),
-    holding(W, Port, Frame).
+    unless_gone(W, fun() -> hold(W), holding(W, Port, Frame) end).
 
 %% @doc Writes a request frame to `Port', or queues it behind the process
 %% writing now, which writes it with its own. With `Busy' (the OS process has
@@ -65,11 +64,14 @@ write(W, Port, Frame) ->
 %% closed; a queued frame whose port has closed by the time it is written gets
 %% `OnClosed()' instead, in the process that found it so.
 -spec submit(writer(), port(), iodata(), fun(() -> term()), boolean()) -> ok | closed.
-submit(#w{q = Q, flag = F, ask = Ask}, Port, Frame, OnClosed, true) ->
+submit(W, Port, Frame, OnClosed, Busy) ->
+    unless_gone(W, fun() -> submit_(W, Port, Frame, OnClosed, Busy) end).
+
+submit_(#w{q = Q, flag = F, ask = Ask}, Port, Frame, OnClosed, true) ->
     true = ets:insert(Q, {erlang:unique_integer([monotonic]), Port, Frame, OnClosed}),
     _ = atomics:compare_exchange(F, 2, 0, 1) =:= ok andalso Ask(),
     ok;
-submit(W = #w{q = Q}, Port, Frame, OnClosed, false) ->
+submit_(W = #w{q = Q}, Port, Frame, OnClosed, false) ->
     case take_flag(W) of
         true ->
             holding(W, Port, Frame);
@@ -87,9 +89,22 @@ submit(W = #w{q = Q}, Port, Frame, OnClosed, false) ->
 -spec flush(writer()) -> ok.
 flush(W = #w{flag = F}) ->
     atomics:put(F, 2, 0),
-    hold(W),
-    holding(W, none, none),
+    _ = unless_gone(W, fun() -> hold(W), holding(W, none, none) end),
     ok.
+
+%% The queue goes with the context's server: once it is gone, so is the OS
+%% process (its port is the server's), and a write is as if the port had
+%% closed. The frames still queued are answered by the in-flight table's heir.
+unless_gone(#w{q = Q}, Fun) ->
+    try
+        Fun()
+    catch
+        error:badarg:Stack ->
+            case ets:info(Q, id) of
+                undefined -> closed;
+                _ -> erlang:raise(error, badarg, Stack)
+            end
+    end.
 
 take_flag(#w{flag = F}) ->
     atomics:compare_exchange(F, 1, 0, 1) =:= ok.
