@@ -1,7 +1,8 @@
 /*
  * The port's heap policy (see heap.h). Threading: heap_init runs before any
- * thread and before Python; the rest runs on the Python thread (g_dirty is only
- * read and written there).
+ * thread and before Python; heap_prefault on any one thread, before or while
+ * Python starts; the rest runs on the Python thread (g_dirty is only read and
+ * written there).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -48,21 +49,20 @@ extern char __data_start[], _end[];
    runtime state), each a copy-on-write fault; one madvise call fills them all
    in for a fraction of that. A kernel without MADV_POPULATE_WRITE (before
    5.14) refuses it, and the pages fault in as they are touched. */
-static void prefault_data(void)
+void heap_prefault(void)
 {
     uintptr_t from = (uintptr_t)__data_start & ~(uintptr_t)4095;
     uintptr_t to = ((uintptr_t)_end + 4095) & ~(uintptr_t)4095;
     (void)madvise((void *)from, to - from, MADV_POPULATE_WRITE);
 }
 #else
-static void prefault_data(void)
+void heap_prefault(void)
 {
 }
 #endif
 
 void heap_init(void)
 {
-    prefault_data();
     /* No block gets a mapping of its own: glibc caps the mmap threshold at
        32 MiB, and above it every large frame buffer or bytes object would be a
        fresh mapping whose every page faults in (and is unmapped at free). From
