@@ -21,7 +21,7 @@
 %% handle); the queue table is owned by the context's server and goes with it.
 -module(py_port_writer).
 
--export([new/2, write/3, submit/5, flush/1]).
+-export([new/2, write/3, submit/5, flush/1, busy/1]).
 
 -export_type([writer/0]).
 
@@ -85,12 +85,27 @@ submit_(W = #w{q = Q}, Port, Frame, OnClosed, false) ->
             end
     end.
 
-%% @doc Writes what is queued (the flush submit/5 asked for).
+%% @doc Writes what is queued (the flush submit/5 asked for), unless a process
+%% writing now will.
 -spec flush(writer()) -> ok.
 flush(W = #w{flag = F}) ->
     atomics:put(F, 2, 0),
-    _ = unless_gone(W, fun() -> hold(W), holding(W, none, none) end),
+    %% A process holding the flag writes the whole queue before it lets go, and
+    %% looks again after: nothing queued is left behind by not waiting for it.
+    _ = unless_gone(W, fun() ->
+                               case take_flag(W) of
+                                   true -> holding(W, none, none);
+                                   false -> ok
+                               end
+                       end),
     ok.
+
+%% @doc Whether a new request frame should wait for a batch: the OS process
+%% has other requests in flight (`InFlight' counts this one too) to answer
+%% first, so the frame would not run any sooner for being written at once.
+-spec busy(non_neg_integer()) -> boolean().
+busy(InFlight) ->
+    InFlight > 1.
 
 %% The queue goes with the context's server: once it is gone, so is the OS
 %% process (its port is the server's), and a write is as if the port had

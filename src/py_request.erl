@@ -149,10 +149,9 @@ writable(H, _) ->
 direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     watched(Ctx, EnvPid),
     ok = py_inflight:add(H, Id, Reply, EnvPid, group_leader()),
-    %% Its own entry is in the table: more means the OS process has other
-    %% requests to answer before this one (py_port_writer:submit/5).
-    Busy = py_inflight:count(H) > 1,
-    case py_port_writer:submit(py_inflight:writer(H), Port, Frame, closed_under(H, Id), Busy) of
+    W = py_inflight:writer(H),
+    Busy = py_port_writer:busy(py_inflight:count(H)),
+    case py_port_writer:submit(W, Port, Frame, closed_under(H, Id), Busy) of
         ok ->
             recorded(Ctx, H, Id);
         closed ->
