@@ -26,6 +26,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -426,9 +427,40 @@ static void request_argv(const char *buf, size_t len, int *argc, char ***argv)
     *argv = v;
 }
 
+/* A request of a pre-opened attach: TMPL_DEFERRED as it came from the attach
+   program, or as the template hands it on, with the attach program's pid
+   ("--args-on-stdin\0<pid>\0"). */
 static int is_deferred(const char *buf, size_t len)
 {
-    return len == sizeof TMPL_DEFERRED && memcmp(buf, TMPL_DEFERRED, len) == 0;
+    return len >= sizeof TMPL_DEFERRED && memcmp(buf, TMPL_DEFERRED, sizeof TMPL_DEFERRED) == 0;
+}
+
+/* Waits until stdin has data (or EOF); exits if the attach program `peer'
+   dies first: the Erlang side of a parked port whose attach was killed keeps
+   its end of stdin open until the port closes, which it does only once this
+   process (which holds stdout) is gone. */
+static void await_stdin(pid_t peer)
+{
+    int pfd = peer > 0 ? (int)syscall(SYS_pidfd_open, peer, 0) : -1;
+    if (pfd < 0 && peer > 0 && errno == ESRCH) {
+        _exit(PYPORT_EXIT_OK);
+    }
+    struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, pfd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 || p[0].revents != 0) {
+            break;
+        }
+        if (p[1].revents != 0) {
+            _exit(PYPORT_EXIT_OK);
+        }
+    }
+    if (pfd >= 0) {
+        close(pfd);
+    }
 }
 
 /* In the child of a pre-opened attach program, with its fds as 0-2: the
@@ -436,8 +468,9 @@ static int is_deferred(const char *buf, size_t len)
    the options NUL-terminated), read byte-exact so the protocol that follows
    stays in the pipe. Exits if stdin closes first (the port was closed while
    parked), or on a frame that is not one. */
-static void deferred_argv(int *argc, char ***argv)
+static void deferred_argv(pid_t peer, int *argc, char ***argv)
 {
+    await_stdin(peer);
     unsigned char hdr[PYPORT_FRAME_HEADER_BYTES];
     if (read_all(0, hdr, sizeof hdr) < 0) {
         _exit(PYPORT_EXIT_OK);
@@ -469,7 +502,8 @@ static void child_argv(const char *buf, size_t len, pid_t tmpl, int *argc, char 
         if (getppid() != tmpl) {
             _exit(PYPORT_EXIT_OK);
         }
-        deferred_argv(argc, argv);
+        pid_t peer = len > sizeof TMPL_DEFERRED ? (pid_t)atoi(buf + sizeof TMPL_DEFERRED) : 0;
+        deferred_argv(peer, argc, argv);
     } else {
         request_argv(buf, len, argc, argv);
     }
@@ -641,6 +675,11 @@ static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, 
     }
     int saved = 0;
     int deferred = is_deferred(buf, (size_t)n);
+    if (deferred) {
+        /* Handed on with the attach program's pid, for the child to watch. */
+        n = (ssize_t)sizeof TMPL_DEFERRED;
+        n += snprintf(buf + n, 16, "%d", (int)g_conns[i].peer) + 1;
+    }
     pid_t pid = hand_to_spare(buf, (size_t)n, fds);
     if (pid == 0) {
         /* No spare parked: fork this request's context now. */
