@@ -6,7 +6,8 @@
  * the Python thread's helpers all start after the fork, in the child). The
  * SIGCHLD handler only writes a byte to a non-blocking pipe. A parked spare is
  * a forked copy of this one thread, blocked in recvmsg until it is handed a
- * context's fds.
+ * context's fds, and then (a pre-opened attach) in poll/read on its stdin
+ * until the context's options come.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -19,8 +19,10 @@
 %% context next asks for it (the contexts' backoff then paces a crash loop). Contexts
 %% forked from a dead template live on; they no longer need it. A template that
 %% cannot start (Python, a failing preload, a preload that leaves threads
-%% running) makes socket/1 answer `{error, Reason}', and the context backs off
-%% as for any failed start.
+%% running) makes take/1 (and socket/1) answer `{error, Reason}', and the
+%% context backs off as for any failed start. When the template dies, its
+%% parked port is closed (the fork behind it died with the template) and a new
+%% one is parked once a new template is ready.
 -module(py_template).
 -behaviour(gen_server).
 
