@@ -10,7 +10,8 @@
 %% OS process is that fork, with the preload already imported and its pages
 %% shared copy-on-write. A taken port is replaced in the background
 %% (?PARK_DELAY ms later); one that dies while parked is replaced after a
-%% backoff (the `restart' option's `min', doubling to its `max'); with none
+%% backoff (the `restart' option's `min', doubling to its `max' while they die
+%% within its `stable' time); with none
 %% parked, take/1 opens one for the caller at once.
 %%
 %% The template's own death is handled like a context's: logged, and a new one
@@ -19,7 +20,7 @@
 %% context next asks for it (the contexts' backoff then paces a crash loop). Contexts
 %% forked from a dead template live on; they no longer need it. A template that
 %% cannot start (Python, a failing preload, a preload that leaves threads
-%% running) makes take/1 (and socket/1) answer `{error, Reason}', and the
+%% running) makes take/1 answer `{error, Reason}', and the
 %% context backs off as for any failed start. When the template dies, its
 %% parked port is closed (the fork behind it died with the template) and a new
 %% one is parked once a new template is ready.
@@ -28,8 +29,7 @@
 
 -include_lib("kernel/include/logger.hrl").
 
--export([start_link/1, start_link/2, child_spec/2, wanted/1, name/1, socket/1, take/1,
-         info/1]).
+-export([start_link/1, start_link/2, child_spec/2, wanted/1, name/1, take/1, info/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 %% How long a template may take to start Python and run the preload.
@@ -51,6 +51,7 @@
     parked_python :: integer() | undefined,  % the fork that holds its pipes
     park_timer :: reference() | undefined,   % the next one is due
     park_backoff = 0 :: non_neg_integer(),   % after parked ports that died
+    parked_at = 0 :: integer(),              % monotonic ms it was opened
     starts = 0 :: non_neg_integer(),      % OS processes started
     started_at = 0 :: integer(),          % monotonic ms of the last start
     last_error :: term()                  % why the last start failed
@@ -99,16 +100,6 @@ wanted(Opts) ->
 name(Pool) ->
     list_to_atom("py_template:" ++ atom_to_list(Pool)).
 
-%% @doc The Unix socket of the running template, starting a new OS process
-%% first if the last one died.
--spec socket(pid() | atom()) -> {ok, string()} | {error, term()}.
-socket(T) ->
-    try
-        gen_server:call(T, socket, ?START_TIMEOUT + 5000)
-    catch
-        exit:{Reason, _} -> {error, {template_down, Reason}}
-    end.
-
 %% @doc A port for a context's new OS process: the parked `pyport-attach'
 %% (or, with none parked, one opened now), connected to and linked with the
 %% caller, no longer linked with the template's server. The caller makes it
@@ -152,13 +143,6 @@ init(Opts) ->
     end.
 
 %% @private
-handle_call(socket, _From, S = #s{path = Path}) when is_list(Path) ->
-    {reply, {ok, Path}, S};
-handle_call(socket, _From, S) ->
-    case start(S) of
-        {ok, S1} -> {reply, {ok, S1#s.path}, S1};
-        {error, Reason, S1} -> {reply, {error, Reason}, S1}
-    end;
 handle_call(take, {Pid, _}, S = #s{path = Path}) when is_list(Path) ->
     {Reply, S1} = take_port(Pid, S),
     {reply, Reply, S1};
@@ -186,9 +170,10 @@ handle_cast(_, S) ->
 
 %% @private
 handle_info({Port, {exit_status, Status}}, S = #s{parked = Port}) ->
-    #{min := Min, max := Max} = restart(S),
+    #{min := Min, max := Max, stable := Stable} = restart(S),
+    Lived = erlang:monotonic_time(millisecond) - S#s.parked_at,
     Backoff = case S#s.park_backoff of
-                  0 -> max(1, Min);
+                  B when B =:= 0; Lived >= Stable -> max(1, Min);
                   B -> min(Max, 2 * B)
               end,
     ?LOG_WARNING("pyport template ~ts: the parked pyport-attach ~p died (~0p); opening "
@@ -209,7 +194,7 @@ handle_info({Port, {exit_status, Status}}, S = #s{port = Port}) ->
                          [S#s.name, S#s.os_pid, Reason]),
             case start(S1) of
                 {ok, S2} -> {noreply, S2};
-                {error, _, S2} -> {noreply, S2}   % the next socket/1 tries again
+                {error, _, S2} -> {noreply, S2}   % the next take/1 tries again
             end;
         false ->
             %% A template that dies young starts again only when a context
@@ -286,7 +271,8 @@ open_parked(S = #s{path = Path, parked = undefined, opts = Opts}) when is_list(P
     case py_os_process:open_attach(Path, Opts) of
         {ok, Port} ->
             {os_pid, OsPid} = erlang:port_info(Port, os_pid),
-            S#s{parked = Port, parked_os_pid = OsPid, parked_python = undefined};
+            S#s{parked = Port, parked_os_pid = OsPid, parked_python = undefined,
+                parked_at = erlang:monotonic_time(millisecond)};
         {error, Reason} ->
             #{max := Max} = restart(S),
             ?LOG_WARNING("pyport template ~ts: cannot open a pyport-attach (~0p); trying "
