@@ -1,6 +1,7 @@
 %% Wire constants of the pyport protocol for Erlang. They mirror
 %% include/pyport/wire.h; tests/test_wire.escript checks both agree.
 -define(PYPORT_PROTOCOL_VERSION, 2).
+-define(PYPORT_BATCH_TAG, 66).
 -define(PYPORT_DEFAULT_MAX_FRAME, (256 * 1024 * 1024)).
 -define(PYPORT_HARD_MAX_FRAME, (1024 * 1024 * 1024)).
 -define(PYPORT_DEFAULT_MAX_DEPTH, 1000).

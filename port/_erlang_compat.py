@@ -274,6 +274,30 @@ def lazy_attributes(names, install_group):
         _LAZY[name] = install_group
 
 
+class _LazyModule(type(sys)):
+    """What sys.modules holds for `erlang.<name>` until that part is installed
+    (see lazy_submodules): the first attribute looked up on it installs the
+    part (erlang.<name>, which puts the real module in sys.modules) and makes
+    this module a copy of it."""
+
+    def __getattr__(self, attr):
+        real = getattr(_erlang, _lazy_parts[self])
+        self.__dict__.update(real.__dict__)
+        return getattr(real, attr)
+
+
+_lazy_parts = {}  # _LazyModule -> the erlang attribute it stands for
+
+
+def lazy_submodules(names):
+    """`import erlang.<name>` (and `from erlang.<name> import ...`) works for
+    each of names, which lazy_attributes installs on first use."""
+    for name in names:
+        module = _LazyModule(f"erlang.{name}")
+        _lazy_parts[module] = name
+        sys.modules.setdefault(f"erlang.{name}", module)
+
+
 def install(erlang):
     global _erlang
     _erlang = erlang

@@ -6,10 +6,11 @@ activation, logging to Erlang, memory statistics. Runs on the Python thread; the
 functions of the `erlang` module prefixed with `_` send frames to Erlang.
 """
 
-import contextvars
 import gc
 import os
 import sys
+# The two names contextvars.py re-exports, without importing it at start.
+from _contextvars import ContextVar, copy_context
 
 import erlang
 
@@ -25,7 +26,7 @@ _spawned = set()  # tasks of erlang.spawn_task, answered to nobody
 # The request a coroutine or stream runs for, seen from C (port/async.c): each
 # task has its own copy, so while a task runs this names its request (a cancel
 # is raised in it, its erlang.call says whose callback it is).
-request = contextvars.ContextVar("pyport_request", default=0)
+request = ContextVar("pyport_request", default=0)
 
 
 # ---- the event loop ------------------------------------------------------------
@@ -117,7 +118,7 @@ def _finish(req_id, owner, task, value):
 def spawn(coro, name=None):
     """A task of the context's loop that answers no request (erlang.spawn_task):
     the loop runs until it is done. Its exception, if any, is logged."""
-    ctx = contextvars.copy_context()
+    ctx = copy_context()
     ctx.run(request.set, 0)   # a cancel of the spawning request does not reach it
     task = _get_loop().create_task(coro, name=name, context=ctx)
     _spawned.add(task)
@@ -520,9 +521,6 @@ def _install():
     # __getattr__, schedule*, SharedDict, Span, ...): _erlang_compat.py.
     import _erlang_compat
     _erlang_compat.install(erlang)
-    # erlang.reactor (and `import erlang.reactor`): _pyport_reactor.py.
-    import _pyport_reactor
-    _pyport_reactor._install()
     # The event-loop API (run, new_event_loop, sleep, spawn_task, async_call):
     # _erlang_loop.py, imported on first use (it imports asyncio, tens of ms).
     def install_loop():
@@ -532,11 +530,25 @@ def _install():
         ("ErlangEventLoop", "ErlangEventLoopPolicy", "EventLoopPolicy", "new_event_loop",
          "get_event_loop_policy", "install", "run", "sleep", "spawn_task", "async_call"),
         install_loop)
-    # Channels and byte channels (erlang.Channel, erlang.channel, ...).
-    import _erlang_channel
-    _erlang_channel.install_into(erlang)
-    import _erlang_buffer
-    _erlang_buffer.install_into(erlang)
+    # erlang.reactor (_pyport_reactor.py), channels and byte channels
+    # (_erlang_channel.py) and erlang.PyBuffer (_erlang_buffer.py) are imported
+    # on first use too, as an attribute or as a submodule (`import erlang.reactor`).
+    def install_reactor():
+        import _pyport_reactor
+        _pyport_reactor._install()
 
+    def install_channels():
+        import _erlang_channel
+        _erlang_channel.install_into(erlang)
+
+    def install_buffer():
+        import _erlang_buffer
+        _erlang_buffer.install_into(erlang)
+    _erlang_compat.lazy_attributes(("reactor", "ReactorBuffer"), install_reactor)
+    _erlang_compat.lazy_attributes(
+        ("Channel", "ChannelClosed", "reply", "ByteChannel", "ByteChannelClosed",
+         "channel", "byte_channel"), install_channels)
+    _erlang_compat.lazy_attributes(("PyBuffer",), install_buffer)
+    _erlang_compat.lazy_submodules(("reactor", "channel", "byte_channel"))
 
 _install()

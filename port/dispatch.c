@@ -138,7 +138,35 @@ static void handle_here(job_t *job)
 
 /* ---- frames in ---------------------------------------------------------- */
 
+static void dispatch_one(char *frame, size_t len);
+
+/* A batch: each of its frames as if it had been read alone (a copy of its own,
+   which dispatch_one takes). A malformed rest is dropped with a warning. */
+static void dispatch_batch(char *batch, size_t len)
+{
+    size_t pos = 0;
+    const char *inner;
+    size_t inner_len;
+    int rc;
+    while ((rc = proto_batch_next(batch, len, &pos, &inner, &inner_len)) > 0) {
+        dispatch_one(mem_dup(inner, inner_len), inner_len);
+    }
+    if (rc < 0) {
+        log_warn("dropped the rest of a malformed batch of %zu bytes at byte %zu", len, pos);
+    }
+    mem_free(batch);
+}
+
 void dispatch_frame(char *frame, size_t len)
+{
+    if (len > 0 && (unsigned char)frame[0] == PYPORT_BATCH_TAG) {
+        dispatch_batch(frame, len);
+    } else {
+        dispatch_one(frame, len);
+    }
+}
+
+static void dispatch_one(char *frame, size_t len)
 {
     proto_head_t head;
     const char *err = NULL;

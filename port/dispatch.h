@@ -19,7 +19,8 @@ typedef struct {
 /// Sets the limits, the Python version and the exit hook. Call once.
 void dispatch_init(const dispatch_cfg_t *cfg);
 
-/// A whole frame from Erlang; takes ownership of frame (mem_free).
+/// A whole frame from Erlang, or a batch of them (PYPORT_BATCH_TAG); takes
+/// ownership of frame (mem_free).
 void dispatch_frame(char *frame, size_t len);
 
 /// A frame over the limit: its first peek_len bytes and its full length.

@@ -6,8 +6,8 @@
  * machines). Here freed memory stays in the heap while requests come, and is
  * handed back to the kernel once the port has been idle for a while
  * (heap_idle), so an idle context's RSS stays small. Threading: heap_init before
- * Python starts and before any thread; heap_note_work and heap_idle from the
- * Python thread.
+ * Python starts and before any thread; heap_prefault from any one thread;
+ * heap_note_work and heap_idle from the Python thread.
  */
 #ifndef PYPORT_HEAP_H
 #define PYPORT_HEAP_H
@@ -15,6 +15,12 @@
 /// Keeps every malloc block in the heap (no mmap per large block), sets the
 /// trim threshold and CPython's arena allocator. Call once, first.
 void heap_init(void);
+
+/// With libpython linked in statically, fills in the program's data pages at
+/// once (heap.c) before Python writes them; else nothing. From any thread, once
+/// (while Python starts on another is fine: a page Python touches first simply
+/// faults in as before).
+void heap_prefault(void);
 
 /// A request has run (memory may have grown since the last trim).
 void heap_note_work(void);

@@ -74,6 +74,28 @@ int proto_peek(const char *frame, size_t len, proto_head_t *head, const char **e
     return 0;
 }
 
+int proto_batch_next(const char *batch, size_t len, size_t *pos, const char **inner,
+                     size_t *inner_len)
+{
+    size_t at = *pos == 0 ? 1 : *pos;
+    if (at >= len) {
+        return 0;
+    }
+    if (len - at < PYPORT_FRAME_HEADER_BYTES) {
+        return -1;
+    }
+    const unsigned char *b = (const unsigned char *)batch + at;
+    size_t n = ((size_t)b[0] << 24) | ((size_t)b[1] << 16) | ((size_t)b[2] << 8) | b[3];
+    at += PYPORT_FRAME_HEADER_BYTES;
+    if (n == 0 || n > len - at) {
+        return -1;
+    }
+    *inner = batch + at;
+    *inner_len = n;
+    *pos = at + n;
+    return 1;
+}
+
 int proto_peek_header(const char *frame, size_t len, proto_head_t *head, const char **err)
 {
     const unsigned char *b = (const unsigned char *)frame;

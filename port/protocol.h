@@ -69,6 +69,13 @@ int proto_peek(const char *frame, size_t len, proto_head_t *head, const char **e
 
 /// As proto_peek for the envelope only (the first bytes of an oversized frame):
 /// reads op and id without walking the rest.
+/// The frame at *pos of a batch frame (PYPORT_BATCH_TAG, then frames each with
+/// a 4-byte big-endian length; *pos starts at 0): 1 with *inner and *inner_len
+/// set and *pos moved past it, 0 at the end, -1 if a length runs past the batch
+/// or a frame is empty.
+int proto_batch_next(const char *batch, size_t len, size_t *pos, const char **inner,
+                     size_t *inner_len);
+
 int proto_peek_header(const char *frame, size_t len, proto_head_t *head, const char **err);
 
 /// Decodes the caller pid at *index and returns its span (its ETF bytes) in

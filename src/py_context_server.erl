@@ -187,7 +187,8 @@ init(Opts) ->
     Name = context_name(Opts),
     label(Opts, Name),
     logger:update_process_metadata(log_metadata(Name, Opts, undefined)),
-    H = py_inflight:new(self(), Opts),
+    Self = self(),
+    H = py_inflight:new(Self, Opts#{ask_flush => fun() -> Self ! '$py_flush' end}),
     Counters = counters:new(?C_COUNT, [write_concurrency]),
     Delivery = py_output:start_link(#{context => self(), name => Name, inflight => H,
                                        metadata => log_metadata(Name, Opts, undefined),
@@ -345,6 +346,9 @@ handle_info({'$py_internal_timeout', Id}, S) ->
         _ ->
             {noreply, S}
     end;
+handle_info('$py_flush', S = #s{h = H}) ->
+    ok = py_port_writer:flush(py_inflight:writer(H)),
+    {noreply, S};
 handle_info('$py_heartbeat', S) ->
     {noreply, schedule_heartbeat(heartbeat(S))};
 handle_info('$py_memory_check', S) ->
@@ -1039,12 +1043,8 @@ base_info(S = #s{h = H, counters = C}, FromPort) ->
 %% Writes a frame to the OS process. The runtime closes the port as soon as the
 %% process exits, before its exit_status is handled here: a closed port is not an
 %% error (the exit handling that follows answers whatever was in flight).
-port_send(#s{port = Port}, Frame) when is_port(Port) ->
-    try erlang:port_command(Port, Frame) of
-        true -> ok
-    catch
-        error:badarg -> closed
-    end;
+port_send(#s{port = Port, h = H}, Frame) when is_port(Port) ->
+    py_port_writer:write(py_inflight:writer(H), Port, Frame);
 port_send(_, _) ->
     closed.
 

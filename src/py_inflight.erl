@@ -19,14 +19,16 @@
 
 -export([new/2, handle/1, forget/1, budget/1, limits/1,
          set_port/4, live_port/1, open_port/1, generation/1,
-         add/5, take/2, lookup/2, count/1, ids_of/2, take_all/1, admit/2, write/2]).
+         add/5, take/2, lookup/2, count/1, ids_of/2, take_all/1, admit/2, write/2,
+         writer/1]).
 
 -export_type([handle/0, reply_to/0, port_state/0]).
 
 -record(h, {tab :: ets:tid(),
             budget :: py_term:budget(),
             max_queue :: pos_integer(),
-            max_frame :: pos_integer()}).
+            max_frame :: pos_integer(),
+            writer :: py_port_writer:writer()}).
 
 -opaque handle() :: #h{}.
 
@@ -47,9 +49,10 @@
 
 %% @doc Creates the table of the calling process (a context's server) and its
 %% heir, and publishes the handle for callers of `Ctx' (= `self()').
-%% `Opts': `max_queue', `max_frame', `max_atoms'.
+%% `Opts': `max_queue', `max_frame', `max_atoms', and `ask_flush' (see
+%% py_port_writer:new/2).
 -spec new(pid(), map()) -> handle().
-new(Ctx, #{max_queue := MaxQueue, max_frame := MaxFrame, max_atoms := MaxAtoms}) ->
+new(Ctx, Opts = #{max_queue := MaxQueue, max_frame := MaxFrame, max_atoms := MaxAtoms}) ->
     Ctx = self(),
     Heir = spawn(fun() -> heir(Ctx) end),
     Tab = ets:new(py_inflight, [set, public, {write_concurrency, true},
@@ -57,7 +60,8 @@ new(Ctx, #{max_queue := MaxQueue, max_frame := MaxFrame, max_atoms := MaxAtoms})
     true = ets:insert(Tab, {?PORT_ROW, none, 0, false, none}),
     H = #h{tab = Tab, budget = py_term:new_budget(MaxAtoms),
            max_queue = case MaxQueue of infinity -> ?UNLIMITED; N -> N end,
-           max_frame = MaxFrame},
+           max_frame = MaxFrame,
+           writer = py_port_writer:new(MaxFrame, maps:get(ask_flush, Opts))},
     persistent_term:put({?MODULE, Ctx}, H),
     H.
 
@@ -166,20 +170,20 @@ admit(H = #h{max_frame = MaxFrame, max_queue = MaxQueue}, Size) ->
         true -> ok
     end.
 
-%% @doc Writes a frame to the live OS process; `closed' if there is none (or it
-%% closed under the writer).
+%% @doc Writes a frame to the live OS process, after the request frames queued
+%% for it (py_port_writer); `closed' if there is none (or it closed under the
+%% writer).
 -spec write(handle(), iodata()) -> ok | closed.
-write(H, Frame) ->
+write(H = #h{writer = W}, Frame) ->
     case live_port(H) of
-        {Port, _} ->
-            try erlang:port_command(Port, Frame) of
-                true -> ok
-            catch
-                error:badarg -> closed
-            end;
-        none ->
-            closed
+        {Port, _} -> py_port_writer:write(W, Port, Frame);
+        none -> closed
     end.
+
+%% @doc The context's port writer (py_port_writer), through which every frame
+%% to its OS process goes.
+-spec writer(handle()) -> py_port_writer:writer().
+writer(#h{writer = W}) -> W.
 
 %%% ===========================================================================
 %%% The heir

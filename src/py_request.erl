@@ -149,16 +149,31 @@ writable(H, _) ->
 direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     watched(Ctx, EnvPid),
     ok = py_inflight:add(H, Id, Reply, EnvPid, group_leader()),
-    try erlang:port_command(Port, Frame) of
-        true -> recorded(Ctx, H, Id)
-    catch
-        error:badarg ->
+    %% Its own entry is in the table: more means the OS process has other
+    %% requests to answer before this one (py_port_writer:submit/5).
+    Busy = py_inflight:count(H) > 1,
+    case py_port_writer:submit(py_inflight:writer(H), Port, Frame, closed_under(H, Id), Busy) of
+        ok ->
+            recorded(Ctx, H, Id);
+        closed ->
             %% The port closed under us. If the entry is still ours nobody will
             %% answer it: hand the request to the context. Otherwise the death
             %% sweep took it and its answer is on the way.
             case py_inflight:take(H, Id) of
                 {ok, _, _, _} -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
                 error -> direct
+            end
+    end.
+
+%% For a frame another process wrote from the writer's queue: its port had
+%% closed by then, and the request never reached the OS process. Unless the
+%% death sweep took the entry (and answered it), it is answered here, as the
+%% death of the OS process it was written to.
+closed_under(H, Id) ->
+    fun() ->
+            case py_inflight:take(H, Id) of
+                {ok, Reply, _, _} -> py_reply:answer(Reply, died, noproc);
+                error -> ok
             end
     end.
 

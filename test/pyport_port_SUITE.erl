@@ -9,6 +9,8 @@
 
 -include_lib("common_test/include/ct.hrl").
 -include_lib("stdlib/include/assert.hrl").
+%% PYPORT_BATCH_TAG of include/pyport/wire.h: the first byte of a batch frame.
+-define(PYPORT_BATCH_TAG, 66).
 
 -export([all/0, suite/0, groups/0, init_per_suite/1, end_per_suite/1,
          init_per_testcase/2, end_per_testcase/2]).
@@ -21,6 +23,7 @@
          non_binary_code_is_badarg/1, non_map_kwargs_is_badarg/1,
          zero_length_frame_is_dropped/1, truncated_term_is_badarg/1,
          oversized_request_is_too_large/1, oversized_reply_is_too_large/1,
+         batch_frame_is_read_as_its_frames/1, malformed_batch_keeps_its_whole_frames/1,
          cancel_queued_request_never_runs/1, cancel_running_request_raises/1,
          interrupt_keyboard_raises/1, info_answered_while_busy/1,
          stray_fd_writes_become_output_frames/1, print_output_precedes_reply/1,
@@ -109,14 +112,16 @@ all() ->
 groups() ->
     [{replies, [],
       [ready_frame_comes_first, call_eval_exec_reply, python_error_reply,
-       env_frame_once_per_pid, every_request_gets_exactly_one_reply]},
+       env_frame_once_per_pid, every_request_gets_exactly_one_reply,
+       batch_frame_is_read_as_its_frames]},
      {malformed, [],
       [not_etf_is_dropped, compressed_etf_is_not_run, non_tuple_is_dropped,
        unknown_op_with_id_is_badarg, unknown_op_without_id_is_dropped, wrong_arity_is_badarg,
        bad_request_ids_are_dropped, bad_caller_pid_is_badarg, non_list_args_is_badarg,
        improper_list_args_is_badarg, non_binary_code_is_badarg, non_map_kwargs_is_badarg,
        zero_length_frame_is_dropped, truncated_term_is_badarg,
-       oversized_request_is_too_large, oversized_reply_is_too_large]},
+       oversized_request_is_too_large, oversized_reply_is_too_large,
+       malformed_batch_keeps_its_whole_frames]},
      {control, [],
       [cancel_queued_request_never_runs, cancel_running_request_raises,
        interrupt_keyboard_raises, info_answered_while_busy,
@@ -258,9 +263,38 @@ every_request_gets_exactly_one_reply(Config) ->
     ?assertEqual([], answers(Before)),
     close(Port).
 
+batch_frame_is_read_as_its_frames() ->
+    [{doc, "A batch frame (the batch tag, then frames each with its own length) is "
+      "read as its frames one by one: each request is answered once, in order."}].
+batch_frame_is_read_as_its_frames(Config) ->
+    Port = open_ready(Config),
+    Ids = [erlang:unique_integer([positive]) || _ <- lists:seq(1, 20)],
+    Frames = [term_to_binary(exec(Id, iolist_to_binary(["seen.append(", integer_to_list(Id), ")"])))
+              || Id <- Ids],
+    {reply, ok} = request(Port, fun(Id) -> exec(Id, <<"seen = []">>) end),
+    send_raw(Port, batch(Frames)),
+    {reply, Seen, Before} = answer_after(Port, fun(Id) -> eval(Id, <<"seen">>) end),
+    ?assertEqual(Ids, Seen),
+    ?assertEqual([{{reply, Id}, ok} || Id <- Ids], answers(Before)),
+    close(Port).
+
 %%% ===========================================================================
 %%% Malformed frames
 %%% ===========================================================================
+
+malformed_batch_keeps_its_whole_frames() ->
+    [{doc, "A batch whose last length runs past its end: the whole frames before it "
+      "are served, the rest is dropped, and the port keeps answering."}].
+malformed_batch_keeps_its_whole_frames(Config) ->
+    Port = open_ready(Config),
+    Ok = term_to_binary(eval(7001, <<"1 + 1">>)),
+    send_raw(Port, [batch([Ok]), <<0, 0, 1, 0, 1, 2, 3>>]),
+    {reply, 42, Before} = answer_after(Port, fun(Id) -> eval(Id, <<"40 + 2">>) end),
+    ?assertEqual([{{reply, 7001}, 2}], answers(Before)),
+    dropped(Port, <<?PYPORT_BATCH_TAG, 0, 0, 0, 0>>),
+    dropped(Port, <<?PYPORT_BATCH_TAG, 0, 0>>),
+    alive(Port),
+    close(Port).
 
 not_etf_is_dropped() ->
     [{doc, "Random bytes (not ETF) are dropped; the port keeps answering."}].
@@ -1134,6 +1168,10 @@ send(Port, Term) ->
 
 send_raw(Port, Bytes) ->
     true = port_command(Port, Bytes).
+
+%% A batch frame of Frames (binaries), as py_port_writer writes it.
+batch(Frames) ->
+    [?PYPORT_BATCH_TAG | [[<<(byte_size(F)):32>>, F] || F <- Frames]].
 
 %%% Flow-control helpers ------------------------------------------------------
 

@@ -13,6 +13,11 @@
 /* Every frame starts with a 4-byte big-endian length ({packet, 4}). */
 #define PYPORT_FRAME_HEADER_BYTES 4
 
+/* First byte of a batch frame from Erlang: several frames written at once, each
+   with its own 4-byte length, read as if they had come one by one (every other
+   frame is an ETF term and starts with 131). */
+#define PYPORT_BATCH_TAG 66
+
 /* Largest frame accepted or produced unless --max-frame says otherwise. */
 #define PYPORT_DEFAULT_MAX_FRAME (256u * 1024u * 1024u)
 

@@ -611,6 +611,43 @@ static void test_proto_peek_rejects_bad_parents(void)
     ei_x_free(&x);
 }
 
+static void test_proto_batch_next_splits_a_batch(void)
+{
+    /* Two frames of 2 and 3 bytes, then the end. */
+    static const char batch[] = {PYPORT_BATCH_TAG, 0, 0, 0, 2, 'a', 'b', 0, 0, 0, 3, 'c', 'd', 'e'};
+    size_t pos = 0, n = 0;
+    const char *inner = NULL;
+    CHECK_INT_EQ(proto_batch_next(batch, sizeof batch, &pos, &inner, &n), 1);
+    CHECK_INT_EQ((long long)n, 2);
+    CHECK(memcmp(inner, "ab", 2) == 0);
+    CHECK_INT_EQ(proto_batch_next(batch, sizeof batch, &pos, &inner, &n), 1);
+    CHECK_INT_EQ((long long)n, 3);
+    CHECK(memcmp(inner, "cde", 3) == 0);
+    CHECK_INT_EQ(proto_batch_next(batch, sizeof batch, &pos, &inner, &n), 0);
+    /* The tag alone is an empty batch. */
+    pos = 0;
+    CHECK_INT_EQ(proto_batch_next(batch, 1, &pos, &inner, &n), 0);
+}
+
+static void test_proto_batch_next_refuses_lengths_past_the_end(void)
+{
+    static const char cut[] = {PYPORT_BATCH_TAG, 0, 0, 0, 2, 'a', 'b', 0, 0, 0, 9, 'c'};
+    static const char short_header[] = {PYPORT_BATCH_TAG, 0, 0};
+    static const char empty_frame[] = {PYPORT_BATCH_TAG, 0, 0, 0, 0};
+    static const char huge[] = {PYPORT_BATCH_TAG, (char)0xff, (char)0xff,
+                                (char)0xff,       (char)0xff, 'x'};
+    size_t pos = 0, n = 0;
+    const char *inner = NULL;
+    CHECK_INT_EQ(proto_batch_next(cut, sizeof cut, &pos, &inner, &n), 1);
+    CHECK_INT_EQ(proto_batch_next(cut, sizeof cut, &pos, &inner, &n), -1);
+    pos = 0;
+    CHECK_INT_EQ(proto_batch_next(short_header, sizeof short_header, &pos, &inner, &n), -1);
+    pos = 0;
+    CHECK_INT_EQ(proto_batch_next(empty_frame, sizeof empty_frame, &pos, &inner, &n), -1);
+    pos = 0;
+    CHECK_INT_EQ(proto_batch_next(huge, sizeof huge, &pos, &inner, &n), -1);
+}
+
 int main(void)
 {
     ei_init();
@@ -634,5 +671,7 @@ int main(void)
     RUN_TEST(test_proto_string_yields_only_unicode_scalar_values);
     RUN_TEST(test_proto_string_long_text_round_trips);
     RUN_TEST(test_proto_end_refuses_frames_over_max);
+    RUN_TEST(test_proto_batch_next_splits_a_batch);
+    RUN_TEST(test_proto_batch_next_refuses_lengths_past_the_end);
     return check_exit_status();
 }
