@@ -1,6 +1,9 @@
 /*
  * pyport-attach: the port program of a context forked from a warm template
- * (template.h). Usage: pyport-attach SOCKET [pyport options...].
+ * (template.h). Usage: pyport-attach SOCKET [pyport options...]; the Erlang
+ * application opens it ahead of demand as `pyport-attach SOCKET
+ * --args-on-stdin', and the context's options follow as the port's first
+ * frame, read by the forked child (docs/protocol.md, "Warm template").
  *
  * It hands its fds 0, 1 and 2 (the pipes from and to Erlang, and the BEAM's
  * stderr) and its options to the template, which forks the context; the

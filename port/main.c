@@ -41,6 +41,7 @@
 #include "pyerlang.h"
 #include "pyport/wire.h"
 #include "reader.h"
+#include "reply.h"
 #include "template.h"
 #include "worker.h"
 
@@ -265,6 +266,16 @@ static void python_version(char *out, size_t n)
     out[len] = '\0';
 }
 
+/* The per-context limits of the command line, kept where the code that
+   enforces them reads them: at Python's start, and again in a context forked
+   from a template (whose Python started with the template's command line). */
+static void set_limits(const options_t *o)
+{
+    conv_set_max_depth(o->max_depth);
+    cb_set_max_nesting(o->max_nesting);
+    reply_set_max_frame(o->max_frame);
+}
+
 /* _pyport.py lives in python/ beside the binary (priv/python in the app). */
 static int add_helpers_path(PyObject *sys_path)
 {
@@ -311,8 +322,7 @@ static int start_python(const options_t *o)
         log_error("Python failed to start: %s", st.err_msg ? st.err_msg : "unknown error");
         return -1;
     }
-    conv_set_max_depth(o->max_depth);
-    cb_set_max_nesting(o->max_nesting);
+    set_limits(o);
     worker_cfg_t wcfg = {.max_frame = o->max_frame};
     PyObject *sys_path = PySys_GetObject("path"); // borrowed
     if (sys_path == NULL || add_helpers_path(sys_path) < 0 || pyerl_setup() < 0 ||
@@ -402,6 +412,7 @@ int main(int argc, char **argv)
             return rc;
         }
         forked = 1;
+        set_limits(&opts);
     }
     log_init(protect_fds(!forked), opts.name);
     if (opts.crash_file != NULL) {

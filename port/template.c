@@ -6,7 +6,8 @@
  * the Python thread's helpers all start after the fork, in the child). The
  * SIGCHLD handler only writes a byte to a non-blocking pipe. A parked spare is
  * a forked copy of this one thread, blocked in recvmsg until it is handed a
- * context's fds.
+ * context's fds, and then (a pre-opened attach) in poll/read on its stdin
+ * until the context's options come.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -26,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -54,9 +56,14 @@
    new context needs for its own start and first answer. */
 #define TMPL_SPARE_DELAY_MS 30
 
+/* The request of a pre-opened pyport-attach: its context's options come later,
+   as the first frame on its stdin (deferred_argv). */
+#define TMPL_DEFERRED "--args-on-stdin"
+
 typedef struct {
-    int fd;    /* the connection from a pyport-attach program */
-    pid_t pid; /* its child, 0 while none was forked */
+    int fd;     /* the connection from a pyport-attach program */
+    pid_t pid;  /* its child, 0 while none was forked */
+    pid_t peer; /* the attach program (SO_PEERCRED) */
 } conn_t;
 
 static int g_sig_pipe[2] = {-1, -1};
@@ -302,12 +309,13 @@ static void drop_conn(size_t i)
     g_conns[i] = g_conns[--g_nconns];
 }
 
-/* Only a process of our own user may ask for a fork. */
-static int same_user(int fd)
+/* Only a process of our own user may ask for a fork: its pid, or 0. */
+static pid_t same_user(int fd)
 {
     struct ucred cred;
     socklen_t len = sizeof cred;
-    return getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
+    int ok = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 && cred.uid == getuid();
+    return ok ? (cred.pid > 0 ? cred.pid : 1) : 0;
 }
 
 static void accept_all(int lfd)
@@ -317,13 +325,14 @@ static void accept_all(int lfd)
         if (fd < 0) {
             return; /* EAGAIN, or a connection that went away */
         }
-        if (!same_user(fd)) {
+        pid_t peer = same_user(fd);
+        if (peer == 0) {
             log_warn("template: refused a connection from another user");
             close(fd);
             continue;
         }
         g_conns = mem_realloc(g_conns, (g_nconns + 1) * sizeof *g_conns);
-        g_conns[g_nconns++] = (conn_t){.fd = fd, .pid = 0};
+        g_conns[g_nconns++] = (conn_t){.fd = fd, .pid = 0, .peer = peer};
     }
 }
 
@@ -417,6 +426,90 @@ static void request_argv(const char *buf, size_t len, int *argc, char ***argv)
     v[c] = NULL;
     *argc = c;
     *argv = v;
+}
+
+/* A request of a pre-opened attach: TMPL_DEFERRED as it came from the attach
+   program, or as the template hands it on, with the attach program's pid
+   ("--args-on-stdin\0<pid>\0"). */
+static int is_deferred(const char *buf, size_t len)
+{
+    return len >= sizeof TMPL_DEFERRED && memcmp(buf, TMPL_DEFERRED, sizeof TMPL_DEFERRED) == 0;
+}
+
+/* Waits until stdin has data (or EOF); exits if the attach program `peer'
+   dies first: the Erlang side of a parked port whose attach was killed keeps
+   its end of stdin open until the port closes, which it does only once this
+   process (which holds stdout) is gone. */
+static void await_stdin(pid_t peer)
+{
+    int pfd = peer > 0 ? (int)syscall(SYS_pidfd_open, peer, 0) : -1;
+    if (pfd < 0 && peer > 0 && errno == ESRCH) {
+        _exit(PYPORT_EXIT_OK);
+    }
+    struct pollfd p[2] = {{.fd = 0, .events = POLLIN}, {.fd = pfd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(p, pfd >= 0 ? 2 : 1, -1);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 || p[0].revents != 0) {
+            break;
+        }
+        if (p[1].revents != 0) {
+            _exit(PYPORT_EXIT_OK);
+        }
+    }
+    if (pfd >= 0) {
+        close(pfd);
+    }
+}
+
+/* In the child of a pre-opened attach program, with its fds as 0-2: the
+   command line from the first frame on stdin (PYPORT_ATTACH_ARGS_TAG, then
+   the options NUL-terminated), read byte-exact so the protocol that follows
+   stays in the pipe. Exits if stdin closes first (the port was closed while
+   parked), or on a frame that is not one. */
+static void deferred_argv(pid_t peer, int *argc, char ***argv)
+{
+    await_stdin(peer);
+    unsigned char hdr[PYPORT_FRAME_HEADER_BYTES];
+    if (read_all(0, hdr, sizeof hdr) < 0) {
+        _exit(PYPORT_EXIT_OK);
+    }
+    uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+    if (len < 1 || len > PYPORT_ATTACH_MAX_ARGS) {
+        fprintf(stderr, "pyport: a pre-opened context's first frame is not its options\n");
+        _exit(PYPORT_EXIT_USAGE);
+    }
+    char *buf = mem_alloc(len); // owned
+    if (read_all(0, buf, len) < 0) {
+        _exit(PYPORT_EXIT_OK);
+    }
+    if ((unsigned char)buf[0] != PYPORT_ATTACH_ARGS_TAG || buf[len - 1] != '\0') {
+        fprintf(stderr, "pyport: a pre-opened context's first frame is not its options\n");
+        _exit(PYPORT_EXIT_USAGE);
+    }
+    request_argv(buf + 1, len - 1, argc, argv);
+    mem_free(buf);
+}
+
+/* A child's command line from its request: in it, or (pre-opened attach) to
+   be read from stdin, waiting as a parked spare waits: dying with the template
+   (tmpl) until its options come. fds 0-2 are the request's already. */
+static void child_argv(const char *buf, size_t len, pid_t tmpl, int *argc, char ***argv)
+{
+    if (is_deferred(buf, len)) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != tmpl) {
+            _exit(PYPORT_EXIT_OK);
+        }
+        pid_t peer = len > sizeof TMPL_DEFERRED ? (pid_t)atoi(buf + sizeof TMPL_DEFERRED) : 0;
+        deferred_argv(peer, argc, argv);
+    } else {
+        request_argv(buf, len, argc, argv);
+    }
+    /* A context lives on when its template dies (as a direct fork does). */
+    prctl(PR_SET_PDEATHSIG, 0);
 }
 
 /* A request: its command line (at most TMPL_MAX_REQUEST bytes) and 3 fds.
@@ -513,10 +606,8 @@ static void park(int sp, pid_t tmpl, int *argc, char ***argv)
         _exit(PYPORT_EXIT_OK);
     }
     close(sp);
-    /* A context lives on when its template dies (as a direct fork does). */
-    prctl(PR_SET_PDEATHSIG, 0);
     take_fds(fds);
-    request_argv(buf, (size_t)n, argc, argv);
+    child_argv(buf, (size_t)n, tmpl, argc, argv);
     mem_free(buf);
 }
 
@@ -584,16 +675,26 @@ static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, 
         return 0;
     }
     int saved = 0;
+    int deferred = is_deferred(buf, (size_t)n);
+    if (deferred) {
+        /* Handed on with the attach program's pid, for the child to watch. */
+        n = (ssize_t)sizeof TMPL_DEFERRED;
+        n += snprintf(buf + n, 16, "%d", (int)g_conns[i].peer) + 1;
+    }
     pid_t pid = hand_to_spare(buf, (size_t)n, fds);
     if (pid == 0) {
         /* No spare parked: fork this request's context now. */
+        pid_t tmpl = getpid();
         PyOS_BeforeFork();
         pid = fork();
         if (pid == 0) {
             PyOS_AfterFork_Child();
             close_template_fds(ctl_in, ctl_out, lfd);
             take_fds(fds);
-            request_argv(buf, (size_t)n, argc, argv);
+            if (deferred) {
+                warm_up(); /* it waits for its options: as a spare would */
+            }
+            child_argv(buf, (size_t)n, tmpl, argc, argv);
             mem_free(buf);
             return 1;
         }
@@ -609,6 +710,9 @@ static int serve_request(size_t i, int ctl_in, int ctl_out, int lfd, int *argc, 
         drop_conn(i); /* the child's attach program is gone: its stdin is closed too */
     } else {
         g_conns[i].pid = pid;
+        if (deferred) {
+            tell(ctl_out, "attached", "%d %d", (int)pid, (int)g_conns[i].peer);
+        }
     }
     return 0;
 }

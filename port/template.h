@@ -18,13 +18,22 @@
  * child. A parked spare dies with the template (PR_SET_PDEATHSIG, and the
  * socketpair's EOF); a spare that became a context no longer needs it.
  *
+ * The attach program itself is opened ahead of demand too (py_template's
+ * parked port): its request is only "--args-on-stdin", and the child that
+ * gets its fds waits, still dying with the template, for the context's
+ * options as the first frame on its stdin (PYPORT_ATTACH_ARGS_TAG, then the
+ * options NUL-terminated), exiting if stdin closes or its attach program dies
+ * first. The template hands such a request on with the attach program's pid
+ * added ("--args-on-stdin\0<pid>\0") and tells Erlang which child got it.
+ *
  * Template protocol on its own stdin/stdout ({packet, 4} frames):
  *   Erlang → template: one frame, the preload code (UTF-8, may be empty);
  *                      then stdin closing means "exit" (children live on).
  *   template → Erlang: "warning <text>" (any number), then "ready <path>"
  *                      (the socket to connect to) or "error <text>" (it exits);
  *                      "spare <pid>" each time it forked a spare (the first
- *                      one before "ready").
+ *                      one before "ready"); "attached <pid> <attach pid>"
+ *                      when child <pid> got a pre-opened attach's fds.
  */
 #ifndef PYPORT_TEMPLATE_H
 #define PYPORT_TEMPLATE_H

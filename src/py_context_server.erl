@@ -689,8 +689,8 @@ stream_row_gone(_) -> ok.
 start_os_process(#s{template = undefined, opts = Opts, name = Name}) ->
     py_os_process:open(Name, Opts);
 start_os_process(#s{template = T, opts = Opts, name = Name}) ->
-    case py_template:socket(T) of
-        {ok, Path} -> py_os_process:open(Name, Opts#{template_socket => Path});
+    case py_template:take(T) of
+        {ok, Port} -> py_os_process:attach(Port, Name, Opts);
         {error, Reason} -> {error, Reason}
     end.
 

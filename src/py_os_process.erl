@@ -7,41 +7,64 @@
 -module(py_os_process).
 
 -include_lib("kernel/include/logger.hrl").
+-include("pyport_wire.hrl").
 
--export([open/2, open_template/2, backoff/3, rss_bytes/1, kill/1, report_crash/3]).
+-export([open/2, open_template/2, open_attach/2, attach/3, backoff/3, rss_bytes/1, kill/1, report_crash/3]).
 
 %% Lines of a crash dump quoted in the log (the whole dump stays in its file).
 -define(CRASH_LOG_LINES, 12).
 
 %% @doc Starts the pyport program for a context named `Name' with the options
 %% of py_context (max_frame, max_depth, max_nesting, python_path, python, env,
-%% cd, executable, crash_dir). With `template_socket => Path' in `Opts', starts
-%% `pyport-attach' instead (beside the executable), which has the warm template
-%% listening at `Path' fork the context (python_path, python, env and cd are
-%% then the template's). Returns the port and the file its crash dump would go
-%% to (see report_crash/3).
+%% cd, executable, crash_dir). Returns the port and the file its crash dump
+%% would go to (see report_crash/3).
 -spec open(binary(), map()) -> {ok, port(), file:filename()} | {error, term()}.
 open(Name, Opts) ->
+    {Args, Crash} = context_args(Name, Opts),
+    case open_exe(executable(Opts), Args ++ interpreter_args(Opts), Opts) of
+        {ok, Port} -> {ok, Port, Crash};
+        Error -> Error
+    end.
+
+%% @doc Opens a `pyport-attach' (beside the executable of `Opts') on the warm
+%% template listening at `Socket', ahead of demand: it hands its pipes to the
+%% template at once, and the child that gets them waits for its context's
+%% options, the first frame on the port (attach/3). The port is connected to
+%% the caller. (python_path, python, env and cd are the template's.)
+-spec open_attach(string(), map()) -> {ok, port()} | {error, term()}.
+open_attach(Socket, Opts) ->
+    Attach = filename:join(filename:dirname(executable(Opts)), "pyport-attach"),
+    open_exe(Attach, [Socket, "--args-on-stdin"], maps:without([env, cd], Opts)).
+
+%% @doc Makes the port of open_attach/2 the context named `Name' with the
+%% options of py_context (those of open/2 that are not the template's):
+%% sends them as its first frame. Returns the port and the file its crash
+%% dump would go to, as open/2 does.
+-spec attach(port(), binary(), map()) -> {ok, port(), file:filename()} | {error, term()}.
+attach(Port, Name, Opts) ->
+    {Args, Crash} = context_args(Name, Opts),
+    Frame = [?PYPORT_ATTACH_ARGS_TAG | [[unicode:characters_to_binary(A), 0] || A <- Args]],
+    case iolist_size(Frame) =< ?PYPORT_ATTACH_MAX_ARGS of
+        true ->
+            try erlang:port_command(Port, Frame) of
+                true -> {ok, Port, Crash}
+            catch
+                error:badarg -> {error, {cannot_start_port, attach, closed}}
+            end;
+        false ->
+            catch erlang:port_close(Port),
+            {error, {cannot_start_port, attach, options_too_long}}
+    end.
+
+%% The command line of a context's own options, and its crash file.
+context_args(Name, Opts) ->
     Crash = crash_file(Name, Opts),
     _ = filelib:ensure_dir(Crash),
-    Args = ["--name", binary_to_list(Name),
-            "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
-            "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
-            "--max-nesting", integer_to_list(maps:get(max_nesting, Opts)),
-            "--crash-file", Crash],
-    case maps:find(template_socket, Opts) of
-        {ok, Socket} ->
-            Attach = filename:join(filename:dirname(executable(Opts)), "pyport-attach"),
-            case open_exe(Attach, [Socket | Args], maps:without([env, cd], Opts)) of
-                {ok, Port} -> {ok, Port, Crash};
-                Error -> Error
-            end;
-        error ->
-            case open_exe(executable(Opts), Args ++ interpreter_args(Opts), Opts) of
-                {ok, Port} -> {ok, Port, Crash};
-                Error -> Error
-            end
-    end.
+    {["--name", binary_to_list(Name),
+      "--max-frame", integer_to_list(maps:get(max_frame, Opts)),
+      "--max-depth", integer_to_list(maps:get(max_depth, Opts)),
+      "--max-nesting", integer_to_list(maps:get(max_nesting, Opts)),
+      "--crash-file", Crash], Crash}.
 
 %% @doc Starts the warm template of a pool or context named `Name' (see
 %% py_template): pyport with `--template' and the options of open/2 that the

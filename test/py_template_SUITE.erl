@@ -23,7 +23,9 @@
          preload_output/0, preload_output/1,
          stop_leaves_no_process/0, stop_leaves_no_process/1,
          beam_kill9_leaves_no_process/0, beam_kill9_leaves_no_process/1,
-         spare_is_used/0, spare_is_used/1,
+         parked_port_is_used/0, parked_port_is_used/1,
+         parked_port_killed_is_replaced/0, parked_port_killed_is_replaced/1,
+         forks_get_their_own_options/0, forks_get_their_own_options/1,
          spare_dies_with_template/0, spare_dies_with_template/1,
          spare_killed_is_replaced/0, spare_killed_is_replaced/1,
          forks_reseed_random/0, forks_reseed_random/1]).
@@ -39,7 +41,8 @@ all() ->
      every_restart_forks_again,
      limits_restart_by_forking, timeout_and_output, template_death_is_survived,
      unsafe_preload_refused, preload_output, stop_leaves_no_process, beam_kill9_leaves_no_process,
-     spare_is_used, spare_dies_with_template, spare_killed_is_replaced, forks_reseed_random].
+     parked_port_is_used, parked_port_killed_is_replaced, forks_get_their_own_options,
+     spare_dies_with_template, spare_killed_is_replaced, forks_reseed_random].
 
 init_per_suite(Config) ->
     {ok, _} = application:ensure_all_started(pyport),
@@ -283,16 +286,18 @@ preload_output(_Config) ->
     ok = py_context:stop(Ctx).
 
 stop_leaves_no_process() ->
-    [{doc, "Stopping a context stops its fork, its pyport-attach and its own template."}].
+    [{doc, "Stopping a context stops its fork, its pyport-attach and its own template "
+      "with its spare and its parked port."}].
 stop_leaves_no_process(_Config) ->
     {ok, Ctx} = py_context:start_link(#{template => true}),
     #{os_pid := OsPid, template := T} = py_context:info(Ctx),
     #{os_pid := TPid, socket := Socket} = py_template:info(T),
-    Spare = next_spare(T, [OsPid]),
+    {PAttach, PFork} = next_parked(T, [OsPid]),
+    Spare = next_spare(T, [OsPid, PFork]),
     Attach = ppid_of_port(Ctx),
     ok = py_context:stop(Ctx),
     wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1,
-                                      [OsPid, TPid, Attach, Spare]) end,
+                                      [OsPid, TPid, Attach, Spare, PAttach, PFork]) end,
                ?GONE_DEADLINE_MS),
     ?assertNot(filelib:is_file(Socket)).
 
@@ -316,11 +321,16 @@ beam_kill9() ->
     %% The spare parked for the next start (none of the contexts).
     wait_until(fun() -> spare_parked(rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
                                      Forks) end, ?CALL_TIMEOUT),
-    #{spare := Spare} = rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
+    %% And the port parked for it, with the fork behind it.
+    wait_until(fun() -> parked(rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
+                               Forks) end, ?CALL_TIMEOUT),
+    #{spare := Spare, parked := #{attach := PAttach, python := PFork}} =
+        rpc:call(Node, py_template, info, [py_template:name(tpeer)]),
     Attach = [ppid_of(rpc:call(Node, erlang, port_info, [P, os_pid]))
               || C <- Ctxs, P <- [port_of(Node, C)]],
-    All = [TPid, Spare | Forks] ++ Attach,
-    ct:pal("peer ~p: template ~p spare ~p forks ~p attach ~p", [Node, TPid, Spare, Forks, Attach]),
+    All = [TPid, Spare, PAttach, PFork | Forks] ++ Attach,
+    ct:pal("peer ~p: template ~p spare ~p parked ~p/~p forks ~p attach ~p",
+           [Node, TPid, Spare, PAttach, PFork, Forks, Attach]),
     [?assert(os_pid_alive(P)) || P <- All],
     %% One fork busy in C with its interrupt signals blocked.
     _ = rpc:call(Node, erlang, spawn,
@@ -342,36 +352,102 @@ beam_kill9() ->
 %%% ===========================================================================
 %%% Helpers
 %%% ===========================================================================
-spare_is_used() ->
-    [{doc, "The template keeps a child forked ahead of demand (info `spare'): the next "
-      "context start, and a restart after kill -9, are that process (a child of the "
-      "template), and a new spare is forked after each."}].
-spare_is_used(_Config) ->
+parked_port_is_used() ->
+    [{doc, "The template keeps a pyport-attach opened ahead of demand (info `parked'), "
+      "whose pipes a warmed-up fork already holds: the next context start, and a restart "
+      "after kill -9, take that port (its attach is the context's port program, its fork "
+      "the context's os_pid, a child of the template), and a new one is parked after each."}].
+parked_port_is_used(_Config) ->
     Opts = #{template => true, preload => ?PRELOAD},
-    {ok, _} = py_context_router:start_pool(tspare, 1, Opts),
-    Tmpl = py_template:name(tspare),
+    {ok, [C0]} = py_context_router:start_pool(tpark, 1, Opts),
+    Tmpl = py_template:name(tpark),
     #{os_pid := TPid} = py_template:info(Tmpl),
-    S1 = next_spare(Tmpl, [os_pid(C0) || C0 <- py_context_router:contexts(tspare)]),
-    ?assertEqual(TPid, ppid(S1)),
-    {ok, C} = py_context:start_link(Opts#{pool => tspare, index => 100}),
-    ?assertEqual(S1, os_pid(C)),
-    ?assertEqual({ok, S1}, py_context:eval(C, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
+    {A1, P1} = next_parked(Tmpl, [os_pid(C0)]),
+    ?assertEqual(TPid, ppid(P1)),
+    ?assertEqual("pyport-attach", comm(A1)),
+    {ok, C} = py_context:start_link(Opts#{pool => tpark, index => 100}),
+    ?assertEqual(P1, os_pid(C)),
+    ?assertEqual(A1, ppid_of_port(C)),
+    ?assertEqual({ok, P1}, py_context:eval(C, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
     ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(C, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
-    S2 = next_spare(Tmpl, [S1]),
-    ?assertEqual(TPid, ppid(S2)),
+    {A2, P2} = next_parked(Tmpl, [P1]),
+    ?assertNotEqual(A1, A2),
+    ?assertEqual(TPid, ppid(P2)),
     Ref = py_context:monitor(C),
-    os:cmd("kill -9 " ++ integer_to_list(S1)),
+    os:cmd("kill -9 " ++ integer_to_list(P1)),
     receive {py_context, C, restarted, {signal, 'SIGKILL'}} -> ok
     after ?CALL_TIMEOUT -> ct:fail(no_restart)
     end,
-    ?assertEqual({ok, S2}, py_context:eval(C, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
-    S3 = next_spare(Tmpl, [S2]),
-    ?assertEqual(TPid, ppid(S3)),
+    ?assertEqual({ok, P2}, py_context:eval(C, <<"__import__('os').getpid()">>, #{}, ?CALL_TIMEOUT)),
+    ?assertEqual(A2, ppid_of_port(C)),
+    %% The attach of the killed fork exited the same way (SIGKILL), and is gone.
+    wait_until(fun() -> not os_pid_alive(A1) end, ?GONE_DEADLINE_MS),
+    {A3, P3} = next_parked(Tmpl, [P2]),
+    ?assertEqual(TPid, ppid(P3)),
     py_context:demonitor(C, Ref),
     ok = py_context:stop(C),
-    ok = py_context_router:stop_pool(tspare),
-    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [TPid, S3]) end,
+    ok = py_context_router:stop_pool(tpark),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [TPid, A3, P3]) end,
                ?GONE_DEADLINE_MS).
+
+parked_port_killed_is_replaced() ->
+    [{doc, "A parked pyport-attach killed from outside, and the fork parked behind "
+      "another: each time the port dies, the template's server opens another, and the "
+      "next start uses it."}].
+parked_port_killed_is_replaced(_Config) ->
+    Opts = #{template => true, preload => ?PRELOAD},
+    {ok, [C0]} = py_context_router:start_pool(tpkill, 1, Opts),
+    Tmpl = py_template:name(tpkill),
+    #{os_pid := TPid} = py_template:info(Tmpl),
+    {A1, P1} = next_parked(Tmpl, [os_pid(C0)]),
+    os:cmd("kill -9 " ++ integer_to_list(A1)),
+    %% The fork behind it sees its attach die (a pidfd), and exits.
+    wait_until(fun() -> not os_pid_alive(P1) end, ?GONE_DEADLINE_MS),
+    {A2, P2} = next_parked(Tmpl, [os_pid(C0), P1]),
+    ?assertNotEqual(A1, A2),
+    os:cmd("kill -9 " ++ integer_to_list(P2)),
+    %% Its attach exits as the fork did.
+    wait_until(fun() -> not os_pid_alive(A2) end, ?GONE_DEADLINE_MS),
+    {A3, P3} = next_parked(Tmpl, [os_pid(C0), P1, P2]),
+    ?assert(not lists:member(A3, [A1, A2])),
+    {ok, C} = py_context:start_link(Opts#{pool => tpkill, index => 100}),
+    ?assertEqual(P3, os_pid(C)),
+    ?assertEqual(A3, ppid_of_port(C)),
+    ?assertEqual(TPid, ppid(P3)),
+    ?assertEqual({ok, <<"{\"warm\": 1}">>}, py_context:eval(C, <<"WARM">>, #{}, ?CALL_TIMEOUT)),
+    ok = py_context:stop(C),
+    ok = py_context_router:stop_pool(tpkill),
+    wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, [TPid, A3, P3]) end,
+               ?GONE_DEADLINE_MS).
+
+forks_get_their_own_options() ->
+    [{doc, "Two contexts forked from one template, one after the other through parked "
+      "ports, each get their own options: a crash file of their own name open, and "
+      "their own max_frame (a 3 MB result is too large for the one with 1 MiB only)."}].
+forks_get_their_own_options(_Config) ->
+    Opts = #{template => true, preload => ?PRELOAD},
+    {ok, [C0]} = py_context_router:start_pool(topts, 1, Opts),
+    Tmpl = py_template:name(topts),
+    _ = next_parked(Tmpl, [os_pid(C0)]),
+    {ok, Small} = py_context:start_link(Opts#{pool => topts, index => 101,
+                                              max_frame => 1024 * 1024}),
+    _ = next_parked(Tmpl, [os_pid(Small)]),
+    {ok, Big} = py_context:start_link(Opts#{pool => topts, index => 102}),
+    [?assertEqual(maps:get(os_pid, py_template:info(Tmpl)), ppid(os_pid(X))) || X <- [Small, Big]],
+    Files = [crash_files(os_pid(X)) || X <- [Small, Big]],
+    ct:pal("crash files ~p", [Files]),
+    [[SmallFile], [BigFile]] = Files,
+    ?assertNotEqual(SmallFile, BigFile),
+    [?assertNotEqual(nomatch, string:find(F, safe_name(X)))
+     || {F, X} <- [{SmallFile, Small}, {BigFile, Big}]],
+    ?assertMatch({error, {too_large, _, _}},
+                 py_context:eval(Small, <<"b'x' * 3000000">>, #{}, ?CALL_TIMEOUT)),
+    ?assertEqual({ok, 3000000}, py_context:eval(Big, <<"len(b'x' * 3000000)">>, #{},
+                                                ?CALL_TIMEOUT)),
+    ?assertMatch({ok, <<_:3000000/binary>>}, py_context:eval(Big, <<"b'x' * 3000000">>, #{},
+                                                            ?CALL_TIMEOUT)),
+    [ok = py_context:stop(X) || X <- [Small, Big]],
+    ok = py_context_router:stop_pool(topts).
 
 spare_dies_with_template() ->
     [{doc, "kill -9 of the template kills its parked spare (not the contexts it forked); "
@@ -446,6 +522,34 @@ next_spare(T, Not) ->
 
 spare_parked(#{spare := S}, Not) ->
     is_integer(S) andalso not lists:member(S, Not) andalso os_pid_alive(S).
+
+%% The template's parked port, once its fork is known, both alive, and the
+%% fork none of the pids `Not': {attach os pid, fork os pid}.
+next_parked(T, Not) ->
+    wait_until(fun() -> parked(py_template:info(T), Not) end, ?CALL_TIMEOUT),
+    #{parked := #{attach := A, python := P}} = py_template:info(T),
+    {A, P}.
+
+parked(#{parked := #{attach := A, python := P}}, Not) when is_integer(P) ->
+    not lists:member(P, Not) andalso os_pid_alive(A) andalso os_pid_alive(P);
+parked(_, _) ->
+    false.
+
+%% The crash files an OS process holds open.
+crash_files(OsPid) ->
+    Dir = "/proc/" ++ integer_to_list(OsPid) ++ "/fd",
+    {ok, Fds} = file:list_dir(Dir),
+    [F || Fd <- Fds, {ok, F} <- [file:read_link(filename:join(Dir, Fd))],
+          lists:suffix(".crash", F)].
+
+%% A context's name as its crash file spells it.
+safe_name(Ctx) ->
+    #{name := Name} = py_context:info(Ctx),
+    [case (C >= $a andalso C =< $z) orelse (C >= $A andalso C =< $Z)
+              orelse (C >= $0 andalso C =< $9) orelse C =:= $. orelse C =:= $- of
+         true -> C;
+         false -> $_
+     end || C <- unicode:characters_to_list(Name)].
 
 %% The parent of an OS process (field 4 of /proc/PID/stat).
 ppid(OsPid) ->

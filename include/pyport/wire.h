@@ -33,6 +33,12 @@
 /* Deepest Python -> Erlang -> Python nesting before erlang.call raises. */
 #define PYPORT_DEFAULT_MAX_NESTING 200
 
+/* A pre-opened pyport-attach (docs/protocol.md, "Warm template"): the first
+   frame on its stdin is this byte, then the context's command-line options,
+   each followed by a NUL; the frame is at most PYPORT_ATTACH_MAX_ARGS bytes. */
+#define PYPORT_ATTACH_ARGS_TAG 1
+#define PYPORT_ATTACH_MAX_ARGS 65536
+
 /* Exit statuses of the port program (documented in docs/operations.md). */
 #define PYPORT_EXIT_OK 0       /* stdin closed, or asked to stop */
 #define PYPORT_EXIT_USAGE 64   /* bad command line */
