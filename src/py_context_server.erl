@@ -347,7 +347,7 @@ handle_info({'$py_internal_timeout', Id}, S) ->
             {noreply, S}
     end;
 handle_info('$py_flush', S = #s{h = H}) ->
-    ok = py_port_writer:flush(py_inflight:writer(H)),
+    ok = py_port_writer:flush(py_inflight:writer(H), S#s.port),
     {noreply, S};
 handle_info('$py_heartbeat', S) ->
     {noreply, schedule_heartbeat(heartbeat(S))};

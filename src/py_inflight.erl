@@ -170,18 +170,25 @@ admit(H = #h{max_frame = MaxFrame, max_queue = MaxQueue}, Size) ->
         true -> ok
     end.
 
-%% @doc Writes a frame to the live OS process, after the request frames queued
-%% for it (py_port_writer); `closed' if there is none (or it closed under the
-%% writer).
+%% @doc Writes a frame that answers or feeds work already running (a callback
+%% reply, credit) to the live OS process; `closed' if there is none (or it
+%% closed under the writer). Such a frame may pass request frames queued for a
+%% batch (py_port_writer): they are other processes' new requests.
 -spec write(handle(), iodata()) -> ok | closed.
-write(H = #h{writer = W}, Frame) ->
+write(H, Frame) ->
     case live_port(H) of
-        {Port, _} -> py_port_writer:write(W, Port, Frame);
-        none -> closed
+        {Port, _} ->
+            try erlang:port_command(Port, Frame) of
+                true -> ok
+            catch
+                error:badarg -> closed
+            end;
+        none ->
+            closed
     end.
 
-%% @doc The context's port writer (py_port_writer), through which every frame
-%% to its OS process goes.
+%% @doc The context's port writer (py_port_writer): the queue of request frames
+%% waiting for a batch.
 -spec writer(handle()) -> py_port_writer:writer().
 writer(#h{writer = W}) -> W.
 

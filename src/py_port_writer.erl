@@ -1,27 +1,30 @@
 %% @private
-%% @doc Writes frames to a context's port, combining the small requests of many
-%% callers into one write. Each write to a port is a system call that wakes the
-%% OS process; with many callers on one context those calls are most of what a
-%% call costs the node. Here one process at a time holds the writer's flag and
-%% writes; a caller that finds it held leaves its request frame in the writer's
-%% queue and goes on to wait for its answer, and the holder (or the next
-%% process to take the flag) writes the queued frames in one batch frame
-%% (`PYPORT_BATCH_TAG', docs/protocol.md), which the OS process reads as if
-%% they had come one by one. A process alone writes its frame as before, at the
-%% cost of one atomic exchange and one look at the empty queue.
+%% @doc Writes the request frames of many callers on one context to its port in
+%% one write. Each write to a port is a system call that wakes the OS process;
+%% with many callers on one context those calls are most of what a call costs.
+%% A caller whose context's OS process has other requests to answer first (so
+%% its own would not run any sooner for being written at once) leaves its frame
+%% in the context's queue and asks the context's server, once until it runs, to
+%% flush: the server writes everything queued in one batch frame
+%% (`PYPORT_BATCH_TAG', docs/protocol.md), which the OS process reads as if the
+%% frames had come one by one. A caller with nothing else in flight writes its
+%% own frame, as it always did.
 %%
-%% Order: frames leave in the order they were queued or written; every writer
-%% writes what is queued before its own frame, so a frame written later by the
-%% same process (a cancel, a callback reply, the next request) never overtakes
-%% one of its frames still queued. A queued frame is written to the port it was
-%% meant for; when that port has closed meanwhile, the frame's `on_closed'
-%% function runs (py_request answers the request as died).
+%% Only the server takes frames out of the queue, and it writes what is queued
+%% before each frame of its own (a cancel, a setup): so a cancel never
+%% overtakes its request, and a process's queued frames leave in the order it
+%% queued them. Nobody holds a lock: a caller killed at any point leaves at
+%% most a frame in the queue, which the next flush writes. A queued frame whose
+%% port has closed by the time it is written is answered like any request in
+%% flight in that OS process: by the server's death sweep when the port is the
+%% server's current one (its exit is still to be handled), else, the sweep
+%% being over, by its `on_closed' function (py_request answers it as died).
 %%
-%% The queue and flag belong to the context (py_inflight keeps them in its
-%% handle); the queue table is owned by the context's server and goes with it.
+%% The queue belongs to the context (py_inflight keeps the writer in its
+%% handle); its table is owned by the context's server and goes with it.
 -module(py_port_writer).
 
--export([new/2, write/3, submit/5, flush/1, busy/1]).
+-export([new/2, busy/1, submit/5, flush/2, write/3]).
 
 -export_type([writer/0]).
 
@@ -31,74 +34,25 @@
 -define(BATCH_FRAME_MAX, 16384).
 %% Most bytes in one batch frame (also kept under the context's max_frame).
 -define(BATCH_MAX, 65536).
+%% Queued frames taken out at a time.
+-define(TAKE, 256).
 
 -record(w, {q :: ets:tid(),
-            flag :: atomics:atomics_ref(),  % 1: held by a writer; 2: a flush is asked for
+            asked :: atomics:atomics_ref(),  % 1 while a flush is asked for
             max :: pos_integer(),
             ask :: fun(() -> term())}).
 
 -opaque writer() :: #w{}.
 
 %% @doc A writer for a context whose frames may be up to `MaxFrame' bytes; call
-%% it in the process that owns the context (the queue table is its).
-%% `AskFlush()' must have flush/1 called soon, in any process (the context's
-%% server does it).
+%% it in the context's server (the queue table is its). `AskFlush()' must have
+%% the server call flush/1 soon.
 -spec new(pos_integer(), fun(() -> term())) -> writer().
 new(MaxFrame, AskFlush) ->
     #w{q = ets:new(py_port_writer, [ordered_set, public, {write_concurrency, true}]),
-       flag = atomics:new(2, []),
+       asked = atomics:new(1, []),
        max = min(?BATCH_MAX, MaxFrame),
        ask = AskFlush}.
-
-%% @doc Writes `Frame' to `Port' after the frames queued before it, and waits
-%% for the write: `closed' when the port has closed.
--spec write(writer(), port(), iodata()) -> ok | closed.
-write(W, Port, Frame) ->
-    unless_gone(W, fun() -> hold(W), holding(W, Port, Frame) end).
-
-%% @doc Writes a request frame to `Port', or queues it behind the process
-%% writing now, which writes it with its own. With `Busy' (the OS process has
-%% other requests to answer first) the frame is queued even when nobody writes,
-%% and a flush is asked for (once until it runs): the frames of many callers
-%% then go in one write. `closed' when this call wrote it and the port had
-%% closed; a queued frame whose port has closed by the time it is written gets
-%% `OnClosed()' instead, in the process that found it so.
--spec submit(writer(), port(), iodata(), fun(() -> term()), boolean()) -> ok | closed.
-submit(W, Port, Frame, OnClosed, Busy) ->
-    unless_gone(W, fun() -> submit_(W, Port, Frame, OnClosed, Busy) end).
-
-submit_(#w{q = Q, flag = F, ask = Ask}, Port, Frame, OnClosed, true) ->
-    true = ets:insert(Q, {erlang:unique_integer([monotonic]), Port, Frame, OnClosed}),
-    _ = atomics:compare_exchange(F, 2, 0, 1) =:= ok andalso Ask(),
-    ok;
-submit_(W = #w{q = Q}, Port, Frame, OnClosed, false) ->
-    case take_flag(W) of
-        true ->
-            holding(W, Port, Frame);
-        false ->
-            true = ets:insert(Q, {erlang:unique_integer([monotonic]), Port, Frame, OnClosed}),
-            %% The holder may have looked at the queue and let go before this
-            %% insert: take over if the flag is free now.
-            case take_flag(W) of
-                true -> holding(W, none, none);
-                false -> ok
-            end
-    end.
-
-%% @doc Writes what is queued (the flush submit/5 asked for), unless a process
-%% writing now will.
--spec flush(writer()) -> ok.
-flush(W = #w{flag = F}) ->
-    atomics:put(F, 2, 0),
-    %% A process holding the flag writes the whole queue before it lets go, and
-    %% looks again after: nothing queued is left behind by not waiting for it.
-    _ = unless_gone(W, fun() ->
-                               case take_flag(W) of
-                                   true -> holding(W, none, none);
-                                   false -> ok
-                               end
-                       end),
-    ok.
 
 %% @doc Whether a new request frame should wait for a batch: the OS process
 %% has other requests in flight (`InFlight' counts this one too) to answer
@@ -107,119 +61,94 @@ flush(W = #w{flag = F}) ->
 busy(InFlight) ->
     InFlight > 1.
 
-%% The queue goes with the context's server: once it is gone, so is the OS
-%% process (its port is the server's), and a write is as if the port had
-%% closed. The frames still queued are answered by the in-flight table's heir.
-unless_gone(#w{q = Q}, Fun) ->
-    try
-        Fun()
-    catch
-        error:badarg:Stack ->
-            case ets:info(Q, id) of
-                undefined -> closed;
-                _ -> erlang:raise(error, badarg, Stack)
-            end
-    end.
-
-take_flag(#w{flag = F}) ->
-    atomics:compare_exchange(F, 1, 0, 1) =:= ok.
-
-%% The holder writes and lets go within one port_command, unless the port is
-%% busy: after some tries, wait a millisecond between them.
-hold(W) ->
-    hold(W, 0).
-
-hold(W, Tries) ->
-    case take_flag(W) of
+%% @doc Writes a request frame to `Port' (`Busy' false), or queues it for the
+%% server's next flush, asking for one unless one is asked for already.
+%% `closed' when it was written here and the port had closed (or the server is
+%% gone); a queued frame whose port has closed by the time the server writes
+%% it gets `OnClosed()' instead, in the server.
+-spec submit(writer(), port(), iodata(), fun(() -> term()), boolean()) -> ok | closed.
+submit(_, Port, Frame, _, false) ->
+    port_write(Port, Frame);
+submit(#w{q = Q, asked = A, ask = Ask}, Port, Frame, OnClosed, true) ->
+    try ets:insert(Q, {erlang:unique_integer([monotonic]), Port, Frame, OnClosed}) of
         true ->
-            ok;
-        false when Tries < 100 ->
-            erlang:yield(),
-            hold(W, Tries + 1);
-        false ->
-            receive after 1 -> hold(W, Tries) end
+            _ = atomics:compare_exchange(A, 1, 0, 1) =:= ok andalso Ask(),
+            ok
+    catch
+        error:badarg ->
+            %% The queue went with the server: so did the OS process, whose
+            %% port is the server's.
+            closed
     end.
 
-%% With the flag: writes what is queued, then Own (none: nothing of its own),
-%% lets go of the flag, and writes what was queued meanwhile. The result is
-%% that of Own's write.
-holding(W = #w{flag = F}, Port, Own) ->
-    Result = try
-                 flush(W, Port, Own)
-             after
-                 atomics:put(F, 1, 0)
-             end,
-    again(W),
-    Result.
+%% @doc Writes everything queued (in the server, when asked, and before each
+%% of its own writes); `Current' is the server's port now. A caller killed
+%% between asking and sending its request leaves the request standing; any
+%% flush clears it.
+-spec flush(writer(), port() | undefined) -> ok.
+flush(W = #w{asked = A}, Current) ->
+    atomics:put(A, 1, 0),
+    drain(W, Current).
 
-%% A frame queued after the last look, by a process that found the flag held,
-%% would wait for the next writer: look once more after letting go.
-again(W = #w{q = Q}) ->
-    case ets:first(Q) =/= '$end_of_table' andalso take_flag(W) of
-        true -> holding(W, none, none), ok;
-        false -> ok
-    end.
+%% @doc Writes `Frame' to `Port' (the server's current port) after everything
+%% queued: `closed' when the port has closed.
+-spec write(writer(), port(), iodata()) -> ok | closed.
+write(W, Port, Frame) ->
+    ok = flush(W, Port),
+    port_write(Port, Frame).
 
-%% Writes every queued frame, in order and in batches per port, then Own.
-flush(W = #w{q = Q}, Port, Own) ->
-    case ets:first(Q) of
+%% Takes the queued frames out in key order, a chunk at a time, and writes
+%% them; frames queued meanwhile (even with a smaller key) are found by the
+%% next round.
+drain(W = #w{q = Q}, Current) ->
+    case ets:select(Q, [{'_', [], ['$_']}], ?TAKE) of
         '$end_of_table' ->
-            own(W, Port, Own);
-        _ ->
-            {Batch, Rest} = drain(W),
-            write_batch(Batch),
-            case Rest of
-                [] -> flush(W, Port, Own);
-                _ -> write_batch(Rest), flush(W, Port, Own)
-            end
+            ok;
+        {Entries, _} ->
+            [ets:delete(Q, Key) || {Key, _, _, _} <- Entries],
+            write_groups(W, Entries, Current),
+            drain(W, Current)
     end.
 
-own(_, _, none) -> ok;
-own(_, Port, Frame) -> port_write(Port, Frame).
-
-%% Takes queued frames for one port, up to the batch size; a large frame ends
-%% the batch and is returned on its own.
-drain(W = #w{q = Q}) ->
-    Key = ets:first(Q),
-    [{_, Port, Frame, OnClosed}] = ets:take(Q, Key),
+%% Consecutive frames for one port, up to the batch size, go in one batch; a
+%% large frame goes alone.
+write_groups(_, [], _) ->
+    ok;
+write_groups(W, [{_, Port, Frame, OnClosed} | Rest], Current) ->
     Size = iolist_size(Frame),
     case Size > ?BATCH_FRAME_MAX of
-        true -> {[], [{Port, Frame, Size, OnClosed}]};
-        false -> drain(W, Port, [{Port, Frame, Size, OnClosed}], Size)
+        true ->
+            write_batch([{Port, Frame, Size, OnClosed}], Current),
+            write_groups(W, Rest, Current);
+        false ->
+            group(W, Port, Rest, [{Port, Frame, Size, OnClosed}], Size, Current)
     end.
 
-drain(W = #w{q = Q, max = Max}, Port, Acc, Bytes) ->
-    case ets:first(Q) of
-        '$end_of_table' ->
-            {lists:reverse(Acc), []};
-        Key ->
-            case ets:lookup(Q, Key) of
-                [{_, Port, Frame, _}] ->
-                    Size = iolist_size(Frame),
-                    case Size =< ?BATCH_FRAME_MAX andalso Bytes + Size + 5 =< Max of
-                        true ->
-                            [{_, _, _, OnClosed}] = ets:take(Q, Key),
-                            drain(W, Port, [{Port, Frame, Size, OnClosed} | Acc],
-                                  Bytes + Size + 4);
-                        false ->
-                            {lists:reverse(Acc), []}
-                    end;
-                _ ->
-                    %% Another port (or taken meanwhile: only the holder takes).
-                    {lists:reverse(Acc), []}
-            end
-    end.
+group(W = #w{max = Max}, Port, All = [{_, Port, Frame, OnClosed} | Rest], Acc, Bytes, Current) ->
+    Size = iolist_size(Frame),
+    case Size =< ?BATCH_FRAME_MAX andalso Bytes + Size + 5 =< Max of
+        true ->
+            group(W, Port, Rest, [{Port, Frame, Size, OnClosed} | Acc], Bytes + Size + 4,
+                  Current);
+        false ->
+            write_batch(lists:reverse(Acc), Current),
+            write_groups(W, All, Current)
+    end;
+group(W, _, Rest, Acc, _, Current) ->
+    write_batch(lists:reverse(Acc), Current),
+    write_groups(W, Rest, Current).
 
-write_batch([]) ->
-    ok;
-write_batch([{Port, Frame, _, OnClosed}]) ->
-    closed(port_write(Port, Frame), [OnClosed]);
-write_batch(Frames = [{Port, _, _, _} | _]) ->
+write_batch([{Port, Frame, _, OnClosed}], Current) ->
+    closed(port_write(Port, Frame), Port, Current, [OnClosed]);
+write_batch(Frames = [{Port, _, _, _} | _], Current) ->
     Batch = [?PYPORT_BATCH_TAG | [[<<Size:32>>, Frame] || {_, Frame, Size, _} <- Frames]],
-    closed(port_write(Port, Batch), [OnClosed || {_, _, _, OnClosed} <- Frames]).
+    closed(port_write(Port, Batch), Port, Current, [OnClosed || {_, _, _, OnClosed} <- Frames]).
 
-closed(ok, _) -> ok;
-closed(closed, Funs) -> lists:foreach(fun(F) -> F() end, Funs).
+%% A closed port that is still the server's: its exit, and the sweep that
+%% answers what was in flight, are still to come.
+closed(ok, _, _, _) -> ok;
+closed(closed, Current, Current, _) -> ok;
+closed(closed, _, _, Funs) -> lists:foreach(fun(F) -> F() end, Funs).
 
 port_write(Port, Frame) ->
     try erlang:port_command(Port, Frame) of

@@ -164,10 +164,10 @@ direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
             end
     end.
 
-%% For a frame another process wrote from the writer's queue: its port had
-%% closed by then, and the request never reached the OS process. Unless the
-%% death sweep took the entry (and answered it), it is answered here, as the
-%% death of the OS process it was written to.
+%% For a frame the context's server wrote from the writer's queue into a port
+%% that had closed and whose death sweep was over by then (py_port_writer): the
+%% request never reached an OS process. Unless the entry was taken meanwhile, it
+%% is answered here, as the death of the OS process it was written to.
 closed_under(H, Id) ->
     fun() ->
             case py_inflight:take(H, Id) of

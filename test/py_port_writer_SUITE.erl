@@ -14,6 +14,7 @@
          cancels_follow_their_requests_among_many_callers/0,
          cancels_follow_their_requests_among_many_callers/1,
          a_lone_caller_writes_its_own_frames/0, a_lone_caller_writes_its_own_frames/1,
+         killed_callers_never_wedge_the_writer/0, killed_callers_never_wedge_the_writer/1,
          queued_requests_of_a_killed_process_are_answered/0,
          queued_requests_of_a_killed_process_are_answered/1]).
 
@@ -24,7 +25,8 @@ suite() -> [{timetrap, {minutes, 5}}].
 
 all() ->
     [requests_of_many_callers_go_in_batches, cancels_follow_their_requests_among_many_callers,
-     a_lone_caller_writes_its_own_frames, queued_requests_of_a_killed_process_are_answered].
+     a_lone_caller_writes_its_own_frames, killed_callers_never_wedge_the_writer,
+     queued_requests_of_a_killed_process_are_answered].
 
 init_per_suite(Config) ->
     application:load(pyport),
@@ -77,15 +79,38 @@ cancels_follow_their_requests_among_many_callers(_Config) ->
 
 a_lone_caller_writes_its_own_frames() ->
     [{doc, "One caller making calls one after the other writes each frame itself: "
-      "no batch frame and no flush by the context."}].
+      "none waits for a batch."}].
 a_lone_caller_writes_its_own_frames(_Config) ->
     Ctx = start_ctx(#{}),
-    trace_writes(),
-    [{ok, I} = py:call(Ctx, operator, add, [I, 0]) || I <- lists:seq(1, 500)],
-    Batches = batch_sizes(),
-    Flushes = count_flushes(),
+    1 = erlang:trace_pattern({py_port_writer, submit, 5}, true, [local]),
+    Self = self(),
+    Caller = spawn_link(fun() ->
+                                receive go -> ok end,
+                                [{ok, I} = py:call(Ctx, operator, add, [I, 0]) || I <- lists:seq(1, 500)],
+                                Self ! {done, self()}
+                        end),
+    1 = erlang:trace(Caller, true, [call, {tracer, self()}]),
+    Caller ! go,
+    receive {done, Caller} -> ok end,
     untrace(),
-    ?assertEqual({[], 0}, {Batches, Flushes}),
+    Busy = submits(),
+    ?assertEqual(500, length(Busy)),
+    ?assertEqual([], [B || B <- Busy, B =/= false]),
+    stop_ctx(Ctx).
+
+killed_callers_never_wedge_the_writer() ->
+    [{doc, "64 callers keep calling while, for 2 s, one of them is killed every "
+      "millisecond or so (and replaced): afterwards the context answers at once, "
+      "and no caller left anything in the writer's queue unwritten."}].
+killed_callers_never_wedge_the_writer(_Config) ->
+    Ctx = start_ctx(#{}),
+    Spawn = fun() -> spawn(fun() -> busy(Ctx, atomics:new(1, [])) end) end,
+    Callers = [Spawn() || _ <- lists:seq(1, ?CALLERS)],
+    Deadline = erlang:monotonic_time(millisecond) + 2000,
+    Left = kill_round(Callers, Spawn, Deadline, 0),
+    [exit(P, kill) || P <- Left],
+    ?assertEqual({ok, 2}, py:call(Ctx, operator, add, [1, 1], #{timeout => 5000})),
+    ?assertMatch(#{queue_len := 0}, wait_idle(Ctx, 50)),
     stop_ctx(Ctx).
 
 queued_requests_of_a_killed_process_are_answered() ->
@@ -135,10 +160,9 @@ answer_ok({ok, 2}) -> true;
 answer_ok({error, {context_died, _}}) -> true;
 answer_ok(_) -> false.
 
-%% Call trace of the writer's batch writes and flushes, to this process.
+%% Call trace of the writer's batch writes, to this process.
 trace_writes() ->
-    1 = erlang:trace_pattern({py_port_writer, write_batch, 1}, true, [local]),
-    1 = erlang:trace_pattern({py_port_writer, flush, 1}, true, [local]),
+    1 = erlang:trace_pattern({py_port_writer, write_batch, 2}, true, [local]),
     _ = erlang:trace(all, true, [call, {tracer, self()}]),
     ok.
 
@@ -151,16 +175,41 @@ untrace() ->
 %% written from the queue are not batches).
 batch_sizes() ->
     receive
-        {trace, _, call, {py_port_writer, write_batch, [Frames]}} when length(Frames) > 1 ->
+        {trace, _, call, {py_port_writer, write_batch, [Frames, _]}} when length(Frames) > 1 ->
             [length(Frames) | batch_sizes()];
-        {trace, _, call, {py_port_writer, write_batch, [_]}} ->
+        {trace, _, call, {py_port_writer, write_batch, [_, _]}} ->
             batch_sizes()
     after 500 ->
             []
     end.
 
-count_flushes() ->
+%% The Busy argument of each submit/5 traced so far.
+submits() ->
     receive
-        {trace, _, call, {py_port_writer, flush, _}} -> 1 + count_flushes()
-    after 0 -> 0
+        {trace, _, call, {py_port_writer, submit, [_, _, _, _, Busy]}} -> [Busy | submits()]
+    after 0 -> []
+    end.
+
+%% Kills a random caller and starts another, about every millisecond, until
+%% Deadline; returns the callers alive then.
+kill_round(Callers, Spawn, Deadline, N) ->
+    case erlang:monotonic_time(millisecond) > Deadline of
+        true ->
+            ct:log("callers killed: ~p", [N]),
+            Callers;
+        false ->
+            Victim = lists:nth(rand:uniform(length(Callers)), Callers),
+            exit(Victim, kill),
+            timer:sleep(1),
+            kill_round([Spawn() | lists:delete(Victim, Callers)], Spawn, Deadline, N + 1)
+    end.
+
+%% The context's info once nothing is in flight (the killed callers' requests
+%% answered to nobody), or the last info after Tries polls.
+wait_idle(Ctx, Tries) ->
+    Info = py_context:info(Ctx),
+    case Info of
+        #{queue_len := 0} -> Info;
+        _ when Tries =:= 0 -> Info;
+        _ -> timer:sleep(100), wait_idle(Ctx, Tries - 1)
     end.
