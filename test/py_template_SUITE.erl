@@ -349,9 +349,6 @@ beam_kill9() ->
     wait_until(fun() -> not lists:any(fun pyport_test:os_pid_alive/1, All) end,
                ?GONE_DEADLINE_MS).
 
-%%% ===========================================================================
-%%% Helpers
-%%% ===========================================================================
 parked_port_is_used() ->
     [{doc, "The template keeps a pyport-attach opened ahead of demand (info `parked'), "
       "whose pipes a warmed-up fork already holds: the next context start, and a restart "
@@ -513,6 +510,9 @@ forks_reseed_random(_Config) ->
     ?assertEqual(3, length(lists:usort([N || {_, N} <- Draws]))),
     ok = py_context_router:stop_pool(trandom).
 
+%%% ===========================================================================
+%%% Helpers
+%%% ===========================================================================
 os_pid(Ctx) -> maps:get(os_pid, py_context:info(Ctx)).
 
 %% The template's parked spare, once it is alive and none of the pids `Not'.
