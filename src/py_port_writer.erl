@@ -46,7 +46,7 @@
 
 %% @doc A writer for a context whose frames may be up to `MaxFrame' bytes; call
 %% it in the context's server (the queue table is its). `AskFlush()' must have
-%% the server call flush/1 soon.
+%% the server call flush/2 soon.
 -spec new(pos_integer(), fun(() -> term())) -> writer().
 new(MaxFrame, AskFlush) ->
     #w{q = ets:new(py_port_writer, [ordered_set, public, {write_concurrency, true}]),
