@@ -618,9 +618,9 @@ accept(Id, Reply, EnvPid, GL, Frame, Deadline, Parent, S0) ->
 
 admit(Size, S = #s{h = H}) ->
     case py_inflight:admit(H, Size) of
-        ok ->
+        {ok, InFlight} ->
             {MaxQueue, _} = py_inflight:limits(H),
-            Len = py_inflight:count(H) + queue:len(S#s.queue),
+            Len = InFlight + queue:len(S#s.queue),
             case Len >= MaxQueue of
                 true -> {error, {overloaded, Len, MaxQueue}};
                 false -> ok

@@ -158,16 +158,18 @@ take_all_of(Tab) ->
     Ids = ets:select(Tab, [{{'$1', '_', '_', '_'}, [{is_integer, '$1'}], ['$1']}]),
     [{Id, Reply} || Id <- Ids, {_, Reply, _, _} <- ets:take(Tab, Id)].
 
-%% @doc Whether a request frame of `Size' bytes may be sent now.
+%% @doc Whether a request frame of `Size' bytes may be sent now, with the
+%% number of requests in flight before it.
 -spec admit(handle(), non_neg_integer()) ->
-    ok | {error, {too_large, non_neg_integer(), pos_integer()}
-                 | {overloaded, non_neg_integer(), pos_integer()}}.
+    {ok, non_neg_integer()}
+    | {error, {too_large, non_neg_integer(), pos_integer()}
+              | {overloaded, non_neg_integer(), pos_integer()}}.
 admit(H = #h{max_frame = MaxFrame, max_queue = MaxQueue}, Size) ->
     InFlight = count(H),
     if
         Size > MaxFrame -> {error, {too_large, Size, MaxFrame}};
         InFlight >= MaxQueue -> {error, {overloaded, InFlight, MaxQueue}};
-        true -> ok
+        true -> {ok, InFlight}
     end.
 
 %% @doc Writes a frame that answers or feeds work already running (a callback

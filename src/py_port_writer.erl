@@ -24,7 +24,7 @@
 %% handle); its table is owned by the context's server and goes with it.
 -module(py_port_writer).
 
--export([new/2, busy/1, submit/5, flush/2, write/3]).
+-export([new/2, busy/1, queue/4, flush/2, write/3]).
 
 -export_type([writer/0]).
 
@@ -55,30 +55,25 @@ new(MaxFrame, AskFlush) ->
        ask = AskFlush}.
 
 %% @doc Whether a new request frame should wait for a batch: the OS process
-%% has other requests in flight (`InFlight' counts this one too) to answer
-%% first, so the frame would not run any sooner for being written at once.
+%% has `Others' requests in flight to answer first, so the frame would not run
+%% any sooner for being written at once. (Else its caller writes it.)
 -spec busy(non_neg_integer()) -> boolean().
-busy(InFlight) ->
-    InFlight > 1.
+busy(Others) ->
+    Others > 0.
 
-%% @doc Writes a request frame to `Port' (`Busy' false), or queues it for the
-%% server's next flush, asking for one unless one is asked for already.
-%% `closed' when it was written here and the port had closed (or the server is
-%% gone); a queued frame whose port has closed by the time the server writes
-%% it gets `OnClosed()' instead, in the server.
--spec submit(writer(), port(), iodata(), fun(() -> term()), boolean()) -> ok | closed.
-submit(_, Port, Frame, _, false) ->
-    port_write(Port, Frame);
-submit(#w{q = Q, asked = A, ask = Ask}, Port, Frame, OnClosed, true) ->
+%% @doc Queues a request frame for `Port' until the server's next flush, and
+%% asks for one unless one is asked for already. `closed' when the server, and
+%% with it the OS process (its port is the server's), is gone. A queued frame
+%% whose port has closed by the time the server writes it gets `OnClosed()'
+%% instead, in the server, once that port's death sweep is over.
+-spec queue(writer(), port(), iodata(), fun(() -> term())) -> ok | closed.
+queue(#w{q = Q, asked = A, ask = Ask}, Port, Frame, OnClosed) ->
     try ets:insert(Q, {erlang:unique_integer([monotonic]), Port, Frame, OnClosed}) of
         true ->
             _ = atomics:compare_exchange(A, 1, 0, 1) =:= ok andalso Ask(),
             ok
     catch
-        error:badarg ->
-            %% The queue went with the server: so did the OS process, whose
-            %% port is the server's.
-            closed
+        error:badarg -> closed
     end.
 
 %% @doc Writes everything queued (in the server, when asked, and before each

@@ -127,10 +127,13 @@ submit(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
 
 admitted(Ctx, H, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     case py_inflight:admit(H, iolist_size(Frame)) of
-        ok ->
+        {ok, InFlight} ->
             case writable(H, Parent) of
-                none -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
-                Port -> direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent)
+                none ->
+                    enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
+                Port ->
+                    direct(Ctx, H, Port, py_port_writer:busy(InFlight), Id, Reply, EnvPid,
+                           Frame, Deadline, Parent)
             end;
         Error ->
             Error
@@ -146,12 +149,16 @@ writable(H, _) ->
         none -> none
     end.
 
-direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
+%% Busy: the OS process has other requests to answer first, and the frame
+%% waits for the next batch (py_port_writer); else it is written here.
+direct(Ctx, H, Port, Busy, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
     watched(Ctx, EnvPid),
     ok = py_inflight:add(H, Id, Reply, EnvPid, group_leader()),
-    W = py_inflight:writer(H),
-    Busy = py_port_writer:busy(py_inflight:count(H)),
-    case py_port_writer:submit(W, Port, Frame, closed_under(H, Id), Busy) of
+    Sent = case Busy of
+               true -> py_port_writer:queue(py_inflight:writer(H), Port, Frame, closed_under(H, Id));
+               false -> port_write(Port, Frame)
+           end,
+    case Sent of
         ok ->
             recorded(Ctx, H, Id);
         closed ->
@@ -162,6 +169,13 @@ direct(Ctx, H, Port, Id, Reply, EnvPid, Frame, Deadline, Parent) ->
                 {ok, _, _, _} -> enqueue(Ctx, Id, Reply, EnvPid, Frame, Deadline, Parent);
                 error -> direct
             end
+    end.
+
+port_write(Port, Frame) ->
+    try erlang:port_command(Port, Frame) of
+        true -> ok
+    catch
+        error:badarg -> closed
     end.
 
 %% For a frame the context's server wrote from the writer's queue into a port

@@ -82,7 +82,7 @@ a_lone_caller_writes_its_own_frames() ->
       "none waits for a batch."}].
 a_lone_caller_writes_its_own_frames(_Config) ->
     Ctx = start_ctx(#{}),
-    1 = erlang:trace_pattern({py_port_writer, submit, 5}, true, [local]),
+    1 = erlang:trace_pattern({py_port_writer, busy, 1}, [{'_', [], [{return_trace}]}], [local]),
     Self = self(),
     Caller = spawn_link(fun() ->
                                 receive go -> ok end,
@@ -183,10 +183,12 @@ batch_sizes() ->
             []
     end.
 
-%% The Busy argument of each submit/5 traced so far.
+%% What each traced py_port_writer:busy/1 returned (whether the request frame
+%% waited for a batch).
 submits() ->
     receive
-        {trace, _, call, {py_port_writer, submit, [_, _, _, _, Busy]}} -> [Busy | submits()]
+        {trace, _, call, {py_port_writer, busy, _}} -> submits();
+        {trace, _, return_from, {py_port_writer, busy, 1}, Busy} -> [Busy | submits()]
     after 0 -> []
     end.
 
